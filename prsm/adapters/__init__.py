@@ -1,0 +1,1 @@
+"""Adapters: the ports of the service layer implemented on real backends."""

@@ -1,0 +1,1 @@
+"""Event store and read views: SQLite (embedded default) and PostgreSQL (clusters)."""

@@ -1,0 +1,242 @@
+"""The embedded event store and read views on one SQLite file.
+
+Several processes may share the file (gateway replicas, actors): WAL journal, a busy timeout,
+and writers that take SQLite's write lock up front (``BEGIN IMMEDIATE``), so positions are
+assigned and committed one writer at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from prsm.adapters.store import migrations, rows
+from prsm.adapters.store.codec import encode
+from prsm.domain.errors import ConcurrencyError, StoreUnavailable
+from prsm.domain.events import RecordedEvent
+from prsm.service_layer.ports import StreamWrite
+from prsm.service_layer.views import TaskPage, TaskQuery, TaskView, project_tasks, task_id_of
+
+BUSY_TIMEOUT_MS = 60_000
+_CHUNK = 500  # ids per IN (...) list
+_VIEW = "task_view"
+
+
+def _dt(value: datetime) -> str:
+    return value.isoformat()
+
+
+async def _fetch(db: aiosqlite.Connection, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    return list(await db.execute_fetchall(sql, args))
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.row_factory = sqlite3.Row
+    await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    await conn.execute("PRAGMA journal_mode = WAL")
+    await conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+class SqliteStore:
+    """Implements ``EventStore`` and ``TaskViews``."""
+
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str | Path) -> SqliteStore:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = await _connect(path)
+        store = cls(writer, await _connect(path))
+        await store._migrate()
+        return store
+
+    async def close(self) -> None:
+        await self._reader.close()
+        await self._writer.close()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+            except BaseException:
+                await self._writer.execute("ROLLBACK")
+                raise
+            await self._writer.execute("COMMIT")
+
+    async def _migrate(self) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations"
+                " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            applied = {r[0] for r in await _fetch(db, "SELECT version FROM schema_migrations")}
+            for migration in migrations.load("sqlite"):
+                if migration.version in applied:
+                    continue
+                for statement in migration.statements():
+                    await db.execute(statement)
+                await db.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, datetime('now'))",
+                    (migration.version, migration.name),
+                )
+
+    async def applied_migrations(self) -> list[int]:
+        found = await _fetch(self._reader, "SELECT version FROM schema_migrations")
+        return sorted(r[0] for r in found)
+
+    async def ping(self) -> None:
+        try:
+            await _fetch(self._reader, "SELECT 1")
+        except (sqlite3.Error, ValueError) as exc:
+            raise StoreUnavailable(f"SQLite store unavailable: {exc}") from exc
+
+    # -- event store ---------------------------------------------------------------------
+
+    async def append(self, writes: Sequence[StreamWrite]) -> list[RecordedEvent]:
+        ids = [w.stream_id for w in writes]
+        if len(set(ids)) != len(ids):
+            raise ValueError("each stream may appear once per append")
+        async with self._transaction() as db:
+            versions = await self._versions(db, ids)
+            for w in writes:
+                actual = versions.get(w.stream_id, 0)
+                if w.expected_version is not None and w.expected_version != actual:
+                    raise ConcurrencyError(w.stream_id, w.expected_version, actual)
+            cursor = await db.execute("SELECT coalesce(max(position), 0) FROM events")
+            head = (await cursor.fetchone() or (0,))[0]
+            out: list[RecordedEvent] = []
+            event_rows: list[tuple[Any, ...]] = []
+            for w in writes:
+                version = versions.get(w.stream_id, 0)
+                for new in w.events:
+                    head += 1
+                    version += 1
+                    event_id, name, data, meta = encode(new)
+                    event_rows.append((head, event_id, w.stream_id, version, name, data, meta))
+                    out.append(RecordedEvent(w.stream_id, version, head, new.event, new.metadata))
+                versions[w.stream_id] = version
+            await db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", event_rows)
+            await db.executemany(
+                "INSERT INTO streams VALUES (?, ?)"
+                " ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
+                [(w.stream_id, versions[w.stream_id]) for w in writes],
+            )
+        return out
+
+    @staticmethod
+    async def _versions(db: aiosqlite.Connection, ids: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT stream_id, version FROM streams WHERE stream_id IN ({marks})"
+            found.update({r[0]: r[1] for r in await _fetch(db, sql, chunk)})
+        return found
+
+    async def read_stream(self, stream_id: str) -> list[RecordedEvent]:
+        found = await _fetch(
+            self._reader,
+            f"SELECT {rows.EVENT_COLUMNS} FROM events WHERE stream_id = ? ORDER BY version",
+            (stream_id,),
+        )
+        return [rows.recorded(r) for r in found]
+
+    async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        return await self._read_all(self._reader, after, limit)
+
+    @staticmethod
+    async def _read_all(db: aiosqlite.Connection, after: int, limit: int) -> list[RecordedEvent]:
+        found = await _fetch(
+            db,
+            f"SELECT {rows.EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
+            (after, limit),
+        )
+        return [rows.recorded(r) for r in found]
+
+    # -- task views ----------------------------------------------------------------------
+
+    async def catch_up(self, batch: int = 2000) -> int:
+        applied = 0
+        while True:
+            pending = await _fetch(
+                self._reader,
+                "SELECT (SELECT coalesce(max(position), 0) FROM events)"
+                " > (SELECT position FROM projections WHERE name = ?)",
+                (_VIEW,),
+            )
+            if not pending or not pending[0][0]:
+                return applied
+            async with self._transaction() as db:
+                found = await _fetch(
+                    db, "SELECT position FROM projections WHERE name = ?", (_VIEW,)
+                )
+                events = await self._read_all(db, found[0][0], batch)
+                if not events:
+                    continue
+                ids = list({tid for e in events if (tid := task_id_of(e.event)) is not None})
+                current = await self._views(db, ids)
+                changed = project_tasks(current, events)
+                marks = ",".join("?" * len(rows.TASK_VIEW_COLUMNS))
+                await db.executemany(
+                    f"INSERT OR REPLACE INTO task_view VALUES ({marks})",
+                    [rows.task_view_values(current[t], _dt) for t in changed],
+                )
+                await db.execute(
+                    "UPDATE projections SET position = ? WHERE name = ?",
+                    (events[-1].position, _VIEW),
+                )
+                applied += len(events)
+
+    async def view_position(self) -> int:
+        found = await _fetch(
+            self._reader, "SELECT position FROM projections WHERE name = ?", (_VIEW,)
+        )
+        return int(found[0][0])
+
+    @staticmethod
+    async def _views(db: aiosqlite.Connection, ids: list[str]) -> dict[str, TaskView]:
+        found: dict[str, TaskView] = {}
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT * FROM task_view WHERE task_id IN ({marks})"
+            for r in await _fetch(db, sql, chunk):
+                found[r["task_id"]] = rows.task_view(r, datetime.fromisoformat)
+        return found
+
+    async def get(self, task_id: str) -> TaskView | None:
+        found = await _fetch(self._reader, "SELECT * FROM task_view WHERE task_id = ?", (task_id,))
+        return rows.task_view(found[0], datetime.fromisoformat) if found else None
+
+    async def list(self, query: TaskQuery) -> TaskPage:
+        sql = "SELECT * FROM task_view WHERE tenant_id = ? AND user_id = ?"
+        args: list[Any] = [query.tenant_id, query.user_id]
+        if query.status is not None:
+            sql += " AND status = ?"
+            args.append(query.status.value)
+        if query.before_seq is not None:
+            sql += " AND seq < ?"
+            args.append(query.before_seq)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        args.append(query.limit + 1)
+        found = [
+            rows.task_view(r, datetime.fromisoformat) for r in await _fetch(self._reader, sql, args)
+        ]
+        more = len(found) > query.limit
+        found = found[: query.limit]
+        return TaskPage(found, found[-1].seq if more else None)

@@ -1,0 +1,1 @@
+"""Pure rules and data. Imports nothing else of PRSM and no framework."""

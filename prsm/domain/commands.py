@@ -1,0 +1,43 @@
+"""Commands: imperative requests to change state, plain frozen dataclasses."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from prsm.domain.identity import Principal
+from prsm.domain.tasks import CoordinationStrategy, ResourceRequest
+
+
+@dataclass(frozen=True, kw_only=True)
+class Command:
+    correlation_id: str
+    command_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskSpec:
+    task_type: str
+    params: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    resources: ResourceRequest = field(default_factory=ResourceRequest)
+    dependencies: tuple[str, ...] = ()
+    strategy: CoordinationStrategy = CoordinationStrategy.PARALLEL
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubmitTasks(Command):
+    """Submit one or more tasks in one atomic append. Tasks with an idempotency key that was
+    already used by the same user are returned as they are, not submitted again."""
+
+    principal: Principal
+    specs: tuple[TaskSpec, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CancelTask(Command):
+    principal: Principal
+    task_id: str
+    reason: str = "cancelled by user"

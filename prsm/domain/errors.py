@@ -1,0 +1,75 @@
+"""PRSM's error hierarchy.
+
+Every error carries a stable ``code`` that clients can match on; the gateway maps codes to
+HTTP statuses in one table (``prsm.serve.errors``).
+
+    PrsmError
+    ├── InvalidRequest            bad input the caller can fix              (code invalid_request)
+    ├── NotFound                  no such resource, or not visible to you   (not_found)
+    ├── Conflict                  the resource's state forbids the request  (conflict)
+    │   ├── IllegalTransition     a task status change the machine refuses  (illegal_transition)
+    │   ├── IdempotencyConflict   a key reused with a different request     (idempotency_conflict)
+    │   └── ConcurrencyError      a stream moved past the expected version  (concurrency_conflict)
+    ├── AuthenticationError       no or invalid credentials                 (unauthenticated)
+    ├── PermissionDenied          authenticated, but not allowed            (forbidden)
+    └── StoreUnavailable          the event store cannot be reached         (store_unavailable)
+
+Errors raised from a foreign exception keep it as ``__cause__`` (``raise X(...) from exc``).
+"""
+
+from __future__ import annotations
+
+
+class PrsmError(Exception):
+    code = "prsm_error"
+    recoverable = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(PrsmError):
+    code = "invalid_request"
+
+
+class NotFound(PrsmError):
+    code = "not_found"
+
+
+class Conflict(PrsmError):
+    code = "conflict"
+
+
+class IllegalTransition(Conflict):
+    code = "illegal_transition"
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_conflict"
+
+
+class ConcurrencyError(Conflict):
+    """Raised by the event store when ``expected_version`` is stale; nothing was written."""
+
+    code = "concurrency_conflict"
+    recoverable = True
+
+    def __init__(self, stream_id: str, expected: int, actual: int) -> None:
+        super().__init__(f"stream {stream_id!r} is at version {actual}, expected {expected}")
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+
+
+class AuthenticationError(PrsmError):
+    code = "unauthenticated"
+
+
+class PermissionDenied(PrsmError):
+    code = "forbidden"
+
+
+class StoreUnavailable(PrsmError):
+    code = "store_unavailable"
+    recoverable = True

@@ -1,0 +1,143 @@
+"""Events: past-tense facts, plain frozen dataclasses.
+
+An event's payload is the dataclass; what the platform knows about it (id, correlation,
+causation, source, time, schema version) is its ``EventMetadata``. The aggregate id and version
+and the global position are given by the event store when it records the event
+(``RecordedEvent``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    schema_version: ClassVar[int] = 1
+
+    @classmethod
+    def type_name(cls) -> str:
+        return cls.__name__
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventMetadata:
+    occurred_at: datetime
+    source: str
+    correlation_id: str
+    causation_id: str | None = None
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    schema_version: int = 1
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event with its metadata, about to be appended."""
+
+    event: Event
+    metadata: EventMetadata
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    """An event as stored: ``version`` counts from 1 within its stream, ``position`` from 1
+    across the whole log, gap-free and in commit order."""
+
+    stream_id: str
+    version: int
+    position: int
+    event: Event
+    metadata: EventMetadata
+
+
+# --- tasks -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskSubmitted(Event):
+    task_id: str
+    task_type: str
+    params: dict[str, Any]
+    priority: int
+    user_id: str
+    tenant_id: str
+    cpu: float
+    gpu: float
+    memory_mb: int
+    dependencies: tuple[str, ...]
+    strategy: str
+    submitted_at: datetime
+    request_hash: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskQueued(Event):
+    task_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskScheduled(Event):
+    task_id: str
+    at: datetime
+    placement: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskStarted(Event):
+    task_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskProgressed(Event):
+    task_id: str
+    at: datetime
+    progress: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskRequeued(Event):
+    task_id: str
+    at: datetime
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskSucceeded(Event):
+    task_id: str
+    at: datetime
+    result_ref: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskFailed(Event):
+    task_id: str
+    at: datetime
+    error: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskCancelled(Event):
+    task_id: str
+    at: datetime
+    reason: str
+    cancelled_by: str
+
+
+TASK_EVENTS: tuple[type[Event], ...] = (
+    TaskSubmitted,
+    TaskQueued,
+    TaskScheduled,
+    TaskStarted,
+    TaskProgressed,
+    TaskRequeued,
+    TaskSucceeded,
+    TaskFailed,
+    TaskCancelled,
+)
+
+EVENT_TYPES: dict[str, type[Event]] = {cls.type_name(): cls for cls in TASK_EVENTS}

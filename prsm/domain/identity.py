@@ -1,0 +1,23 @@
+"""Who is asking: the principal every request and command acts for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: str
+    tenant_id: str
+    roles: frozenset[str] = frozenset()
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+
+def can_see_task(principal: Principal, tenant_id: str, user_id: str) -> bool:
+    """A task is visible to its owner and to the admins of its tenant, to nobody else."""
+    if principal.tenant_id != tenant_id:
+        return False
+    return principal.is_admin or principal.user_id == user_id

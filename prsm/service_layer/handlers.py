@@ -1,0 +1,148 @@
+"""Command handlers: module functions ``(command, context)``, registered in ``HANDLERS``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prsm.domain import commands as cmds
+from prsm.domain import events as ev
+from prsm.domain.errors import ConcurrencyError, IdempotencyConflict, InvalidRequest, NotFound
+from prsm.domain.identity import Principal, can_see_task
+from prsm.domain.tasks import Task, request_hash
+from prsm.service_layer.ports import Clock, EventStore, StreamWrite
+
+_IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c1e7a-3f0e-4c43-9d8e-5b2d7c1a9e10")
+MAX_CONFLICT_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class Context:
+    store: EventStore
+    clock: Clock
+    source: str
+
+
+@dataclass(frozen=True)
+class Submission:
+    task: Task
+    created: bool  # False: an idempotent replay of an earlier submission
+
+
+def task_stream(task_id: str) -> str:
+    return f"task-{task_id}"
+
+
+def parse_task_id(raw: str) -> str:
+    """Task ids are UUIDs; anything else names no task."""
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise NotFound(f"task {raw!r} not found") from None
+
+
+def task_id_for(principal: Principal, idempotency_key: str | None) -> str:
+    if idempotency_key is None:
+        return str(uuid.uuid4())
+    name = f"{principal.tenant_id}\x00{principal.user_id}\x00{idempotency_key}"
+    return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, name))
+
+
+def _metadata(cmd: cmds.Command, ctx: Context) -> ev.EventMetadata:
+    return ev.EventMetadata(
+        occurred_at=ctx.clock(),
+        source=ctx.source,
+        correlation_id=cmd.correlation_id,
+        causation_id=cmd.command_id,
+    )
+
+
+def _write(task: Task, cmd: cmds.Command, ctx: Context) -> StreamWrite:
+    return StreamWrite(
+        stream_id=task_stream(task.task_id),
+        expected_version=task.version,
+        events=[ev.NewEvent(e, _metadata(cmd, ctx)) for e in task.changes],
+    )
+
+
+def _new_task(spec: cmds.TaskSpec, principal: Principal, ctx: Context) -> Task:
+    payload = {
+        "task_type": spec.task_type,
+        "params": spec.params,
+        "priority": spec.priority,
+        "resources": [spec.resources.cpu, spec.resources.gpu, spec.resources.memory_mb],
+        "dependencies": list(spec.dependencies),
+        "strategy": spec.strategy.value,
+    }
+    return Task.submit(
+        ev.TaskSubmitted(
+            task_id=task_id_for(principal, spec.idempotency_key),
+            task_type=spec.task_type,
+            params=spec.params,
+            priority=spec.priority,
+            user_id=principal.user_id,
+            tenant_id=principal.tenant_id,
+            cpu=spec.resources.cpu,
+            gpu=spec.resources.gpu,
+            memory_mb=spec.resources.memory_mb,
+            dependencies=spec.dependencies,
+            strategy=spec.strategy.value,
+            submitted_at=ctx.clock(),
+            request_hash=request_hash(payload),
+        )
+    )
+
+
+async def load_task(store: EventStore, task_id: str) -> Task:
+    records = await store.read_stream(task_stream(task_id))
+    if not records:
+        raise NotFound(f"task {task_id} not found")
+    return Task.from_events([r.event for r in records], version=records[-1].version)
+
+
+async def submit_tasks(cmd: cmds.SubmitTasks, ctx: Context) -> list[Submission]:
+    tasks = [_new_task(spec, cmd.principal, ctx) for spec in cmd.specs]
+    keys = [s.idempotency_key for s in cmd.specs if s.idempotency_key is not None]
+    if len(keys) != len(set(keys)):
+        raise InvalidRequest("idempotency keys must be unique within one batch")
+    pending = {t.task_id: t for t in tasks}
+    replayed: dict[str, Task] = {}
+    while pending:
+        try:
+            await ctx.store.append([_write(t, cmd, ctx) for t in pending.values()])
+            break
+        except ConcurrencyError as exc:
+            # Only a stream named by an idempotency key can exist already: a replay.
+            existing = await load_task(ctx.store, exc.stream_id.removeprefix("task-"))
+            mine = pending.pop(existing.task_id)
+            if existing.request_hash != mine.request_hash:
+                raise IdempotencyConflict(
+                    "this Idempotency-Key was already used for a different request"
+                ) from exc
+            replayed[existing.task_id] = existing
+    return [Submission(replayed.get(t.task_id, t), t.task_id not in replayed) for t in tasks]
+
+
+async def cancel_task(cmd: cmds.CancelTask, ctx: Context) -> Task:
+    task_id = parse_task_id(cmd.task_id)
+    for _ in range(MAX_CONFLICT_RETRIES):
+        task = await load_task(ctx.store, task_id)
+        if not can_see_task(cmd.principal, task.tenant_id, task.user_id):
+            raise NotFound(f"task {task_id} not found")
+        task.cancel(ctx.clock(), cmd.reason, cancelled_by=cmd.principal.user_id)
+        try:
+            await ctx.store.append([_write(task, cmd, ctx)])
+            return task
+        except ConcurrencyError:
+            continue  # the task moved on meanwhile: decide again on its new state
+    raise ConcurrencyError(task_stream(task_id), expected=-1, actual=-1)
+
+
+Handler = Callable[[Any, Context], Awaitable[Any]]
+
+HANDLERS: dict[type[cmds.Command], Handler] = {
+    cmds.SubmitTasks: submit_tasks,
+    cmds.CancelTask: cancel_task,
+}

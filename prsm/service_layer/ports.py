@@ -1,0 +1,55 @@
+"""Ports: what the service layer needs from the outside, as Protocols."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from prsm.domain.events import NewEvent, RecordedEvent
+from prsm.service_layer.views import TaskPage, TaskQuery, TaskView
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class StreamWrite:
+    """Events to append to one stream. ``expected_version`` is the number of events the
+    writer believes the stream holds (0: the stream must not exist); ``None`` skips the
+    check."""
+
+    stream_id: str
+    expected_version: int | None
+    events: Sequence[NewEvent]
+
+
+class EventStore(Protocol):
+    async def append(self, writes: Sequence[StreamWrite]) -> list[RecordedEvent]:
+        """Append all writes in one transaction, or none of them.
+
+        Raises ``ConcurrencyError`` naming the first stream whose version moved on."""
+        ...
+
+    async def read_stream(self, stream_id: str) -> list[RecordedEvent]: ...
+
+    async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        """Events with a global position above ``after``, in position order."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` if the store cannot answer."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class TaskViews(Protocol):
+    async def catch_up(self) -> int:
+        """Apply every event recorded since the view's stored position, each exactly once;
+        return how many were applied."""
+        ...
+
+    async def get(self, task_id: str) -> TaskView | None: ...
+
+    async def list(self, query: TaskQuery) -> TaskPage: ...

@@ -1,0 +1,39 @@
+"""Read-side queries over the views, with the visibility rule applied."""
+
+from __future__ import annotations
+
+from prsm.domain.errors import InvalidRequest, NotFound
+from prsm.domain.identity import Principal, can_see_task
+from prsm.domain.tasks import TaskStatus
+from prsm.service_layer.handlers import parse_task_id
+from prsm.service_layer.ports import TaskViews
+from prsm.service_layer.views import TaskPage, TaskQuery, TaskView
+
+MAX_PAGE = 500
+
+
+async def get_task(views: TaskViews, principal: Principal, task_id: str) -> TaskView:
+    row = await views.get(parse_task_id(task_id))
+    if row is None or not can_see_task(principal, row.tenant_id, row.user_id):
+        raise NotFound(f"task {task_id} not found")
+    return row
+
+
+async def list_tasks(
+    views: TaskViews,
+    principal: Principal,
+    status: TaskStatus | None = None,
+    limit: int = 50,
+    cursor: int | None = None,
+) -> TaskPage:
+    """The caller's own tasks, newest first."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest(f"limit must be within 1..{MAX_PAGE}, got {limit}")
+    query = TaskQuery(
+        tenant_id=principal.tenant_id,
+        user_id=principal.user_id,
+        status=status,
+        limit=limit,
+        before_seq=cursor,
+    )
+    return await views.list(query)

@@ -1,0 +1,66 @@
+"""PostgreSQL connections dropped mid-run: appends retry; nothing is lost or duplicated."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from prsm.adapters.store.postgres import PostgresStore
+from prsm.service_layer.ports import StreamWrite
+from tests.conftest import drop_schema, require_postgres
+from tests.support import POSTGRES_DSN, queued
+
+
+@pytest.fixture
+async def victim() -> AsyncIterator[tuple[PostgresStore, str]]:
+    await require_postgres()
+    schema = f"prsm_test_{uuid.uuid4().hex[:12]}"
+    app_name = f"prsm-victim-{uuid.uuid4().hex[:8]}"
+    store = await PostgresStore.open(
+        POSTGRES_DSN, schema=schema, pool_size=4, application_name=app_name
+    )
+    yield store, app_name
+    await store.close()
+    await drop_schema(schema)
+
+
+async def test_dropped_connections_lose_and_duplicate_nothing(
+    victim: tuple[PostgresStore, str],
+) -> None:
+    store, app_name = victim
+    killer = await asyncpg.connect(POSTGRES_DSN)
+    kills = 0
+    done = asyncio.Event()
+
+    async def kill_connections() -> None:
+        nonlocal kills
+        while not done.is_set():
+            kills += await killer.fetchval(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = $1) AS t",
+                app_name,
+            )
+            await asyncio.sleep(0.1)
+
+    async def writer(w: int) -> None:
+        for i in range(75):
+            await store.append([StreamWrite(f"w{w}-{i}", 0, [queued(f"{w}-{i}")])])
+
+    chaos = asyncio.create_task(kill_connections())
+    try:
+        await asyncio.gather(*(writer(w) for w in range(4)))
+    finally:
+        done.set()
+        await chaos
+        await killer.close()
+
+    assert kills > 0, "the test must actually drop connections"
+    everything = await store.read_all(limit=1000)
+    assert [r.position for r in everything] == list(range(1, 301))
+    assert sorted(r.event.task_id for r in everything) == sorted(
+        f"{w}-{i}" for w in range(4) for i in range(75)
+    )

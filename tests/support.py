@@ -1,0 +1,62 @@
+"""Helpers shared by the test suites: stores on a fresh SQLite file or PostgreSQL schema,
+and events to append."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prsm.adapters.store.postgres import PostgresStore
+from prsm.adapters.store.sqlite import SqliteStore
+from prsm.domain import events as ev
+
+POSTGRES_DSN = os.environ.get("PRSM_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """Where a test store lives; picklable, so other processes can open the same store."""
+
+    kind: str  # "sqlite" | "postgres"
+    location: str  # file path, or PostgreSQL schema
+
+    async def open(self) -> Any:
+        if self.kind == "sqlite":
+            return await SqliteStore.open(Path(self.location))
+        return await PostgresStore.open(POSTGRES_DSN, schema=self.location, retry_seconds=30)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def meta(correlation_id: str = "test") -> ev.EventMetadata:
+    return ev.EventMetadata(occurred_at=now(), source="tests", correlation_id=correlation_id)
+
+
+def queued(task_id: str = "t") -> ev.NewEvent:
+    return ev.NewEvent(ev.TaskQueued(task_id=task_id, at=now()), meta())
+
+
+def submitted(task_id: str | None = None, user: str = "u1", tenant: str = "t1") -> ev.NewEvent:
+    task_id = task_id or str(uuid.uuid4())
+    event = ev.TaskSubmitted(
+        task_id=task_id,
+        task_type="demo",
+        params={"n": 1},
+        priority=0,
+        user_id=user,
+        tenant_id=tenant,
+        cpu=1.0,
+        gpu=0.0,
+        memory_mb=0,
+        dependencies=(),
+        strategy="PARALLEL",
+        submitted_at=now(),
+        request_hash="h",
+    )
+    return ev.NewEvent(event, meta())
