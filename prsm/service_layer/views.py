@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from prsm.domain import events as ev
-from prsm.domain.tasks import STATUS_AFTER, TaskStatus
+from prsm.domain.tasks import STATUS_AFTER, ResourceRequest, TaskStatus
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,7 @@ class TaskView:
     strategy: str
     params: dict[str, Any]
     dependencies: tuple[str, ...]
-    cpu: float
-    gpu: float
-    memory_mb: int
+    resources: ResourceRequest
     submitted_at: datetime
     updated_at: datetime
     result_ref: str | None = None
@@ -69,9 +67,7 @@ def project_task(row: TaskView | None, recorded: ev.RecordedEvent) -> TaskView |
             strategy=event.strategy,
             params=event.params,
             dependencies=event.dependencies,
-            cpu=event.cpu,
-            gpu=event.gpu,
-            memory_mb=event.memory_mb,
+            resources=ResourceRequest(cpu=event.cpu, gpu=event.gpu, memory_mb=event.memory_mb),
             submitted_at=event.submitted_at,
             updated_at=event.submitted_at,
         )

@@ -139,7 +139,9 @@ async def test_views_follow_the_log_exactly_once_across_restarts(
         await reopened.close()
 
 
-async def test_concurrent_catch_up_applies_each_event_once(store_spec: StoreSpec, store: Any) -> None:
+async def test_concurrent_catch_up_applies_each_event_once(
+    store_spec: StoreSpec, store: Any
+) -> None:
     for _ in range(40):
         new = submitted(user="bob")
         await store.append(
@@ -166,7 +168,9 @@ async def test_user_tasks_view_filters_and_pages_newest_first(store: Any) -> Non
         ids.append(tid)
         events = [new, queued(tid)] if i % 2 == 0 else [new]
         await store.append([StreamWrite(f"task-{tid}", 0, events)])
-    await store.append([StreamWrite(f"task-{submitted().event.task_id}", 0, [submitted(user="dan")])])
+    await store.append(
+        [StreamWrite(f"task-{submitted().event.task_id}", 0, [submitted(user="dan")])]
+    )
     await store.catch_up()
 
     first = await store.list(TaskQuery(tenant_id="t1", user_id="carol", limit=3))

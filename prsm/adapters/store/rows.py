@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from prsm.adapters.store.codec import decode_event, decode_metadata
 from prsm.domain.events import RecordedEvent
-from prsm.domain.tasks import TaskStatus
+from prsm.domain.tasks import ResourceRequest, TaskStatus
 from prsm.service_layer.views import TaskView
 
 
@@ -43,9 +43,9 @@ def task_view_values(view: TaskView, when: Callable[[datetime], Any]) -> tuple[A
     return (
         view.task_id, view.seq, view.tenant_id, view.user_id, view.task_type,
         view.status.value, view.priority, view.progress, view.strategy,
-        json.dumps(view.params), json.dumps(list(view.dependencies)), view.cpu, view.gpu,
-        view.memory_mb, when(view.submitted_at), when(view.updated_at), view.result_ref,
-        view.error,
+        json.dumps(view.params), json.dumps(list(view.dependencies)), view.resources.cpu,
+        view.resources.gpu, view.resources.memory_mb, when(view.submitted_at),
+        when(view.updated_at), view.result_ref, view.error,
     )  # fmt: skip
 
 
@@ -62,9 +62,7 @@ def task_view(row: Row, when: Callable[[Any], datetime]) -> TaskView:
         strategy=row["strategy"],
         params=json.loads(row["params"]),
         dependencies=tuple(json.loads(row["dependencies"])),
-        cpu=row["cpu"],
-        gpu=row["gpu"],
-        memory_mb=row["memory_mb"],
+        resources=ResourceRequest(cpu=row["cpu"], gpu=row["gpu"], memory_mb=row["memory_mb"]),
         submitted_at=when(row["submitted_at"]),
         updated_at=when(row["updated_at"]),
         result_ref=row["result_ref"],

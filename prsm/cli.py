@@ -1,0 +1,179 @@
+"""The ``prsm`` command: bring the local platform up and down, issue tokens, submit and follow
+tasks."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from prsm import bootstrap
+from prsm.client import PrsmAPIError, PrsmClient
+from prsm.config import Settings
+from prsm.domain.tasks import TaskStatus
+from prsm.serve.schemas import Resources, TaskOut
+
+app = typer.Typer(help="PRSM: AI work for scientific computing on Ray.", no_args_is_help=True)
+tasks_app = typer.Typer(help="List, inspect and cancel your tasks.", no_args_is_help=True)
+app.add_typer(tasks_app, name="tasks")
+console = Console()
+err = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _client(settings: Settings) -> PrsmClient:
+    token = settings.token or bootstrap.issue_token(settings)
+    return PrsmClient(settings.gateway_url, token)
+
+
+def _wait_healthy(url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"the gateway at {url} did not become healthy in {timeout_s:.0f} s")
+
+
+@app.command()
+def up() -> None:
+    """Start a local Ray cluster and the gateway on Serve, with the embedded store."""
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    cluster = bootstrap.cluster(settings)
+    err.print(f"Starting Ray head on {cluster.address} …")
+    cluster.start()
+    err.print("Deploying the gateway on Ray Serve …")
+    bootstrap.deploy_gateway(settings)
+    _wait_healthy(settings.gateway_url, 60)
+    token = bootstrap.issue_token(settings)
+    console.print(f"""[bold green]PRSM is up.[/]
+  Gateway     {settings.gateway_url}   (API docs: {settings.gateway_url}/docs)
+  Dashboard   http://127.0.0.1:{settings.dashboard_port}
+  Store       {bootstrap.describe_store(settings)}
+  Data dir    {settings.data_dir}
+Local admin token (tenant "default"):
+{token}
+Try:  curl -H "Authorization: Bearer $PRSM_TOKEN" {settings.gateway_url}/v1/whoami""")
+
+
+@app.command()
+def down() -> None:
+    """Stop the gateway and the local Ray cluster. Tasks stay in the store."""
+    settings = Settings()
+    cluster = bootstrap.cluster(settings)
+    if cluster.pid() is None:
+        err.print("PRSM is not running.")
+        return
+    try:
+        bootstrap.shutdown_serve(settings)
+    except (ConnectionError, RuntimeError) as exc:
+        err.print(f"Serve did not shut down cleanly ({exc}); stopping Ray anyway.")
+    cluster.stop()
+    console.print("PRSM is down.")
+
+
+@app.command()
+def status() -> None:
+    """Is the platform up, and is it ready?"""
+    settings = Settings()
+    pid = bootstrap.cluster(settings).pid()
+    console.print(f"Ray head   {'running (pid ' + str(pid) + ')' if pid else 'stopped'}")
+    try:
+        ready = httpx.get(f"{settings.gateway_url}/ready", timeout=5)
+        console.print(f"Gateway    {settings.gateway_url}: {ready.json()}")
+    except httpx.HTTPError as exc:
+        console.print(f"Gateway    {settings.gateway_url}: unreachable ({exc.__class__.__name__})")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def token(
+    user: Annotated[str, typer.Option(help="User id (`sub`).")] = "admin",
+    tenant: Annotated[str, typer.Option(help="Tenant id.")] = "default",
+    role: Annotated[list[str] | None, typer.Option(help="Role; repeat for several.")] = None,
+) -> None:
+    """Print a bearer token signed with this machine's PRSM secret."""
+    roles = frozenset(role) if role else frozenset({"admin"})
+    console.print(bootstrap.issue_token(Settings(), user, tenant, roles), soft_wrap=True)
+
+
+def _show(tasks: list[TaskOut], as_json: bool) -> None:
+    if as_json:
+        console.print_json(json.dumps([t.model_dump(mode="json") for t in tasks]))
+        return
+    table = Table("id", "type", "status", "priority", "progress", "submitted")
+    for t in tasks:
+        when = t.submitted_at.strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(t.id, t.type, t.status.value, str(t.priority), f"{t.progress:.0f}%", when)
+    console.print(table)
+
+
+@app.command()
+def submit(
+    task_type: Annotated[str, typer.Argument(help="Task type, e.g. map_reduce.")],
+    params: Annotated[str, typer.Option(help="Parameters as a JSON object.")] = "{}",
+    priority: Annotated[int, typer.Option(help="-100..100, higher first.")] = 0,
+    cpu: Annotated[float, typer.Option(help="CPU cores.")] = 1.0,
+    gpu: Annotated[float, typer.Option(help="GPUs.")] = 0.0,
+    memory_mb: Annotated[int, typer.Option(help="Memory in MiB.")] = 0,
+    idempotency_key: Annotated[str | None, typer.Option(help="Makes retries safe.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Submit a task."""
+    try:
+        parsed: Any = json.loads(params)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"--params is not JSON: {exc}") from None
+    resources = Resources(cpu=cpu, gpu=gpu, memory_mb=memory_mb)
+    task = _client(Settings()).submit(
+        task_type, parsed, priority=priority, resources=resources, idempotency_key=idempotency_key
+    )
+    _show([task], as_json)
+
+
+@tasks_app.command("list")
+def list_tasks(
+    status: Annotated[TaskStatus | None, typer.Option(help="Only tasks in this status.")] = None,
+    limit: Annotated[int, typer.Option(help="Page size.")] = 50,
+    cursor: Annotated[int | None, typer.Option(help="`next_cursor` of the previous page.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Your tasks, newest first."""
+    page = _client(Settings()).list_tasks(status, limit, cursor)
+    _show(page.tasks, as_json)
+    if page.next_cursor and not as_json:
+        err.print(f"more: --cursor {page.next_cursor}")
+
+
+@tasks_app.command("get")
+def get_task(task_id: str, as_json: JsonFlag = False) -> None:
+    """One task."""
+    _show([_client(Settings()).get(task_id)], as_json)
+
+
+@tasks_app.command("cancel")
+def cancel_task(task_id: str, as_json: JsonFlag = False) -> None:
+    """Cancel a task that has not finished."""
+    _show([_client(Settings()).cancel(task_id)], as_json)
+
+
+def main() -> None:
+    try:
+        app()
+    except PrsmAPIError as exc:
+        err.print(f"[red]error[/] {exc}")
+        sys.exit(1)
+    except httpx.ConnectError:
+        err.print("[red]error[/] the gateway is unreachable; is PRSM up? (`prsm up`)")
+        sys.exit(1)

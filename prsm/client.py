@@ -1,0 +1,204 @@
+"""The PRSM Python SDK: ``PrsmClient`` (sync) and ``AsyncPrsmClient``, with typed results.
+
+client = PrsmClient("http://127.0.0.1:8000", token)
+task = client.submit("map", {"items": [1, 2, 3]})
+client.get(task.id).status
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from prsm.domain.tasks import TaskStatus
+from prsm.serve.schemas import (
+    Resources,
+    Status,
+    TaskBatchCreate,
+    TaskBatchOut,
+    TaskCreate,
+    TaskList,
+    TaskOut,
+    WhoAmI,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class PrsmAPIError(Exception):
+    """An error answer of the gateway, with its stable code and correlation id."""
+
+    def __init__(self, status: int, code: str, message: str, correlation_id: str) -> None:
+        super().__init__(f"{status} {code}: {message} (correlation id {correlation_id})")
+        self.status, self.code, self.message = status, code, message
+        self.correlation_id = correlation_id
+
+
+@dataclass(frozen=True)
+class _Call(Generic[M]):
+    method: str
+    path: str
+    model: type[M]
+    json: Any = None
+    params: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def parse(self, response: httpx.Response) -> M:
+        if response.is_success:
+            return self.model.model_validate_json(response.content)
+        try:
+            error = response.json()["error"]
+        except (ValueError, KeyError, TypeError):
+            error = {"code": "http_error", "message": response.text[:500]}
+        raise PrsmAPIError(
+            response.status_code,
+            error.get("code", "http_error"),
+            error.get("message", ""),
+            error.get("correlation_id", response.headers.get("x-correlation-id", "")),
+        )
+
+
+class _Calls:
+    """What each API call sends and how its answer is read; the clients only send."""
+
+    @staticmethod
+    def _submit(
+        task_type: str,
+        params: dict[str, Any] | None = None,
+        *,
+        priority: int = 0,
+        resources: Resources | None = None,
+        dependencies: list[str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> _Call[TaskOut]:
+        body = TaskCreate.model_validate(
+            {
+                "type": task_type,
+                "params": params or {},
+                "priority": priority,
+                "resources": (resources or Resources()).model_dump(),
+                "dependencies": dependencies or [],
+            }
+        )
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return _Call("POST", "/v1/tasks", TaskOut, body.model_dump(mode="json"), headers=headers)
+
+    @staticmethod
+    def _submit_batch(
+        tasks: list[TaskCreate], idempotency_key: str | None = None
+    ) -> _Call[TaskBatchOut]:
+        body = TaskBatchCreate(tasks=tasks).model_dump(mode="json")
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return _Call("POST", "/v1/tasks", TaskBatchOut, body, headers=headers)
+
+    @staticmethod
+    def _list(
+        status: TaskStatus | None = None, limit: int = 50, cursor: int | None = None
+    ) -> _Call[TaskList]:
+        params: dict[str, Any] = {"limit": limit}
+        if status is not None:
+            params["status"] = status.value
+        if cursor is not None:
+            params["cursor"] = cursor
+        return _Call("GET", "/v1/tasks", TaskList, params=params)
+
+
+class PrsmClient(_Calls):
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=url, timeout=timeout, transport=transport,
+            headers={"Authorization": f"Bearer {token}"},
+        )  # fmt: skip
+
+    def _run(self, call: _Call[M]) -> M:
+        response = self._http.request(
+            call.method, call.path, json=call.json, params=call.params, headers=call.headers
+        )
+        return call.parse(response)
+
+    def submit(self, task_type: str, params: dict[str, Any] | None = None, **kw: Any) -> TaskOut:
+        return self._run(self._submit(task_type, params, **kw))
+
+    def submit_batch(
+        self, tasks: list[TaskCreate], idempotency_key: str | None = None
+    ) -> list[TaskOut]:
+        return self._run(self._submit_batch(tasks, idempotency_key)).tasks
+
+    def get(self, task_id: str) -> TaskOut:
+        return self._run(_Call("GET", f"/v1/tasks/{task_id}", TaskOut))
+
+    def list_tasks(
+        self, status: TaskStatus | None = None, limit: int = 50, cursor: int | None = None
+    ) -> TaskList:
+        return self._run(self._list(status, limit, cursor))
+
+    def cancel(self, task_id: str) -> TaskOut:
+        return self._run(_Call("DELETE", f"/v1/tasks/{task_id}", TaskOut))
+
+    def whoami(self) -> WhoAmI:
+        return self._run(_Call("GET", "/v1/whoami", WhoAmI))
+
+    def ready(self) -> Status:
+        return self._run(_Call("GET", "/ready", Status))
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class AsyncPrsmClient(_Calls):
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=url, timeout=timeout, transport=transport,
+            headers={"Authorization": f"Bearer {token}"},
+        )  # fmt: skip
+
+    async def _run(self, call: _Call[M]) -> M:
+        response = await self._http.request(
+            call.method, call.path, json=call.json, params=call.params, headers=call.headers
+        )
+        return call.parse(response)
+
+    async def submit(
+        self, task_type: str, params: dict[str, Any] | None = None, **kw: Any
+    ) -> TaskOut:
+        return await self._run(self._submit(task_type, params, **kw))
+
+    async def submit_batch(
+        self, tasks: list[TaskCreate], idempotency_key: str | None = None
+    ) -> list[TaskOut]:
+        return (await self._run(self._submit_batch(tasks, idempotency_key))).tasks
+
+    async def get(self, task_id: str) -> TaskOut:
+        return await self._run(_Call("GET", f"/v1/tasks/{task_id}", TaskOut))
+
+    async def list_tasks(
+        self, status: TaskStatus | None = None, limit: int = 50, cursor: int | None = None
+    ) -> TaskList:
+        return await self._run(self._list(status, limit, cursor))
+
+    async def cancel(self, task_id: str) -> TaskOut:
+        return await self._run(_Call("DELETE", f"/v1/tasks/{task_id}", TaskOut))
+
+    async def whoami(self) -> WhoAmI:
+        return await self._run(_Call("GET", "/v1/whoami", WhoAmI))
+
+    async def ready(self) -> Status:
+        return await self._run(_Call("GET", "/ready", Status))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

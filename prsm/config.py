@@ -1,0 +1,55 @@
+"""Settings: every ``PRSM_*`` environment variable, in one place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """PRSM's configuration. Each field is read from ``PRSM_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="PRSM_", extra="ignore")
+
+    data_dir: Path = Field(
+        default_factory=lambda: platformdirs.user_data_path("prsm"),
+        description="Where the embedded store, the token secret and run files live.",
+    )
+    store_url: str = Field(
+        default="",
+        description="Event store: empty for SQLite in the data dir, or a postgresql:// DSN.",
+    )
+    postgres_schema: str = Field(default="", description="PostgreSQL schema (default: public).")
+    http_host: str = Field(default="127.0.0.1", description="Gateway bind address.")
+    http_port: int = Field(default=8000, description="Gateway port.")
+    ray_port: int = Field(default=6380, description="Local Ray head port (Redis holds 6379).")
+    dashboard_port: int = Field(default=8265, description="Ray dashboard port.")
+    ray_num_cpus: int = Field(default=8, description="Logical CPUs of the local Ray head.")
+    gateway_replicas: int = Field(default=1, ge=1, description="Gateway replicas on Serve.")
+    jwt_issuer: str = Field(default="prsm", description="`iss` of the tokens PRSM accepts.")
+    jwt_audience: str = Field(default="prsm", description="`aud` of the tokens PRSM accepts.")
+    token_ttl_seconds: int = Field(default=30 * 86400, description="Lifetime of issued tokens.")
+    max_body_bytes: int = Field(default=1_048_576, description="Largest request body (413).")
+    log_level: str = Field(default="INFO", description="Log level of PRSM's components.")
+    url: str = Field(default="", description="Gateway URL for the CLI and SDK.")
+    token: str = Field(default="", description="Bearer token for the CLI and SDK.")
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "prsm.db"
+
+    @property
+    def secret_path(self) -> Path:
+        return self.data_dir / "jwt_secret"
+
+    @property
+    def gateway_url(self) -> str:
+        return self.url or f"http://{self.http_host}:{self.http_port}"
+
+    def for_replicas(self) -> dict[str, Any]:
+        """The settings as plain data, to hand to Ray actors and Serve replicas."""
+        return self.model_dump(mode="json")

@@ -1,0 +1,19 @@
+"""Prometheus metrics of the gateway process (served on ``/metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+HTTP_REQUESTS = Counter(
+    "prsm_http_requests_total",
+    "HTTP requests by route, method and status",
+    ["route", "method", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "prsm_http_request_duration_seconds",
+    "HTTP request latency by route",
+    ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+TASKS_SUBMITTED = Counter("prsm_tasks_submitted_total", "Tasks accepted, by tenant", ["tenant"])
+TASKS_CANCELLED = Counter("prsm_tasks_cancelled_total", "Tasks cancelled, by tenant", ["tenant"])

@@ -1,0 +1,127 @@
+"""The local Ray head that ``prsm up`` starts and ``prsm down`` stops.
+
+The head runs as ``ray start --head --block`` in its own session; its pid is kept in the data
+dir, so ``prsm down`` stops this cluster and no other Ray on the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+
+
+def _ray_executable() -> str:
+    beside = Path(sys.executable).parent / "ray"
+    found = str(beside) if beside.exists() else shutil.which("ray")
+    if not found:
+        raise RuntimeError("the `ray` command is not installed beside this Python")
+    return found
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    run_dir: Path
+    port: int
+    dashboard_port: int
+    num_cpus: int
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def _pid_file(self) -> Path:
+        return self.run_dir / "ray-head.pid"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self._pid_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        if self.pid() is not None:
+            return
+        if _port_open(self.port):
+            raise RuntimeError(
+                f"port {self.port} is taken by another process; set PRSM_RAY_PORT to a free port"
+            )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.run_dir / "ray-head.log").open("ab")
+        command = [
+            _ray_executable(), "start", "--head", "--block", "--disable-usage-stats",
+            f"--port={self.port}", f"--num-cpus={self.num_cpus}",
+            "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={self.dashboard_port}",
+        ]  # fmt: skip
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self._pid_file.write_text(str(process.pid))
+        deadline = time.monotonic() + timeout_s
+        while not _port_open(self.port):
+            if process.poll() is not None:
+                raise RuntimeError(f"ray start exited ({process.returncode}); see {log.name}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Ray head did not come up in {timeout_s:.0f} s")
+            time.sleep(0.25)
+
+    def stop(self, timeout_s: float = 60.0) -> bool:
+        """Stop the head and everything it started; False if it was not running."""
+        pid = self.pid()
+        if pid is None:
+            self._pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)  # `ray start --block` then stops its processes
+        deadline = time.monotonic() + timeout_s
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.25)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)  # whatever is left of this session
+        self._pid_file.unlink(missing_ok=True)
+        return True
+
+
+def connect(address: str) -> None:
+    if not ray.is_initialized():
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+
+
+def disconnect() -> None:
+    ray.shutdown()
+
+
+async def check_ray() -> None:
+    """Readiness: Ray answers from this process."""
+    if not ray.is_initialized():
+        raise RuntimeError("Ray is not initialised in this process")
+    await asyncio.to_thread(ray.cluster_resources)

@@ -1,0 +1,1 @@
+"""Tokens and API keys, policy, rate limits, audit."""

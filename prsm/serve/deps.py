@@ -1,0 +1,52 @@
+"""What the gateway needs, built once per replica, and the principal of each request."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from prsm.domain.errors import AuthenticationError
+from prsm.domain.identity import Principal
+from prsm.security.tokens import TokenCodec
+from prsm.service_layer.messagebus import MessageBus
+from prsm.service_layer.ports import EventStore, TaskViews
+
+
+@dataclass
+class GatewayDeps:
+    bus: MessageBus
+    store: EventStore
+    views: TaskViews
+    tokens: TokenCodec
+    max_body_bytes: int = 1_048_576
+    projection_interval_s: float = 0.5
+    ready_checks: Mapping[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
+
+
+def get_deps(request: Request) -> GatewayDeps:
+    deps: GatewayDeps = request.app.state.deps
+    return deps
+
+
+_bearer = HTTPBearer(auto_error=False, description="A PRSM token (`prsm token`)")
+
+
+def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    deps: Annotated[GatewayDeps, Depends(get_deps)],
+) -> Principal:
+    """The one place a request's principal is resolved."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise AuthenticationError("a bearer token is required")
+    principal = deps.tokens.verify(credentials.credentials)
+    request.state.principal = principal
+    return principal
+
+
+Deps = Annotated[GatewayDeps, Depends(get_deps)]
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -1,0 +1,95 @@
+"""The gateway's outermost layer (pure ASGI): correlation id, body size limit, metrics."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from prsm.observability import metrics
+from prsm.observability.logging import correlation_id
+from prsm.serve.errors import HTTP_CODES, error_response
+
+HEADER = "x-correlation-id"
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestContext:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        given = headers.get(HEADER, "")
+        token = correlation_id.set(given if _VALID_ID.match(given) else uuid.uuid4().hex)
+        started, status = time.perf_counter(), 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append(
+                    (HEADER.encode(), correlation_id.get().encode())
+                )
+            await send(message)
+
+        try:
+            declared = headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_body_bytes:
+                await self._reject(scope, receive, send_with_id)
+                return
+            await self._limited(scope, receive, send_with_id)
+        finally:
+            route = _route_of(scope)
+            metrics.HTTP_REQUESTS.labels(route, scope["method"], str(status)).inc()
+            metrics.HTTP_LATENCY.labels(route, scope["method"]).observe(
+                time.perf_counter() - started
+            )
+            correlation_id.reset(token)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"request body exceeds {self.max_body_bytes} bytes"
+        await error_response(413, HTTP_CODES[413], message)(scope, receive, send)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app, counting body bytes as they arrive; past the limit the app sees a
+        disconnect, its output is dropped and the client gets 413."""
+        seen, too_large, started = 0, False, False
+
+        async def receive_limited() -> Message:
+            nonlocal seen, too_large
+            if too_large:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body_bytes:
+                    too_large = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def send_unless_too_large(message: Message) -> None:
+            nonlocal started
+            if not too_large:
+                started = True
+                await send(message)
+
+        try:
+            await self.app(scope, receive_limited, send_unless_too_large)
+        except Exception:
+            if not too_large:
+                raise
+        if too_large and not started:
+            await self._reject(scope, receive, send)
+
+
+def _route_of(scope: Scope) -> str:
+    route: Any = scope.get("route")
+    return getattr(route, "path", "unmatched")

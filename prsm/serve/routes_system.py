@@ -1,0 +1,54 @@
+"""Liveness, readiness, metrics and who-am-I."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from prsm.domain.errors import PrsmError
+from prsm.serve.deps import CurrentPrincipal, Deps
+from prsm.serve.schemas import ErrorResponse, Status, WhoAmI
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/health", response_model=Status, summary="Liveness")
+async def health() -> Status:
+    return Status(status="ok")
+
+
+@router.get(
+    "/ready",
+    response_model=Status,
+    responses={503: {"model": Status}},
+    summary="Readiness: the event store and Ray answer",
+)
+async def ready(deps: Deps) -> JSONResponse:
+    checks: dict[str, str] = {}
+    for name, check in {"store": deps.store.ping, **deps.ready_checks}.items():
+        try:
+            await check()
+            checks[name] = "ok"
+        except (PrsmError, OSError, RuntimeError) as exc:
+            checks[name] = f"failing: {exc}"
+    ok = all(v == "ok" for v in checks.values())
+    body = Status(status="ready" if ok else "not ready", checks=checks)
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics of this gateway replica")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get(
+    "/v1/whoami",
+    response_model=WhoAmI,
+    responses={401: {"model": ErrorResponse}},
+    summary="The principal of the token",
+)
+async def whoami(principal: CurrentPrincipal) -> WhoAmI:
+    return WhoAmI(
+        user_id=principal.user_id, tenant_id=principal.tenant_id, roles=sorted(principal.roles)
+    )

@@ -1,0 +1,103 @@
+"""``/v1/tasks``: submit (single and batch), get, list the caller's own, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+
+from prsm.domain import commands as cmds
+from prsm.domain.tasks import ResourceRequest, TaskStatus
+from prsm.observability import metrics
+from prsm.observability.logging import correlation_id
+from prsm.serve.deps import CurrentPrincipal, Deps
+from prsm.serve.schemas import (
+    ErrorResponse,
+    TaskBatchCreate,
+    TaskBatchOut,
+    TaskCreate,
+    TaskList,
+    TaskOut,
+)
+from prsm.service_layer import queries
+from prsm.service_layer.handlers import Submission
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorResponse} for s in (401, 404, 409, 413, 422, 503)
+}
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=ERRORS)
+
+
+def _spec(body: TaskCreate, key: str | None) -> cmds.TaskSpec:
+    return cmds.TaskSpec(
+        task_type=body.type,
+        params=body.params,
+        priority=body.priority,
+        resources=ResourceRequest(**body.resources.model_dump()),
+        dependencies=tuple(str(d) for d in body.dependencies),
+        strategy=body.strategy,
+        idempotency_key=key,
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=TaskOut | TaskBatchOut,
+    summary="Submit a task, or a batch of tasks atomically",
+    description="A body with `tasks` is a batch. With an `Idempotency-Key`, a retry returns "
+    "the task(s) of the first submission (status 200) instead of submitting again.",
+)
+async def submit_tasks(
+    body: TaskCreate | TaskBatchCreate,
+    response: Response,
+    principal: CurrentPrincipal,
+    deps: Deps,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+) -> TaskOut | TaskBatchOut:
+    if isinstance(body, TaskBatchCreate):
+        specs = tuple(
+            _spec(t, None if idempotency_key is None else f"{idempotency_key}#{i}")
+            for i, t in enumerate(body.tasks)
+        )
+    else:
+        specs = (_spec(body, idempotency_key),)
+    command = cmds.SubmitTasks(
+        correlation_id=correlation_id.get(), principal=principal, specs=specs
+    )
+    submissions: list[Submission] = await deps.bus.handle(command)
+    created = sum(s.created for s in submissions)
+    metrics.TASKS_SUBMITTED.labels(principal.tenant_id).inc(created)
+    if not created:
+        response.status_code = 200
+    out = [TaskOut.model_validate(s.task) for s in submissions]
+    return TaskBatchOut(tasks=out) if isinstance(body, TaskBatchCreate) else out[0]
+
+
+@router.get("", response_model=TaskList, summary="List your own tasks, newest first")
+async def list_tasks(
+    principal: CurrentPrincipal,
+    deps: Deps,
+    status: TaskStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
+    cursor: Annotated[int | None, Query(ge=1, description="`next_cursor` of a page")] = None,
+) -> TaskList:
+    page = await queries.list_tasks(deps.views, principal, status, limit, cursor)
+    return TaskList(
+        tasks=[TaskOut.model_validate(t) for t in page.tasks], next_cursor=page.next_cursor
+    )
+
+
+@router.get("/{task_id}", response_model=TaskOut, summary="A task's status")
+async def get_task(task_id: str, principal: CurrentPrincipal, deps: Deps) -> TaskOut:
+    return TaskOut.model_validate(await queries.get_task(deps.views, principal, task_id))
+
+
+@router.delete("/{task_id}", response_model=TaskOut, summary="Cancel a task")
+async def cancel_task(task_id: str, principal: CurrentPrincipal, deps: Deps) -> TaskOut:
+    command = cmds.CancelTask(
+        correlation_id=correlation_id.get(), principal=principal, task_id=task_id
+    )
+    task = await deps.bus.handle(command)
+    metrics.TASKS_CANCELLED.labels(principal.tenant_id).inc()
+    return TaskOut.model_validate(await queries.get_task(deps.views, principal, task.task_id))

@@ -1,0 +1,92 @@
+"""Request and response bodies of the gateway API (shared with the Python SDK)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from prsm.domain.tasks import TASK_TYPE_PATTERN, CoordinationStrategy, TaskStatus
+
+
+class Resources(BaseModel):
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
+
+    cpu: float = Field(default=1.0, ge=0, le=4096, description="CPU cores")
+    gpu: float = Field(default=0.0, ge=0, le=512, description="GPUs")
+    memory_mb: int = Field(default=0, ge=0, le=64 * 1024 * 1024, description="Memory in MiB")
+
+
+class TaskCreate(BaseModel):
+    """One task to submit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(pattern=TASK_TYPE_PATTERN.pattern, examples=["map_reduce"])
+    params: dict[str, Any] = Field(default_factory=dict, description="Task-type parameters")
+    priority: int = Field(default=0, ge=-100, le=100, description="Higher runs first")
+    resources: Resources = Field(default_factory=Resources)
+    dependencies: list[UUID] = Field(
+        default_factory=list, max_length=100, description="Tasks that must succeed first"
+    )
+    strategy: CoordinationStrategy = CoordinationStrategy.PARALLEL
+
+
+class TaskBatchCreate(BaseModel):
+    """Several tasks, submitted atomically."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[TaskCreate] = Field(min_length=1, max_length=1000)
+
+
+class TaskOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True, populate_by_name=True)
+
+    id: str = Field(validation_alias="task_id")
+    type: str = Field(validation_alias="task_type")
+    status: TaskStatus
+    priority: int
+    progress: float
+    user_id: str
+    tenant_id: str
+    strategy: CoordinationStrategy
+    params: dict[str, Any]
+    dependencies: list[str]
+    resources: Resources
+    submitted_at: datetime
+    updated_at: datetime | None = None
+    result_ref: str | None = None
+    error: str | None = None
+
+
+class TaskBatchOut(BaseModel):
+    tasks: list[TaskOut]
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskOut]
+    next_cursor: int | None = Field(description="Pass as `cursor` for the next page")
+
+
+class WhoAmI(BaseModel):
+    user_id: str
+    tenant_id: str
+    roles: list[str]
+
+
+class Status(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable, machine-readable error code")
+    message: str
+    correlation_id: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
