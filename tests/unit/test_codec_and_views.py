@@ -1,0 +1,87 @@
+"""Event serialisation, projection and migrations: pure code, no database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prsm.adapters.store import codec, migrations
+from prsm.domain import errors
+from prsm.domain import events as ev
+from prsm.domain.tasks import TaskStatus
+from prsm.serve.errors import status_of
+from prsm.service_layer.views import project_task
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+META = ev.EventMetadata(occurred_at=T0, source="tests", correlation_id="c")
+
+
+def submitted() -> ev.TaskSubmitted:
+    return ev.TaskSubmitted(
+        task_id="t1", task_type="demo", params={"nested": {"a": [1, 2.5, None]}}, priority=3,
+        user_id="u", tenant_id="acme", cpu=2.0, gpu=0.5, memory_mb=512, dependencies=("d1",),
+        strategy="PIPELINE", submitted_at=T0, request_hash="h",
+    )  # fmt: skip
+
+
+def test_every_event_type_round_trips() -> None:
+    samples: list[ev.Event] = [
+        submitted(),
+        ev.TaskQueued(task_id="t1", at=T0),
+        ev.TaskScheduled(task_id="t1", at=T0, placement={"nodes": ["n1"]}),
+        ev.TaskStarted(task_id="t1", at=T0),
+        ev.TaskProgressed(task_id="t1", at=T0, progress=12.5),
+        ev.TaskRequeued(task_id="t1", at=T0, reason="node lost"),
+        ev.TaskSucceeded(task_id="t1", at=T0, result_ref=None),
+        ev.TaskFailed(task_id="t1", at=T0, error="boom"),
+        ev.TaskCancelled(task_id="t1", at=T0, reason="r", cancelled_by="u"),
+    ]
+    assert {type(s) for s in samples} == set(ev.TASK_EVENTS)
+    for event in samples:
+        event_id, name, data, meta = codec.encode(ev.NewEvent(event, META))
+        assert event_id == META.event_id
+        assert codec.decode_event(name, data) == event
+        assert codec.decode_metadata(meta) == META
+
+
+def _recorded(event: ev.Event, position: int) -> ev.RecordedEvent:
+    return ev.RecordedEvent("task-t1", position, position, event, META)
+
+
+def test_the_task_view_follows_its_events() -> None:
+    view = project_task(None, _recorded(submitted(), 7))
+    assert view is not None
+    assert (view.seq, view.status, view.resources.memory_mb) == (7, TaskStatus.SUBMITTED, 512)
+    for position, event in enumerate(
+        [
+            ev.TaskQueued(task_id="t1", at=T0),
+            ev.TaskScheduled(task_id="t1", at=T0, placement={}),
+            ev.TaskStarted(task_id="t1", at=T0),
+            ev.TaskProgressed(task_id="t1", at=T0, progress=50),
+            ev.TaskFailed(task_id="t1", at=T0, error="boom"),
+        ],
+        start=8,
+    ):
+        view = project_task(view, _recorded(event, position))
+        assert view is not None
+    assert (view.status, view.progress, view.error, view.seq) == (TaskStatus.FAILED, 50, "boom", 7)
+
+
+def test_events_for_unknown_tasks_are_ignored() -> None:
+    assert project_task(None, _recorded(ev.TaskQueued(task_id="t1", at=T0), 1)) is None
+
+
+def test_migrations_are_numbered_and_split_into_statements() -> None:
+    for dialect in ("sqlite", "postgres"):
+        found = migrations.load(dialect)  # type: ignore[arg-type]
+        assert [m.version for m in found] == list(range(1, len(found) + 1))
+        assert all(s.endswith(";") for m in found for s in m.statements())
+
+
+def test_errors_map_to_http_statuses() -> None:
+    assert status_of(errors.NotFound("x")) == 404
+    assert status_of(errors.IllegalTransition("x")) == 409
+    assert status_of(errors.ConcurrencyError("s", 1, 2)) == 409
+    assert status_of(errors.InvalidRequest("x")) == 422
+    assert status_of(errors.AuthenticationError("x")) == 401
+    assert status_of(errors.StoreUnavailable("x")) == 503
+    assert status_of(errors.PrsmError("x")) == 500
