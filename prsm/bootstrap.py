@@ -88,7 +88,7 @@ def deploy_gateway(settings: Settings) -> None:
 
     from prsm.serve.deployment import gateway_app
 
-    local_cluster.connect(cluster(settings).address)
+    cluster(settings).connect()
     serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
     app = gateway_app(build_gateway, settings.for_replicas(), settings.gateway_replicas)
     serve.run(app, name="prsm", route_prefix="/")
@@ -97,6 +97,6 @@ def deploy_gateway(settings: Settings) -> None:
 def shutdown_serve(settings: Settings) -> None:
     from ray import serve
 
-    local_cluster.connect(cluster(settings).address)
+    cluster(settings).connect()
     serve.shutdown()  # type: ignore[no-untyped-call]
     local_cluster.disconnect()

@@ -4,6 +4,7 @@ tasks."""
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from typing import Annotated, Any
@@ -54,17 +55,20 @@ def up() -> None:
     err.print(f"Starting Ray head on {cluster.address} …")
     cluster.start()
     err.print("Deploying the gateway on Ray Serve …")
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
     bootstrap.deploy_gateway(settings)
     _wait_healthy(settings.gateway_url, 60)
     token = bootstrap.issue_token(settings)
-    console.print(f"""[bold green]PRSM is up.[/]
-  Gateway     {settings.gateway_url}   (API docs: {settings.gateway_url}/docs)
+    url = settings.gateway_url
+    print(f"""PRSM is up.
+  Gateway     {url}   (API docs: {url}/docs)
   Dashboard   http://127.0.0.1:{settings.dashboard_port}
   Store       {bootstrap.describe_store(settings)}
   Data dir    {settings.data_dir}
 Local admin token (tenant "default"):
-{token}
-Try:  curl -H "Authorization: Bearer $PRSM_TOKEN" {settings.gateway_url}/v1/whoami""")
+  export PRSM_TOKEN={token}
+Try:
+  curl -H "Authorization: Bearer $PRSM_TOKEN" {url}/v1/whoami""")
 
 
 @app.command()
@@ -105,17 +109,19 @@ def token(
 ) -> None:
     """Print a bearer token signed with this machine's PRSM secret."""
     roles = frozenset(role) if role else frozenset({"admin"})
-    console.print(bootstrap.issue_token(Settings(), user, tenant, roles), soft_wrap=True)
+    print(bootstrap.issue_token(Settings(), user, tenant, roles))
 
 
 def _show(tasks: list[TaskOut], as_json: bool) -> None:
     if as_json:
         console.print_json(json.dumps([t.model_dump(mode="json") for t in tasks]))
         return
-    table = Table("id", "type", "status", "priority", "progress", "submitted")
+    table = Table("type", "status", "priority", "progress")
+    table.add_column("id", no_wrap=True)
+    table.add_column("submitted", no_wrap=True)
     for t in tasks:
         when = t.submitted_at.strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(t.id, t.type, t.status.value, str(t.priority), f"{t.progress:.0f}%", when)
+        table.add_row(t.type, t.status.value, str(t.priority), f"{t.progress:.0f}%", t.id, when)
     console.print(table)
 
 

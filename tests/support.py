@@ -60,3 +60,11 @@ def submitted(task_id: str | None = None, user: str = "u1", tenant: str = "t1") 
         request_hash="h",
     )
     return ev.NewEvent(event, meta())
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,7 +1,9 @@
 """The local Ray head that ``prsm up`` starts and ``prsm down`` stops.
 
 The head runs as ``ray start --head --block`` in its own session; its pid is kept in the data
-dir, so ``prsm down`` stops this cluster and no other Ray on the machine.
+dir, so ``prsm down`` stops this cluster and no other Ray on the machine. Ray's token
+authentication is on, with a token of PRSM's own in the data dir (not ``~/.ray/auth_token``,
+which other Ray clusters on the machine may share or replace).
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import ray
+from ray._raylet import Config  # type: ignore[attr-defined]
+
+from prsm.security.tokens import load_or_create_secret
 
 
 def _ray_executable() -> str:
@@ -61,6 +67,21 @@ class LocalCluster:
     def _pid_file(self) -> Path:
         return self.run_dir / "ray-head.pid"
 
+    def auth_env(self) -> dict[str, str]:
+        """What a process needs in its environment to talk to this cluster."""
+        token_file = self.run_dir / "ray_auth_token"
+        load_or_create_secret(token_file)
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
+
+    def connect(self) -> None:
+        if ray.is_initialized():
+            return
+        os.environ.update(self.auth_env())
+        # Ray reads RAY_AUTH_MODE into its config once per process; re-read it now, as Ray's
+        # own token setup does (ray._private.authentication.authentication_token_setup).
+        Config.initialize("")
+        ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False)
+
     def pid(self) -> int | None:
         try:
             pid = int(self._pid_file.read_text())
@@ -84,7 +105,11 @@ class LocalCluster:
             f"--dashboard-port={self.dashboard_port}",
         ]  # fmt: skip
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **self.auth_env()},
         )
         self._pid_file.write_text(str(process.pid))
         deadline = time.monotonic() + timeout_s
@@ -108,12 +133,16 @@ class LocalCluster:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)  # whatever is left of this session
         self._pid_file.unlink(missing_ok=True)
+        self._forget_current_cluster()
         return True
 
-
-def connect(address: str) -> None:
-    if not ray.is_initialized():
-        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+    def _forget_current_cluster(self) -> None:
+        """Ray remembers the last cluster started on the machine for `ray.init()`; forget it
+        when it is this one, as `ray stop` would."""
+        marker = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        with contextlib.suppress(OSError):
+            if marker.read_text().strip().endswith(f":{self.port}"):
+                marker.unlink()
 
 
 def disconnect() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
+from pydantic import Discriminator, Tag
 
 from prsm.domain import commands as cmds
 from prsm.domain.tasks import ResourceRequest, TaskStatus
@@ -21,6 +22,16 @@ from prsm.serve.schemas import (
 )
 from prsm.service_layer import queries
 from prsm.service_layer.handlers import Submission
+
+
+def _shape(body: Any) -> str:
+    return "batch" if isinstance(body, dict) and "tasks" in body else "single"
+
+
+SubmitBody = Annotated[
+    Annotated[TaskCreate, Tag("single")] | Annotated[TaskBatchCreate, Tag("batch")],
+    Discriminator(_shape),
+]
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": ErrorResponse} for s in (401, 404, 409, 413, 422, 503)
@@ -49,7 +60,7 @@ def _spec(body: TaskCreate, key: str | None) -> cmds.TaskSpec:
     "the task(s) of the first submission (status 200) instead of submitting again.",
 )
 async def submit_tasks(
-    body: TaskCreate | TaskBatchCreate,
+    body: SubmitBody,
     response: Response,
     principal: CurrentPrincipal,
     deps: Deps,

@@ -1,0 +1,87 @@
+"""The platform as a user meets it: `prsm up`, tasks through the SDK and the CLI,
+`prsm down`, `prsm up` again — every task still there."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from prsm.client import AsyncPrsmClient, PrsmClient
+from tests.support import free_port
+
+
+def prsm(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "prsm", *args],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, f"prsm {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = {
+        **os.environ,
+        "PRSM_DATA_DIR": str(tmp_path / "data"),
+        "PRSM_HTTP_PORT": str(free_port()),
+        "PRSM_RAY_PORT": str(free_port()),
+        "PRSM_DASHBOARD_PORT": str(free_port()),
+        "PRSM_RAY_NUM_CPUS": "4",
+    }
+    env.pop("PRSM_TOKEN", None)
+    yield env
+    subprocess.run([sys.executable, "-m", "prsm", "down"], env=env, timeout=300, check=False)
+
+
+def up(env: dict[str, str]) -> str:
+    out = prsm(env, "up")
+    assert "PRSM is up." in out
+    found = re.search(r"export PRSM_TOKEN=(\S+)", out)
+    assert found, out
+    return found.group(1)
+
+
+async def test_tasks_survive_down_and_up(env: dict[str, str]) -> None:
+    url = f"http://127.0.0.1:{env['PRSM_HTTP_PORT']}"
+    token = up(env)
+    async with httpx.AsyncClient(timeout=10) as http:
+        dashboard = await http.get(f"http://127.0.0.1:{env['PRSM_DASHBOARD_PORT']}/")
+        assert dashboard.is_success
+
+    client = PrsmClient(url, token)
+    first = client.submit("demo", {"n": 1})
+    keyed = client.submit("demo", {"n": 2}, idempotency_key="nightly")
+    assert client.submit("demo", {"n": 2}, idempotency_key="nightly").id == keyed.id
+    assert client.cancel(first.id).status == "CANCELLED"
+    from_cli = json.loads(prsm(env, "submit", "sweep", "--params", '{"points": 3}', "--json"))
+    listed = json.loads(prsm(env, "tasks", "list", "--json"))
+    before = {t["id"]: t["status"] for t in listed}
+    assert before == {
+        from_cli[0]["id"]: "QUEUED",
+        keyed.id: "QUEUED",
+        first.id: "CANCELLED",
+    }
+
+    assert "PRSM is down." in prsm(env, "down")
+    async with httpx.AsyncClient(timeout=5) as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get(f"{url}/health")
+
+    token = up(env)
+    again = AsyncPrsmClient(url, token)
+    try:
+        page = await again.list_tasks()
+        assert {t.id: t.status.value for t in page.tasks} == before
+        assert (await again.get(first.id)).status == "CANCELLED"
+    finally:
+        await again.aclose()
+    assert "PRSM is down." in prsm(env, "down")
