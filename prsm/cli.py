@@ -50,7 +50,7 @@ def _wait_healthy(url: str, timeout_s: float) -> None:
 def up() -> None:
     """Start a local Ray cluster and the gateway on Serve, with the embedded store."""
     settings = Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     cluster = bootstrap.cluster(settings)
     err.print(f"Starting Ray head on {cluster.address} …")
     cluster.start()
@@ -182,4 +182,7 @@ def main() -> None:
         sys.exit(1)
     except httpx.ConnectError:
         err.print("[red]error[/] the gateway is unreachable; is PRSM up? (`prsm up`)")
+        sys.exit(1)
+    except RuntimeError as exc:  # the local cluster could not start or be reached
+        err.print(f"[red]error[/] {exc}")
         sys.exit(1)

@@ -51,5 +51,6 @@ class Settings(BaseSettings):
         return self.url or f"http://{self.http_host}:{self.http_port}"
 
     def for_replicas(self) -> dict[str, Any]:
-        """The settings as plain data, to hand to Ray actors and Serve replicas."""
-        return self.model_dump(mode="json")
+        """The settings as plain data, to hand to Ray actors and Serve replicas (the CLI's
+        own token stays behind: init arguments show in Serve's status)."""
+        return self.model_dump(mode="json", exclude={"token"})

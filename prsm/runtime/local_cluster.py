@@ -42,6 +42,12 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -103,6 +109,8 @@ class LocalCluster:
             f"--port={self.port}", f"--num-cpus={self.num_cpus}",
             "--include-dashboard=true", "--dashboard-host=127.0.0.1",
             f"--dashboard-port={self.dashboard_port}",
+            # Not Ray's fixed default (52365): another Ray on the machine may hold it.
+            f"--dashboard-agent-listen-port={_free_port()}",
         ]  # fmt: skip
         process = subprocess.Popen(
             command,

@@ -25,6 +25,7 @@ from prsm.service_layer.ports import StreamWrite
 from prsm.service_layer.views import TaskPage, TaskQuery, TaskView, project_tasks, task_id_of
 
 BUSY_TIMEOUT_MS = 60_000
+CACHE_KIB = 65_536  # per connection
 _CHUNK = 500  # ids per IN (...) list
 _VIEW = "task_view"
 
@@ -43,6 +44,7 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     await conn.execute("PRAGMA journal_mode = WAL")
     await conn.execute("PRAGMA synchronous = FULL")
+    await conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")  # random-key indexes need pages
     return conn
 
 
