@@ -12,7 +12,7 @@ from prsm.config import Settings
 from prsm.domain.identity import Principal
 from prsm.observability.logging import configure as configure_logging
 from prsm.runtime import local_cluster
-from prsm.security.tokens import TokenCodec, load_or_create_secret
+from prsm.security.tokens import TokenCodec, VerifiedTokens, load_or_create_secret
 from prsm.serve.deps import GatewayDeps
 from prsm.service_layer.messagebus import MessageBus
 
@@ -67,7 +67,7 @@ async def build_gateway(raw_settings: dict[str, Any], in_ray: bool = True) -> Ga
         bus=MessageBus(store, store, utc_now, source="gateway"),
         store=store,
         views=store,
-        tokens=token_codec(settings),
+        tokens=VerifiedTokens(token_codec(settings)),
         max_body_bytes=settings.max_body_bytes,
         ready_checks=checks,
     )

@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from prsm.domain.errors import AuthenticationError
 from prsm.domain.identity import Principal
-from prsm.security.tokens import TokenCodec
+from prsm.security.tokens import VerifiedTokens
 from prsm.service_layer.messagebus import MessageBus
 from prsm.service_layer.ports import EventStore, TaskViews
 
@@ -21,13 +21,13 @@ class GatewayDeps:
     bus: MessageBus
     store: EventStore
     views: TaskViews
-    tokens: TokenCodec
+    tokens: VerifiedTokens
     max_body_bytes: int = 1_048_576
     projection_interval_s: float = 0.5
     ready_checks: Mapping[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
 
 
-def get_deps(request: Request) -> GatewayDeps:
+async def get_deps(request: Request) -> GatewayDeps:
     deps: GatewayDeps = request.app.state.deps
     return deps
 
@@ -35,12 +35,13 @@ def get_deps(request: Request) -> GatewayDeps:
 _bearer = HTTPBearer(auto_error=False, description="A PRSM token (`prsm token`)")
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     deps: Annotated[GatewayDeps, Depends(get_deps)],
 ) -> Principal:
-    """The one place a request's principal is resolved."""
+    """The one place a request's principal is resolved. (Async, as every dependency on the
+    hot path: FastAPI runs sync dependencies in a thread pool, a hop per request.)"""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationError("a bearer token is required")
     principal = deps.tokens.verify(credentials.credentials)

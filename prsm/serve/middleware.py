@@ -14,6 +14,7 @@ from prsm.observability.logging import correlation_id
 from prsm.serve.errors import HTTP_CODES, error_response
 
 HEADER = "x-correlation-id"
+_HEADER_BYTES = HEADER.encode()
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -26,8 +27,12 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        given = headers.get(HEADER, "")
+        given, declared = "", ""
+        for name, value in scope["headers"]:
+            if name == _HEADER_BYTES:
+                given = value.decode("latin-1")
+            elif name == b"content-length":
+                declared = value.decode("latin-1")
         token = correlation_id.set(given if _VALID_ID.match(given) else uuid.uuid4().hex)
         started, status = time.perf_counter(), 500
 
@@ -36,12 +41,11 @@ class RequestContext:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message.setdefault("headers", []).append(
-                    (HEADER.encode(), correlation_id.get().encode())
+                    (_HEADER_BYTES, correlation_id.get().encode())
                 )
             await send(message)
 
         try:
-            declared = headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.max_body_bytes:
                 await self._reject(scope, receive, send_with_id)
                 return

@@ -55,6 +55,7 @@ def _spec(body: TaskCreate, key: str | None) -> cmds.TaskSpec:
     "",
     status_code=201,
     response_model=TaskOut | TaskBatchOut,
+    responses={200: {"model": TaskOut | TaskBatchOut, "description": "An idempotent replay"}},
     summary="Submit a task, or a batch of tasks atomically",
     description="A body with `tasks` is a batch. With an `Idempotency-Key`, a retry returns "
     "the task(s) of the first submission (status 200) instead of submitting again.",

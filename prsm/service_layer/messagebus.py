@@ -12,12 +12,11 @@ from prsm.service_layer.ports import Clock, EventStore, TaskViews
 
 class MessageBus:
     def __init__(self, store: EventStore, views: TaskViews, clock: Clock, source: str) -> None:
-        self.store = store
-        self.views = views
+        self._views = views
         self._context = Context(store=store, clock=clock, source=source)
 
     async def handle(self, command: Command) -> Any:
         handler = HANDLERS[type(command)]
         result = await handler(command, self._context)
-        await self.views.catch_up()
+        await self._views.catch_up()
         return result

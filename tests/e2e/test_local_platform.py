@@ -14,15 +14,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from prsm.client import AsyncPrsmClient, PrsmClient
+from prsm.client import AsyncPrsmClient, PrsmAPIError, PrsmClient
 from tests.support import free_port
 
 
-def prsm(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "prsm", *args],
         env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
+
+
+def prsm(env: dict[str, str], *args: str) -> str:
+    done = run(env, *args)
     assert done.returncode == 0, f"prsm {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
@@ -70,6 +74,15 @@ async def test_tasks_survive_down_and_up(env: dict[str, str]) -> None:
         keyed.id: "QUEUED",
         first.id: "CANCELLED",
     }
+
+    # Errors reach the user as the API's code, without a traceback.
+    with pytest.raises(PrsmAPIError) as raised:
+        client.cancel(first.id)
+    assert (raised.value.status, raised.value.code) == (409, "illegal_transition")
+    missing = run(env, "tasks", "get", "00000000-0000-0000-0000-000000000000")
+    assert missing.returncode == 1
+    assert "not_found" in missing.stderr
+    assert "Traceback" not in missing.stderr
 
     assert "PRSM is down." in prsm(env, "down")
     async with httpx.AsyncClient(timeout=5) as http:

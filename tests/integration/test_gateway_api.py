@@ -13,7 +13,7 @@ import pytest
 
 from prsm.bootstrap import utc_now
 from prsm.domain.identity import Principal
-from prsm.security.tokens import TokenCodec
+from prsm.security.tokens import TokenCodec, VerifiedTokens
 from prsm.serve.app import create_app
 from prsm.serve.deps import GatewayDeps
 from prsm.service_layer.messagebus import MessageBus
@@ -43,7 +43,7 @@ async def api(store: Any) -> AsyncIterator[httpx.AsyncClient]:
         bus=MessageBus(store, store, utc_now, source="gateway"),
         store=store,
         views=store,
-        tokens=CODEC,
+        tokens=VerifiedTokens(CODEC),
         max_body_bytes=MAX_BODY,
     )
     transport = httpx.ASGITransport(app=create_app(deps))

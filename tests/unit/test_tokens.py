@@ -9,7 +9,7 @@ import pytest
 
 from prsm.domain.errors import AuthenticationError
 from prsm.domain.identity import Principal
-from prsm.security.tokens import TokenCodec, load_or_create_secret
+from prsm.security.tokens import TokenCodec, VerifiedTokens, load_or_create_secret
 
 CODEC = TokenCodec(b"s" * 32, issuer="prsm", audience="prsm")
 NOW = datetime.now(UTC)
@@ -63,3 +63,27 @@ def test_the_secret_is_created_once_private_and_reused(tmp_path: Path) -> None:
     assert len(first) == 64
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert load_or_create_secret(path) == first
+
+
+def test_verified_tokens_are_remembered_until_they_expire(monkeypatch: pytest.MonkeyPatch) -> None:
+    checks: list[str] = []
+    real_decode = TokenCodec.decode
+
+    def counting(self: TokenCodec, token: str) -> tuple[Principal, float]:
+        checks.append(token)
+        return real_decode(self, token)
+
+    monkeypatch.setattr(TokenCodec, "decode", counting)
+    cache = VerifiedTokens(CODEC, size=2)
+    token = CODEC.issue(ALICE, NOW, timedelta(minutes=5))
+    assert cache.verify(token) == ALICE
+    assert cache.verify(token) == ALICE
+    assert len(checks) == 1  # the second was a hit
+
+    later = NOW.timestamp() + 3600  # past expiry: the entry no longer counts
+    monkeypatch.setattr("prsm.security.tokens.time.time", lambda: later)
+    cache.verify(token)
+    assert len(checks) == 2
+    for forged in ("garbage", token + "x"):
+        with pytest.raises(AuthenticationError):
+            cache.verify(forged)

@@ -113,6 +113,8 @@ class SqliteStore:
         ids = [w.stream_id for w in writes]
         if len(set(ids)) != len(ids):
             raise ValueError("each stream may appear once per append")
+        if not any(w.events for w in writes):
+            return []
         async with self._transaction() as db:
             versions = await self._versions(db, ids)
             for w in writes:
