@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -64,3 +65,29 @@ async def test_dropped_connections_lose_and_duplicate_nothing(
     assert sorted(r.event.task_id for r in everything) == sorted(
         f"{w}-{i}" for w in range(4) for i in range(75)
     )
+
+
+async def test_a_commit_whose_answer_was_lost_is_not_written_twice(
+    victim: tuple[PostgresStore, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _ = victim
+    real_exit = asyncpg.transaction.Transaction.__aexit__
+    lost: list[bool] = []
+
+    async def commit_then_lose_the_answer(self: Any, *exc_info: Any) -> None:
+        await real_exit(self, *exc_info)
+        if exc_info[0] is None and not lost:
+            lost.append(True)
+            raise ConnectionResetError("connection dropped after COMMIT")
+
+    await store.append([StreamWrite("before", 0, [queued("0")])])
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "__aexit__", commit_then_lose_the_answer)
+    recorded = await store.append(
+        [StreamWrite("s", 0, [queued("a"), queued("b")]), StreamWrite("t", 0, [queued("c")])]
+    )
+    assert lost, "the fault must have been injected"
+    assert [(r.stream_id, r.version, r.position) for r in recorded] == [
+        ("s", 1, 2), ("s", 2, 3), ("t", 1, 4),
+    ]  # fmt: skip
+    everything = await store.read_all()
+    assert [r.event.task_id for r in everything] == ["0", "a", "b", "c"]
