@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -63,43 +65,51 @@ async def measure(store: Any, ids: list[tuple[Principal, str]], n: int) -> list[
     return latencies
 
 
-async def run(tasks: int, n: int) -> None:
-    results: dict[str, Any] = {}
-    samples: dict[str, list[float]] = {}
+@contextlib.asynccontextmanager
+async def sqlite_store() -> AsyncIterator[Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        sqlite = await SqliteStore.open(Path(tmp) / "bench.db")
-        print("SQLite: storing tasks …")
-        ids, fill_s = await fill(sqlite, tasks)
-        samples["sqlite"] = await measure(sqlite, ids, n)
-        results["sqlite"] = {
-            **percentiles(samples["sqlite"]),
-            "fill_s": fill_s,
-            "target_p99_ms": 2.0,
-        }
-        await sqlite.close()
+        store = await SqliteStore.open(Path(tmp) / "bench.db")
+        try:
+            yield store
+        finally:
+            await store.close()
 
+
+@contextlib.asynccontextmanager
+async def postgres_store() -> AsyncIterator[Any]:
     schema = f"bench_{uuid.uuid4().hex[:8]}"
-    postgres = await PostgresStore.open(DSN, schema=schema)
+    store = await PostgresStore.open(DSN, schema=schema)
     try:
-        print("PostgreSQL: storing tasks …")
-        ids, fill_s = await fill(postgres, tasks)
-        samples["postgres"] = await measure(postgres, ids, n)
-        results["postgres"] = {
-            **percentiles(samples["postgres"]),
-            "fill_s": fill_s,
-            "target_p99_ms": 5.0,
-        }
+        yield store
     finally:
-        await postgres.close()
+        await store.close()
         conn = await asyncpg.connect(DSN)
         await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await conn.close()
+
+
+STORES = {"sqlite": (sqlite_store, 2.0), "postgres": (postgres_store, 5.0)}
+
+
+async def run(tasks: int, n: int) -> None:
+    results: dict[str, Any] = {}
+    samples: dict[str, list[float]] = {}
+    for name, (open_store, target_p99_ms) in STORES.items():
+        async with open_store() as store:
+            print(f"{name}: storing tasks …", flush=True)
+            ids, fill_s = await fill(store, tasks)
+            samples[name] = await measure(store, ids, n)
+        results[name] = {
+            **percentiles(samples[name]),
+            "fill_s": fill_s,
+            "target_p99_ms": target_p99_ms,
+        }
 
     figure, ax = plt.subplots(figsize=(7, 4))
     for name, values in samples.items():
         ordered = sorted(v * 1000 for v in values)
         ax.plot(ordered, [i / len(ordered) for i in range(len(ordered))], label=name)
-    for name, target in (("sqlite", 2.0), ("postgres", 5.0)):
+    for name, (_, target) in STORES.items():
         ax.axvline(target, linestyle="--", linewidth=0.8, label=f"{name} p99 target")
     ax.set_xscale("log")
     ax.set_xlabel("status query latency (ms)")
