@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Histogram
+
+from prsm.domain.events import RecordedEvent
 
 HTTP_REQUESTS = Counter(
     "prsm_http_requests_total",
@@ -17,3 +21,13 @@ HTTP_LATENCY = Histogram(
 )
 TASKS_SUBMITTED = Counter("prsm_tasks_submitted_total", "Tasks accepted, by tenant", ["tenant"])
 TASKS_CANCELLED = Counter("prsm_tasks_cancelled_total", "Tasks cancelled, by tenant", ["tenant"])
+EVENTS_APPENDED = Counter(
+    "prsm_events_appended_total",
+    "Events appended to the event store by this process, by type and source component",
+    ["type", "source"],
+)
+
+
+def count_appended(recorded: Iterable[RecordedEvent]) -> None:
+    for r in recorded:
+        EVENTS_APPENDED.labels(r.event.type_name(), r.metadata.source).inc()

@@ -250,6 +250,9 @@ async def test_health_ready_metrics(api: httpx.AsyncClient) -> None:
     await api.get("/v1/whoami", headers=ALICE)
     text = (await api.get("/metrics")).text
     assert 'prsm_http_requests_total{method="GET",route="/v1/whoami",status="200"}' in text
+    await submit(api, ALICE)
+    text = (await api.get("/metrics")).text
+    assert 'prsm_events_appended_total{source="gateway",type="TaskSubmitted"}' in text
 
 
 async def test_correlation_id_is_kept_or_made(api: httpx.AsyncClient) -> None:

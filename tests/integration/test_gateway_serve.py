@@ -3,6 +3,7 @@ embedded store."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,3 +62,59 @@ def test_two_replicas_serve_the_api_over_http(gateway: tuple[str, Settings]) -> 
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "not_found"
         assert http.get("/v1/whoami", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+async def test_a_replica_killed_under_load_loses_no_accepted_task(
+    gateway: tuple[str, Settings],
+) -> None:
+    url, settings = gateway
+    headers = {"Authorization": f"Bearer {bootstrap.issue_token(settings, 'load', 'lab')}"}
+    keys = [f"load-{i}" for i in range(60)]
+    accepted: dict[str, str] = {}
+    retried = 0
+    enough = asyncio.Event()
+    killed: list[str] = []
+
+    async def submit(http: httpx.AsyncClient, key: str) -> None:
+        nonlocal retried
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:  # a client that retries with its key until the gateway answers
+            try:
+                response = await http.post(
+                    "/v1/tasks", json={"type": "demo"}, headers={"Idempotency-Key": key}
+                )
+                if response.status_code in (200, 201):
+                    accepted[key] = response.json()["id"]
+                    if len(accepted) >= 15:
+                        enough.set()
+                    return
+                assert response.status_code >= 500, response.text
+            except httpx.TransportError:
+                pass
+            retried += 1
+            assert asyncio.get_running_loop().time() < deadline, f"{key} never accepted"
+            await asyncio.sleep(0.1)
+
+    async def worker(http: httpx.AsyncClient, mine: list[str]) -> None:
+        for key in mine:
+            await submit(http, key)
+
+    async def kill_a_replica() -> None:
+        await enough.wait()
+        names = [
+            a["name"]
+            for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["name"].startswith("SERVE_REPLICA::prsm#gateway")
+        ]
+        ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
+        killed.append(names[0])
+
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
+        await asyncio.gather(kill_a_replica(), *(worker(http, keys[w::4]) for w in range(4)))
+        listed = (await http.get("/v1/tasks", params={"limit": 500})).json()["tasks"]
+
+    print(f"killed {killed}, client retries: {retried}")
+    assert killed, "a replica must have been killed"
+    assert set(accepted) == set(keys)
+    assert len(set(accepted.values())) == len(keys)  # one task per key, never two
+    assert sorted(t["id"] for t in listed) == sorted(accepted.values())

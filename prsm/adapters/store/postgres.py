@@ -20,6 +20,7 @@ from prsm.adapters.store import migrations, rows
 from prsm.adapters.store.codec import encode
 from prsm.domain.errors import ConcurrencyError, StoreUnavailable
 from prsm.domain.events import RecordedEvent
+from prsm.observability.metrics import count_appended
 from prsm.service_layer.ports import StreamWrite
 from prsm.service_layer.views import TaskPage, TaskQuery, TaskView, project_tasks, task_id_of
 
@@ -201,7 +202,9 @@ class PostgresStore:
                 await conn.execute("UPDATE event_log_head SET position = $1 WHERE id = 1", head)
                 return out
 
-        return await self._retrying(attempt)
+        recorded = await self._retrying(attempt)
+        count_appended(recorded)
+        return recorded
 
     @staticmethod
     async def _recorded_since(conn: Conn, first_id: str, count: int) -> list[RecordedEvent]:

@@ -21,6 +21,7 @@ from prsm.adapters.store import migrations, rows
 from prsm.adapters.store.codec import encode
 from prsm.domain.errors import ConcurrencyError, StoreUnavailable
 from prsm.domain.events import RecordedEvent
+from prsm.observability.metrics import count_appended
 from prsm.service_layer.ports import StreamWrite
 from prsm.service_layer.views import TaskPage, TaskQuery, TaskView, project_tasks, task_id_of
 
@@ -140,6 +141,7 @@ class SqliteStore:
                 " ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
                 [(w.stream_id, versions[w.stream_id]) for w in writes],
             )
+        count_appended(out)
         return out
 
     @staticmethod
