@@ -37,7 +37,9 @@ async def open_store(settings: Settings) -> Store:
 
 def describe_store(settings: Settings) -> str:
     url = settings.store_url or f"sqlite://{settings.sqlite_path}"
-    return url.split("@")[-1] if url.startswith("postgres") else url  # never print a password
+    if url.startswith("postgres") and "@" in url:  # never print credentials
+        return "postgresql://…@" + url.split("@", 1)[1]
+    return url
 
 
 def token_codec(settings: Settings) -> TokenCodec:

@@ -184,15 +184,22 @@ class Task:
                     f"task {self.task_id} cannot go from {self.status} to {target}"
                 )
             self.status = target
-        match event:
-            case ev.TaskProgressed(progress=progress):
-                self.progress = progress
-            case ev.TaskSucceeded(result_ref=ref):
-                self.progress, self.result_ref = 100.0, ref
-            case ev.TaskFailed(error=error):
-                self.error = error
-            case ev.TaskCancelled(reason=reason):
-                self.error = reason
+        for name, value in fields_set_by(event).items():
+            setattr(self, name, value)
+
+
+def fields_set_by(event: ev.Event) -> dict[str, Any]:
+    """What an event sets on a task besides its status (shared with the task view)."""
+    match event:
+        case ev.TaskProgressed(progress=progress):
+            return {"progress": progress}
+        case ev.TaskSucceeded(result_ref=ref):
+            return {"progress": 100.0, "result_ref": ref}
+        case ev.TaskFailed(error=error):
+            return {"error": error}
+        case ev.TaskCancelled(reason=reason):
+            return {"error": reason}
+    return {}
 
 
 STATUS_AFTER: dict[type[ev.Event], TaskStatus] = {

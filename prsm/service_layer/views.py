@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from prsm.domain import events as ev
-from prsm.domain.tasks import STATUS_AFTER, ResourceRequest, TaskStatus
+from prsm.domain.tasks import STATUS_AFTER, ResourceRequest, TaskStatus, fields_set_by
 
 
 @dataclass(frozen=True)
@@ -77,16 +77,7 @@ def project_task(row: TaskView | None, recorded: ev.RecordedEvent) -> TaskView |
     status = STATUS_AFTER.get(type(event))
     if status is not None:
         changes["status"] = status
-    match event:
-        case ev.TaskProgressed(progress=progress):
-            changes["progress"] = progress
-        case ev.TaskSucceeded(result_ref=ref):
-            changes.update(progress=100.0, result_ref=ref)
-        case ev.TaskFailed(error=error):
-            changes["error"] = error
-        case ev.TaskCancelled(reason=reason):
-            changes["error"] = reason
-    return dataclasses.replace(row, **changes)
+    return dataclasses.replace(row, **changes, **fields_set_by(event))
 
 
 def task_id_of(event: ev.Event) -> str | None:
