@@ -73,6 +73,8 @@ class PostgresStore:
                 conn = await asyncpg.connect(dsn)
                 try:
                     await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                except asyncpg.UniqueViolationError:
+                    pass  # another process created it at the same moment (IF NOT EXISTS races)
                 finally:
                     await conn.close()
             pool = await asyncpg.create_pool(
