@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import ray
 from ray._raylet import Config  # type: ignore[attr-defined]
 
@@ -46,16 +47,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(frozen=True)
@@ -88,12 +79,19 @@ class LocalCluster:
         Config.initialize("")
         ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False)
 
-    def pid(self) -> int | None:
+    def _head(self) -> psutil.Process | None:
+        """The running `ray start` of this cluster, if any. The pid file alone is not enough:
+        after a reboot its pid may belong to another program."""
         try:
-            pid = int(self._pid_file.read_text())
-        except (FileNotFoundError, ValueError):
+            process = psutil.Process(int(self._pid_file.read_text()))
+            command = process.cmdline()
+        except (FileNotFoundError, ValueError, psutil.Error):
             return None
-        return pid if _alive(pid) else None
+        return process if "start" in command and f"--port={self.port}" in command else None
+
+    def pid(self) -> int | None:
+        head = self._head()
+        return head.pid if head else None
 
     def start(self, timeout_s: float = 120.0) -> None:
         if self.pid() is not None:
@@ -130,16 +128,15 @@ class LocalCluster:
 
     def stop(self, timeout_s: float = 60.0) -> bool:
         """Stop the head and everything it started; False if it was not running."""
-        pid = self.pid()
-        if pid is None:
+        head = self._head()
+        if head is None:
             self._pid_file.unlink(missing_ok=True)
             return False
-        os.kill(pid, signal.SIGTERM)  # `ray start --block` then stops its processes
-        deadline = time.monotonic() + timeout_s
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.25)
+        head.terminate()  # `ray start --block` then stops the processes it started
+        with contextlib.suppress(psutil.TimeoutExpired):
+            head.wait(timeout_s)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)  # whatever is left of this session
+            os.killpg(head.pid, signal.SIGKILL)  # whatever is left of this session
         self._pid_file.unlink(missing_ok=True)
         self._forget_current_cluster()
         return True
