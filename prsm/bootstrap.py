@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +15,6 @@ from prsm.security.tokens import TokenCodec, VerifiedTokens, load_or_create_secr
 from prsm.serve.deps import GatewayDeps
 from prsm.service_layer.messagebus import MessageBus
 
-log = logging.getLogger("prsm")
 Store = SqliteStore | PostgresStore
 
 
