@@ -5,6 +5,7 @@ HTTP statuses in one table (``prsm.serve.errors``).
 
     PrsmError
     ├── InvalidRequest            bad input the caller can fix              (code invalid_request)
+    │   └── BadModelRequest       a model backend refused the input (e.g. prompt too long)
     ├── NotFound                  no such resource, or not visible to you   (not_found)
     ├── Conflict                  the resource's state forbids the request  (conflict)
     │   ├── IllegalTransition     a task status change the machine refuses  (illegal_transition)
@@ -12,7 +13,12 @@ HTTP statuses in one table (``prsm.serve.errors``).
     │   └── ConcurrencyError      a stream moved past the expected version  (concurrency_conflict)
     ├── AuthenticationError       no or invalid credentials                 (unauthenticated)
     ├── PermissionDenied          authenticated, but not allowed            (forbidden)
-    └── StoreUnavailable          the event store cannot be reached         (store_unavailable)
+    ├── StoreUnavailable          the event store cannot be reached         (store_unavailable)
+    ├── RateLimited               too many requests; retry later            (rate_limited)
+    └── UpstreamError             a model backend failed                    (upstream_error)
+        ├── UpstreamAuthFailed    the backend refused PRSM's credentials    (upstream_auth_failed)
+        ├── UpstreamTimeout       the backend did not answer in time        (upstream_timeout)
+        └── ModelUnavailable      the model is deploying, failed or gone    (model_unavailable)
 
 Errors raised from a foreign exception keep it as ``__cause__`` (``raise X(...) from exc``).
 """
@@ -31,6 +37,12 @@ class PrsmError(Exception):
 
 class InvalidRequest(PrsmError):
     code = "invalid_request"
+
+
+class BadModelRequest(InvalidRequest):
+    """A model backend refused the request as invalid (over-long prompt, bad parameter)."""
+
+    code = "bad_request"
 
 
 class NotFound(PrsmError):
@@ -73,3 +85,32 @@ class PermissionDenied(PrsmError):
 class StoreUnavailable(PrsmError):
     code = "store_unavailable"
     recoverable = True
+
+
+class RateLimited(PrsmError):
+    code = "rate_limited"
+    recoverable = True
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class UpstreamError(PrsmError):
+    """A model backend (an engine, or an external provider) failed to answer."""
+
+    code = "upstream_error"
+    recoverable = True
+
+
+class UpstreamAuthFailed(UpstreamError):
+    code = "upstream_auth_failed"
+    recoverable = False
+
+
+class UpstreamTimeout(UpstreamError):
+    code = "upstream_timeout"
+
+
+class ModelUnavailable(UpstreamError):
+    code = "model_unavailable"

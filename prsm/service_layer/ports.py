@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from prsm.domain.events import NewEvent, RecordedEvent
 from prsm.service_layer.views import TaskPage, TaskQuery, TaskView
@@ -53,3 +53,23 @@ class TaskViews(Protocol):
     async def get(self, task_id: str) -> TaskView | None: ...
 
     async def list(self, query: TaskQuery) -> TaskPage: ...
+
+
+Completion = dict[str, Any] | AsyncIterator[str]
+"""A backend's answer: the OpenAI response body, or (``"stream": true``) an iterator of
+server-sent-event text, each item one or more ``data: {json}\n\n`` events, the last
+``data: [DONE]\n\n``."""
+
+
+class InferenceBackend(Protocol):
+    """One model version behind the OpenAI-compatible API: a vLLM deployment, or an external
+    provider. Bodies are OpenAI request bodies; ``body["model"]`` is already the backend's own
+    model name. Failures raise PRSM errors (``BadModelRequest``, ``RateLimited``,
+    ``UpstreamAuthFailed``, ``UpstreamTimeout``, ``UpstreamError``), before the first
+    streamed byte where the backend allows."""
+
+    async def chat(self, body: dict[str, Any]) -> Completion: ...
+
+    async def completions(self, body: dict[str, Any]) -> Completion: ...
+
+    async def close(self) -> None: ...
