@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from prsm.adapters.inference import tiny_model
+from prsm.adapters.inference.anthropic_provider import AnthropicBackend
+from prsm.adapters.inference.openai_provider import OpenAIBackend
 from prsm.adapters.store.postgres import PostgresStore
 from prsm.adapters.store.sqlite import SqliteStore
 from prsm.config import Settings
+from prsm.domain.commands import DeployModel
 from prsm.domain.identity import Principal
+from prsm.domain.model_registry import LIVE, Deployment, deployment_key
+from prsm.domain.models import SHARED_TENANT, Framework, ModelSpec
 from prsm.observability.logging import configure as configure_logging
 from prsm.runtime import local_cluster
 from prsm.security.tokens import TokenCodec, VerifiedTokens, load_or_create_secret
 from prsm.serve.deps import GatewayDeps
+from prsm.serve.model_catalog import BackendFactory, ModelCatalog
 from prsm.service_layer.messagebus import MessageBus
+from prsm.service_layer.models import load_registry
+from prsm.service_layer.ports import InferenceBackend
 
 Store = SqliteStore | PostgresStore
 
@@ -57,12 +67,44 @@ def issue_token(
     return token_codec(settings).issue(principal, utc_now(), lifetime)
 
 
+def backend_factory(settings: Settings) -> BackendFactory:
+    """How a gateway replica reaches each model version: vLLM deployments through Serve,
+    external providers through their SDKs, with the key from this process's environment."""
+
+    def make(d: Deployment) -> InferenceBackend:
+        spec = d.spec
+        if spec.framework is Framework.OPENAI:
+            return OpenAIBackend.from_env(
+                spec.source,
+                api_key_env=spec.api_key_env,
+                base_url=spec.base_url or settings.openai_base_url or None,
+                timeout_s=settings.inference_timeout_s,
+            )
+        if spec.framework is Framework.ANTHROPIC:
+            return AnthropicBackend.from_env(
+                spec.source,
+                api_key_env=spec.api_key_env,
+                base_url=spec.base_url or settings.anthropic_base_url or None,
+                timeout_s=settings.inference_timeout_s,
+            )
+        from prsm.adapters.inference.vllm_serve import VllmServeBackend, app_name
+
+        return VllmServeBackend(app_name(d.tenant_id, spec.name, spec.version))
+
+    return make
+
+
 async def build_gateway(raw_settings: dict[str, Any], in_ray: bool = True) -> GatewayDeps:
     """Everything one gateway replica needs (called inside each replica)."""
     settings = Settings(**raw_settings)
     configure_logging(settings.log_level)
     store = await open_store(settings)
     checks = {"ray": local_cluster.check_ray} if in_ray else {}
+    on_change = None
+    if in_ray:
+        from prsm.runtime import model_controller
+
+        on_change = model_controller.wake
     return GatewayDeps(
         bus=MessageBus(store, store, utc_now, source="gateway"),
         store=store,
@@ -70,7 +112,66 @@ async def build_gateway(raw_settings: dict[str, Any], in_ray: bool = True) -> Ga
         tokens=VerifiedTokens(token_codec(settings)),
         max_body_bytes=settings.max_body_bytes,
         ready_checks=checks,
+        models=ModelCatalog(store, backend_factory(settings)),
+        on_models_changed=on_change,
     )
+
+
+async def open_store_from(raw_settings: dict[str, Any]) -> Store:
+    """The store, from settings as plain data (how actors open theirs)."""
+    return await open_store(Settings(**raw_settings))
+
+
+def start_model_controller(settings: Settings) -> Any:
+    from prsm.runtime import model_controller
+
+    return model_controller.start(open_store_from, settings.for_replicas())
+
+
+def tiny_model_spec(settings: Settings) -> ModelSpec:
+    return ModelSpec(
+        name=settings.default_model,
+        version="v1",
+        source=str(settings.tiny_model_path),
+        max_model_len=tiny_model.MAX_POSITIONS,
+        kv_cache_mb=64,
+    )
+
+
+async def register_default_model(settings: Settings) -> Deployment | None:
+    """Build the tiny test model if needed and register it as a shared deployment (once)."""
+    if not settings.default_model:
+        return None
+    tiny_model.ensure_tiny_model(settings.tiny_model_path)
+    store = await open_store(settings)
+    try:
+        admin = Principal(user_id="prsm", tenant_id="*", roles=frozenset({"admin"}))
+        registry = await load_registry(store)
+        spec = tiny_model_spec(settings)
+        key = deployment_key(SHARED_TENANT, spec.name, spec.version)
+        existing = registry.deployments.get(key)
+        if existing is not None and existing.status in LIVE:
+            return existing
+        bus = MessageBus(store, store, utc_now, source="cli")
+        command = DeployModel(
+            correlation_id=str(uuid.uuid4()), principal=admin, spec=spec, shared=True
+        )
+        deployment: Deployment = await bus.handle(command)
+        return deployment
+    finally:
+        await store.close()
+
+
+async def model_status(settings: Settings, name: str, version: str) -> Deployment | None:
+    store = await open_store(settings)
+    try:
+        registry = await load_registry(store)
+        for d in registry.deployments.values():
+            if (d.spec.name, d.spec.version) == (name, version):
+                return d
+        return None
+    finally:
+        await store.close()
 
 
 def cluster(settings: Settings) -> local_cluster.LocalCluster:
@@ -92,6 +193,7 @@ def deploy_gateway(settings: Settings) -> None:
     serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
     app = gateway_app(build_gateway, settings.for_replicas(), settings.gateway_replicas)
     serve.run(app, name="prsm", route_prefix="/")
+    start_model_controller(settings)
 
 
 def shutdown_serve(settings: Settings) -> None:

@@ -3,6 +3,7 @@ tasks."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -15,14 +16,17 @@ from rich.console import Console
 from rich.table import Table
 
 from prsm import bootstrap
+from prsm.cli_models import models_app
 from prsm.client import PrsmAPIError, PrsmClient
 from prsm.config import Settings
+from prsm.domain.models import ModelStatus
 from prsm.domain.tasks import TaskStatus
 from prsm.serve.schemas import Resources, TaskOut
 
 app = typer.Typer(help="PRSM: AI work for scientific computing on Ray.", no_args_is_help=True)
 tasks_app = typer.Typer(help="List, inspect and cancel your tasks.", no_args_is_help=True)
 app.add_typer(tasks_app, name="tasks")
+app.add_typer(models_app, name="models")
 console = Console()
 err = Console(stderr=True)
 
@@ -58,6 +62,7 @@ def up() -> None:
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
     bootstrap.deploy_gateway(settings)
     _wait_healthy(settings.gateway_url, 60)
+    model = _serve_default_model(settings)
     token = bootstrap.issue_token(settings)
     url = settings.gateway_url
     print(f"""PRSM is up.
@@ -69,6 +74,30 @@ Local admin token (tenant "default"):
   export PRSM_TOKEN={token}
 Try:
   curl -H "Authorization: Bearer $PRSM_TOKEN" {url}/v1/whoami""")
+    if model:
+        print(f"""  curl -H "Authorization: Bearer $PRSM_TOKEN" {url}/v1/chat/completions \\
+    -H 'Content-Type: application/json' \\
+    -d '{{"model": "{model}", "messages": [{{"role": "user", "content": "hi"}}]}}'
+  ({model} is PRSM's plumbing test model: random weights, so its answers are noise.)""")
+
+
+def _serve_default_model(settings: Settings) -> str:
+    """Register the built-in tiny model and wait until it serves; its name, or ''."""
+    if not settings.default_model:
+        return ""
+    err.print(f"Serving the test model {settings.default_model} with vLLM on the CPU …")
+    asyncio.run(bootstrap.register_default_model(settings))
+    deadline = time.monotonic() + settings.model_wait_seconds
+    while True:
+        found = asyncio.run(bootstrap.model_status(settings, settings.default_model, "v1"))
+        status = found.status if found else None
+        if status is ModelStatus.READY:
+            return settings.default_model
+        if status is ModelStatus.FAILED or time.monotonic() > deadline:
+            detail = found.detail if found else "not registered"
+            err.print(f"[yellow]warning[/] {settings.default_model} is not serving: {detail}")
+            return ""
+        time.sleep(2)
 
 
 @app.command()

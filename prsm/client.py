@@ -14,6 +14,7 @@ import httpx
 from pydantic import BaseModel
 
 from prsm.domain.tasks import TaskStatus
+from prsm.serve.model_schemas import DeploymentCreate, DeploymentList, DeploymentOut, ModelList
 from prsm.serve.schemas import (
     Resources,
     Status,
@@ -105,6 +106,15 @@ class _Calls:
             params["cursor"] = cursor
         return _Call("GET", "/v1/tasks", TaskList, params=params)
 
+    @staticmethod
+    def _deploy(name: str, version: str, **fields: Any) -> _Call[DeploymentOut]:
+        body = DeploymentCreate.model_validate({"name": name, "version": version, **fields})
+        return _Call("POST", "/v1/deployments", DeploymentOut, body.model_dump(mode="json"))
+
+    @staticmethod
+    def _deployment(method: str, name: str, version: str) -> _Call[DeploymentOut]:
+        return _Call(method, f"/v1/deployments/{name}/{version}", DeploymentOut)
+
 
 class PrsmClient(_Calls):
     def __init__(
@@ -149,6 +159,23 @@ class PrsmClient(_Calls):
 
     def ready(self) -> Status:
         return self._run(_Call("GET", "/ready", Status))
+
+    def deploy_model(self, name: str, version: str, **fields: Any) -> DeploymentOut:
+        """Deploy a model version (see ``DeploymentCreate`` for the fields); it starts
+        DEPLOYING: follow it with ``deployment``."""
+        return self._run(self._deploy(name, version, **fields))
+
+    def deployment(self, name: str, version: str) -> DeploymentOut:
+        return self._run(self._deployment("GET", name, version))
+
+    def deployments(self) -> list[DeploymentOut]:
+        return self._run(_Call("GET", "/v1/deployments", DeploymentList)).deployments
+
+    def undeploy_model(self, name: str, version: str) -> DeploymentOut:
+        return self._run(self._deployment("DELETE", name, version))
+
+    def models(self) -> ModelList:
+        return self._run(_Call("GET", "/v1/models", ModelList))
 
     def close(self) -> None:
         self._http.close()
@@ -199,6 +226,21 @@ class AsyncPrsmClient(_Calls):
 
     async def ready(self) -> Status:
         return await self._run(_Call("GET", "/ready", Status))
+
+    async def deploy_model(self, name: str, version: str, **fields: Any) -> DeploymentOut:
+        return await self._run(self._deploy(name, version, **fields))
+
+    async def deployment(self, name: str, version: str) -> DeploymentOut:
+        return await self._run(self._deployment("GET", name, version))
+
+    async def deployments(self) -> list[DeploymentOut]:
+        return (await self._run(_Call("GET", "/v1/deployments", DeploymentList))).deployments
+
+    async def undeploy_model(self, name: str, version: str) -> DeploymentOut:
+        return await self._run(self._deployment("DELETE", name, version))
+
+    async def models(self) -> ModelList:
+        return await self._run(_Call("GET", "/v1/models", ModelList))
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -35,6 +35,20 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = Field(default=30 * 86400, description="Lifetime of issued tokens.")
     max_body_bytes: int = Field(default=1_048_576, description="Largest request body (413).")
     log_level: str = Field(default="INFO", description="Log level of PRSM's components.")
+    default_model: str = Field(
+        default="prsm-tiny",
+        description="Name of the built-in tiny test model `prsm up` serves (empty: none).",
+    )
+    model_wait_seconds: int = Field(
+        default=600, ge=0, description="How long `prsm up` waits for the default model."
+    )
+    inference_timeout_s: float = Field(
+        default=120.0, gt=0, description="Timeout of a call to an external model provider."
+    )
+    openai_base_url: str = Field(default="", description="OpenAI API endpoint (default: SDK's).")
+    anthropic_base_url: str = Field(
+        default="", description="Anthropic API endpoint (default: the SDK's)."
+    )
     url: str = Field(default="", description="Gateway URL for the CLI and SDK.")
     token: str = Field(default="", description="Bearer token for the CLI and SDK.")
 
@@ -45,6 +59,10 @@ class Settings(BaseSettings):
     @property
     def secret_path(self) -> Path:
         return self.data_dir / "jwt_secret"
+
+    @property
+    def tiny_model_path(self) -> Path:
+        return self.data_dir / "models" / "prsm-tiny-llama"
 
     @property
     def gateway_url(self) -> str:

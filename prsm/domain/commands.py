@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prsm.domain.identity import Principal
+from prsm.domain.models import ModelSpec
 from prsm.domain.tasks import CoordinationStrategy, ResourceRequest
 
 
@@ -41,3 +42,20 @@ class CancelTask(Command):
     principal: Principal
     task_id: str
     reason: str = "cancelled by user"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeployModel(Command):
+    """Register a model version and have it deployed; ``shared`` (admins only) makes it
+    usable by every tenant."""
+
+    principal: Principal
+    spec: ModelSpec
+    shared: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class UndeployModel(Command):
+    principal: Principal
+    name: str
+    version: str

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
+from prsm.domain.models import ModelSpec
+
 
 @dataclass(frozen=True, kw_only=True)
 class Event:
@@ -140,4 +142,59 @@ TASK_EVENTS: tuple[type[Event], ...] = (
     TaskCancelled,
 )
 
-EVENT_TYPES: dict[str, type[Event]] = {cls.type_name(): cls for cls in TASK_EVENTS}
+
+# --- model deployments (all in one stream: the model registry) --------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelEvent(Event):
+    tenant_id: str
+    name: str
+    version: str
+    at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelDeployRequested(ModelEvent):
+    spec: ModelSpec
+    requested_by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelDeployed(ModelEvent):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelDeployFailed(ModelEvent):
+    error: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelHealthChanged(ModelEvent):
+    healthy: bool
+    detail: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelUndeployRequested(ModelEvent):
+    requested_by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelUndeployed(ModelEvent):
+    pass
+
+
+MODEL_EVENTS: tuple[type[ModelEvent], ...] = (
+    ModelDeployRequested,
+    ModelDeployed,
+    ModelDeployFailed,
+    ModelHealthChanged,
+    ModelUndeployRequested,
+    ModelUndeployed,
+)
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.type_name(): cls for cls in (*TASK_EVENTS, *MODEL_EVENTS)
+}

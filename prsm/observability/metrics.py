@@ -31,3 +31,28 @@ EVENTS_APPENDED = Counter(
 def count_appended(recorded: Iterable[RecordedEvent]) -> None:
     for r in recorded:
         EVENTS_APPENDED.labels(r.event.type_name(), r.metadata.source).inc()
+
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+INFERENCE_REQUESTS = Counter(
+    "prsm_inference_requests_total",
+    "Inference requests by model, version, endpoint and outcome (ok or an error code)",
+    ["model", "version", "endpoint", "outcome"],
+)
+INFERENCE_LATENCY = Histogram(
+    "prsm_inference_duration_seconds",
+    "Inference request latency, to the last byte, by model and version",
+    ["model", "version"],
+    buckets=_LATENCY_BUCKETS,
+)
+TIME_TO_FIRST_TOKEN = Histogram(
+    "prsm_inference_time_to_first_token_seconds",
+    "Time to the first streamed token (whole response when not streaming)",
+    ["model", "version"],
+    buckets=_LATENCY_BUCKETS,
+)
+INFERENCE_TOKENS = Counter(
+    "prsm_inference_tokens_total",
+    "Tokens in (prompt) and out (generated), by model and version",
+    ["model", "version", "direction"],
+)

@@ -11,7 +11,13 @@ from fastapi import FastAPI
 
 from prsm import __version__
 from prsm.domain.errors import PrsmError
-from prsm.serve import errors, routes_system, routes_tasks
+from prsm.serve import (
+    errors,
+    routes_deployments,
+    routes_inference,
+    routes_system,
+    routes_tasks,
+)
 from prsm.serve.deps import GatewayDeps
 from prsm.serve.middleware import RequestContext
 
@@ -38,6 +44,8 @@ def create_app(deps: GatewayDeps) -> FastAPI:
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
+            if deps.models is not None:
+                await deps.models.close()
 
     app = FastAPI(
         title="PRSM gateway",
@@ -51,5 +59,7 @@ def create_app(deps: GatewayDeps) -> FastAPI:
     errors.install(app)
     app.include_router(routes_system.router)
     app.include_router(routes_tasks.router)
+    app.include_router(routes_deployments.router)
+    app.include_router(routes_inference.router)
     app.add_middleware(RequestContext, max_body_bytes=deps.max_body_bytes)
     return app

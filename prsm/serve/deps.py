@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prsm.domain.errors import AuthenticationError
 from prsm.domain.identity import Principal
 from prsm.security.tokens import VerifiedTokens
+from prsm.serve.model_catalog import ModelCatalog
 from prsm.service_layer.messagebus import MessageBus
 from prsm.service_layer.ports import EventStore, TaskViews
 
@@ -25,6 +26,8 @@ class GatewayDeps:
     max_body_bytes: int = 1_048_576
     projection_interval_s: float = 0.5
     ready_checks: Mapping[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
+    models: ModelCatalog | None = None
+    on_models_changed: Callable[[], None] | None = None
 
 
 async def get_deps(request: Request) -> GatewayDeps:

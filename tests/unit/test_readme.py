@@ -19,8 +19,8 @@ def commands() -> list[str]:
 def test_the_readme_opens_with_bring_up_then_test() -> None:
     up, test = commands()
     assert "\n" not in up and "\n" not in test
-    assert up.startswith("python3 -m venv .venv") and up.endswith("prsm up")
-    assert test.startswith("python3 -m venv .venv") and "scripts/check.py" in test
+    assert up.startswith("python3 scripts/install.py") and up.endswith("prsm up")
+    assert test.startswith("python3 scripts/install.py --test") and "scripts/check.py" in test
     first_block = README.index("```bash")
     assert "```" not in README[:first_block]  # nothing comes before the two commands
 

@@ -1,0 +1,200 @@
+"""vLLM model versions on Ray Serve, through Ray Serve LLM (``ray.serve.llm``).
+
+``llm_config`` turns a PRSM ``ModelSpec`` into Ray's ``LLMConfig`` (replicas or autoscaling,
+tensor/pipeline parallel sizes with placement-group bundles and strategy, CPU or GPU);
+``build_app`` gives the Serve application that runs it (Ray's ``LLMServer``, which runs the
+vLLM engine in the replica). ``VllmServeBackend`` calls such an application from the gateway
+through a Serve handle, as Ray's own OpenAI ingress does, so that PRSM's gateway (auth,
+routing, metrics) is the only HTTP hop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from prsm.domain.errors import BadModelRequest, NotFound, RateLimited, UpstreamError
+from prsm.domain.models import Accelerator, ModelSpec, Strategy
+from prsm.service_layer.ports import Completion
+
+APP_PREFIX = "prsm-model-"
+MIB = 1 << 20
+
+
+def app_name(tenant_id: str, name: str, version: str) -> str:
+    """The Serve application of one model version (unique per tenant, Serve-safe)."""
+    slug = re.sub(r"[^A-Za-z0-9-]+", "-", f"{name}-{version}").strip("-")[:80]
+    tenant = hashlib.sha256(tenant_id.encode()).hexdigest()[:8]
+    return f"{APP_PREFIX}{slug}-{tenant}"
+
+
+def deployment_config(spec: ModelSpec) -> dict[str, Any]:
+    if spec.autoscaling:
+        low, high = spec.min_replicas or 0, spec.max_replicas or 1
+        return {
+            "autoscaling_config": {
+                "min_replicas": low,
+                "max_replicas": high,
+                "initial_replicas": max(low, 1),
+                "target_ongoing_requests": 16,
+            }
+        }
+    return {"num_replicas": 1 if spec.strategy is Strategy.SINGLE_NODE else spec.replicas}
+
+
+def engine_kwargs(spec: ModelSpec) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "tensor_parallel_size": spec.tensor_parallel,
+        "pipeline_parallel_size": spec.pipeline_parallel,
+        "dtype": "auto",
+    }
+    if spec.max_model_len is not None:
+        kwargs["max_model_len"] = spec.max_model_len
+    if spec.accelerator is Accelerator.CPU:
+        # An explicit KV cache (instead of a share of host memory) and eager mode: vLLM-CPU
+        # then skips its warm-up pass and starts in seconds.
+        kwargs["kv_cache_memory_bytes"] = spec.kv_cache_mb * MIB
+        kwargs["enforce_eager"] = True
+    return kwargs
+
+
+def placement_group_config(spec: ModelSpec) -> dict[str, Any] | None:
+    """One bundle per engine worker; the replica actor shares the first bundle."""
+    if spec.strategy is not Strategy.DISTRIBUTED:
+        return None
+    bundle = {"GPU": 1.0, "CPU": 1.0} if spec.accelerator is Accelerator.GPU else {"CPU": 1.0}
+    return {
+        "bundles": [dict(bundle) for _ in range(spec.workers_per_replica)],
+        "strategy": spec.placement,
+    }
+
+
+def runtime_env(spec: ModelSpec) -> dict[str, Any] | None:
+    if spec.accelerator is Accelerator.CPU and spec.workers_per_replica > 1:
+        # vLLM-CPU binds each worker's OpenMP threads to a NUMA node and refuses to put
+        # several on one; "nobind" leaves placement to the OS (one-NUMA-node machines).
+        return {"env_vars": {"VLLM_CPU_OMP_THREADS_BIND": "nobind"}}
+    return None
+
+
+def llm_config(spec: ModelSpec, model_id: str) -> Any:
+    from ray.serve.llm import LLMConfig
+
+    kind = "gpu" if spec.accelerator is Accelerator.GPU else "cpu"
+    options: dict[str, Any] = {
+        "model_loading_config": {"model_id": model_id, "model_source": spec.source},
+        "accelerator_config": {"kind": kind},
+        "deployment_config": deployment_config(spec),
+        "engine_kwargs": engine_kwargs(spec),
+    }
+    pg = placement_group_config(spec)
+    if pg is not None:
+        options["placement_group_config"] = pg
+    env = runtime_env(spec)
+    if env is not None:
+        options["runtime_env"] = env
+    return LLMConfig(**options)
+
+
+def build_app(spec: ModelSpec, model_id: str) -> Any:
+    from ray.serve.llm import build_llm_deployment
+
+    return build_llm_deployment(llm_config(spec, model_id), name_prefix="prsm:")
+
+
+class VllmServeBackend:
+    """A model version on Serve, called through a streaming deployment handle."""
+
+    def __init__(self, app: str) -> None:
+        from ray import serve
+
+        self._handle = serve.get_app_handle(app).options(stream=True)
+
+    async def chat(self, body: dict[str, Any]) -> Completion:
+        from ray.llm._internal.serve.core.ingress.utils import (
+            _sanitize_chat_completion_request,
+        )
+        from ray.serve.llm.openai_api_models import ChatCompletionRequest
+
+        request = _sanitize_chat_completion_request(_parse(ChatCompletionRequest, body))
+        return await self._call("chat", request)
+
+    async def completions(self, body: dict[str, Any]) -> Completion:
+        from ray.serve.llm.openai_api_models import CompletionRequest
+
+        return await self._call("completions", _parse(CompletionRequest, body))
+
+    async def close(self) -> None:
+        return None
+
+    async def _call(self, method: str, request: Any) -> Completion:
+        stream: AsyncIterator[Any] = getattr(self._handle, method).remote(request, None)
+        try:
+            first = await anext(stream)
+        except StopAsyncIteration:
+            raise UpstreamError("the model returned nothing") from None
+        except Exception as exc:  # a replica that died or could not be reached
+            raise UpstreamError(f"the model deployment failed: {type(exc).__name__}") from exc
+        head = first[0] if isinstance(first, list) and first else first
+        _raise_if_error(head)
+        if not isinstance(first, list) and hasattr(first, "model_dump"):
+            result: dict[str, Any] = first.model_dump(mode="json", exclude_none=True)
+            return result
+        return _sse(first, stream)
+
+
+def _parse(model: Any, body: dict[str, Any]) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:10]
+        )
+        raise BadModelRequest(problems) from None
+
+
+def _raise_if_error(item: Any) -> None:
+    error = getattr(item, "error", None)
+    if error is None or not hasattr(error, "code"):
+        return
+    message, code = str(error.message), int(error.code)
+    if code == 404:
+        raise NotFound(message)
+    if code == 429:
+        raise RateLimited(message)
+    if 400 <= code < 500:
+        raise BadModelRequest(message)
+    raise UpstreamError(message)
+
+
+async def _sse(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[str]:
+    """Serve LLM streams batches of ``data: {json}\\n\\n`` strings; pass each batch on as one
+    item, but a usage-only chunk (``"choices":[]``) as an item of its own, and end with
+    ``[DONE]`` exactly once."""
+    done = False
+    batch: Any = first
+    while True:
+        for text in _items(batch):
+            done = done or text.startswith("data: [DONE]")
+            yield text
+        try:
+            batch = await anext(rest)
+        except StopAsyncIteration:
+            break
+    if not done:
+        yield "data: [DONE]\n\n"
+
+
+def _items(batch: Any) -> list[str]:
+    if not isinstance(batch, list):
+        batch = [batch]
+    texts = [b if isinstance(b, str) else f"data: {b.model_dump_json()}\n\n" for b in batch]
+    usage = [t for t in texts if '"choices":[]' in t]
+    if not usage:
+        return ["".join(texts)]
+    rest = [t for t in texts if '"choices":[]' not in t]
+    return ["".join(rest), *usage] if rest else usage

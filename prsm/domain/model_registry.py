@@ -1,0 +1,212 @@
+"""The model registry: every model version deployed on the platform, its status and health,
+kept as one event stream; and the route each model's requests take."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from prsm.domain import events as ev
+from prsm.domain.errors import Conflict, NotFound, PermissionDenied
+from prsm.domain.identity import Principal
+from prsm.domain.models import SHARED_TENANT, ModelSpec, ModelStatus, validated
+
+STREAM = "model-registry"
+LIVE = (ModelStatus.DEPLOYING, ModelStatus.READY, ModelStatus.UNDEPLOYING)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    spec: ModelSpec
+    tenant_id: str
+    requested_by: str
+    status: ModelStatus
+    healthy: bool
+    detail: str
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def key(self) -> str:
+        return deployment_key(self.tenant_id, self.spec.name, self.spec.version)
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.spec.name}:{self.spec.version}"
+
+
+def deployment_key(tenant_id: str, name: str, version: str) -> str:
+    return f"{tenant_id}/{name}:{version}"
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a model's requests go: ``(version, weight)`` pairs, weights summing to 1. With no
+    rollout in progress the newest ready version takes all traffic; the canary controller
+    splits it between two versions."""
+
+    model: str
+    tenant_id: str
+    weights: tuple[tuple[str, float], ...]
+
+    def pick(self, u: float) -> str:
+        """The version for a draw ``u`` in [0, 1) (random, or a hash of the user: sticky)."""
+        total = 0.0
+        for version, weight in self.weights:
+            total += weight
+            if u < total:
+                return version
+        return self.weights[-1][0]
+
+
+class ModelRegistry:
+    def __init__(self) -> None:
+        self.deployments: dict[str, Deployment] = {}
+        self.version = 0
+        self.changes: list[ev.ModelEvent] = []
+
+    @classmethod
+    def from_events(cls, events: Iterable[ev.Event], version: int) -> ModelRegistry:
+        registry = cls()
+        for event in events:
+            if isinstance(event, ev.ModelEvent):
+                registry._apply(event)
+        registry.version = version
+        return registry
+
+    # --- queries ---------------------------------------------------------------------
+
+    def visible(self, principal: Principal) -> list[Deployment]:
+        """Live deployments of the principal's tenant and the shared ones."""
+        tenants = (principal.tenant_id, SHARED_TENANT)
+        return [d for d in self.deployments.values() if d.tenant_id in tenants and d.status in LIVE]
+
+    def find(self, principal: Principal, name: str, version: str) -> Deployment:
+        for tenant in (principal.tenant_id, SHARED_TENANT):
+            found = self.deployments.get(deployment_key(tenant, name, version))
+            if found is not None and found.status is not ModelStatus.UNDEPLOYED:
+                return found
+        raise NotFound(f"model {name}:{version} not found")
+
+    def route(self, principal: Principal, model: str) -> Route:
+        """The route of ``model`` (``name``, or ``name:version`` to pin a version)."""
+        name, _, pinned = model.partition(":")
+        ready = [
+            d
+            for d in self.visible(principal)
+            if d.spec.name == name and d.status is ModelStatus.READY
+        ]
+        if not ready:
+            raise NotFound(f"The model `{model}` does not exist or is not ready")
+        tenant = principal.tenant_id
+        if not any(d.tenant_id == tenant for d in ready):
+            tenant = SHARED_TENANT
+        ready = [d for d in ready if d.tenant_id == tenant]
+        if pinned:
+            if not any(d.spec.version == pinned for d in ready):
+                raise NotFound(f"The model `{model}` does not exist or is not ready")
+            return Route(name, tenant, ((pinned, 1.0),))
+        newest = max(ready, key=lambda d: d.created_at)
+        return Route(name, tenant, ((newest.spec.version, 1.0),))
+
+    # --- commands --------------------------------------------------------------------
+
+    def deploy(self, principal: Principal, spec: ModelSpec, at: datetime, shared: bool) -> None:
+        if shared and not principal.is_admin:
+            raise PermissionDenied("only admins deploy shared models")
+        spec = validated(spec)
+        tenant = SHARED_TENANT if shared else principal.tenant_id
+        existing = self.deployments.get(deployment_key(tenant, spec.name, spec.version))
+        if existing is not None and existing.status in LIVE:
+            raise Conflict(
+                f"model {spec.name}:{spec.version} is already {existing.status.value.lower()}; "
+                "undeploy it first or choose another version"
+            )
+        self._record(
+            ev.ModelDeployRequested(
+                tenant_id=tenant,
+                name=spec.name,
+                version=spec.version,
+                at=at,
+                spec=spec,
+                requested_by=principal.user_id,
+            )
+        )
+
+    def undeploy(self, principal: Principal, name: str, version: str, at: datetime) -> None:
+        found = self.find(principal, name, version)
+        if found.tenant_id == SHARED_TENANT and not principal.is_admin:
+            raise PermissionDenied("only admins undeploy shared models")
+        if found.status is ModelStatus.UNDEPLOYING:
+            return
+        self._record(
+            ev.ModelUndeployRequested(
+                tenant_id=found.tenant_id,
+                name=name,
+                version=version,
+                at=at,
+                requested_by=principal.user_id,
+            )
+        )
+
+    # --- what the model controller observes -------------------------------------------
+
+    def deployed(self, key: str, at: datetime) -> None:
+        d = self.deployments[key]
+        if d.status is ModelStatus.DEPLOYING:
+            self._record(ev.ModelDeployed(**_ids(d), at=at))
+
+    def failed(self, key: str, at: datetime, error: str) -> None:
+        d = self.deployments[key]
+        if d.status is ModelStatus.DEPLOYING:
+            self._record(ev.ModelDeployFailed(**_ids(d), at=at, error=error[:2000]))
+
+    def health(self, key: str, at: datetime, healthy: bool, detail: str) -> None:
+        d = self.deployments[key]
+        if d.status is ModelStatus.READY and (d.healthy, d.detail) != (healthy, detail):
+            self._record(ev.ModelHealthChanged(**_ids(d), at=at, healthy=healthy, detail=detail))
+
+    def undeployed(self, key: str, at: datetime) -> None:
+        d = self.deployments[key]
+        if d.status is ModelStatus.UNDEPLOYING:
+            self._record(ev.ModelUndeployed(**_ids(d), at=at))
+
+    # --- state -----------------------------------------------------------------------
+
+    def _record(self, event: ev.ModelEvent) -> None:
+        self._apply(event)
+        self.changes.append(event)
+
+    def _apply(self, event: ev.ModelEvent) -> None:
+        key = deployment_key(event.tenant_id, event.name, event.version)
+        if isinstance(event, ev.ModelDeployRequested):
+            self.deployments[key] = Deployment(
+                spec=event.spec,
+                tenant_id=event.tenant_id,
+                requested_by=event.requested_by,
+                status=ModelStatus.DEPLOYING,
+                healthy=False,
+                detail="deploying",
+                created_at=event.at,
+                updated_at=event.at,
+            )
+            return
+        d = self.deployments[key]
+        change: dict[str, object] = {"updated_at": event.at}
+        if isinstance(event, ev.ModelDeployed):
+            change |= {"status": ModelStatus.READY, "healthy": True, "detail": "serving"}
+        elif isinstance(event, ev.ModelDeployFailed):
+            change |= {"status": ModelStatus.FAILED, "healthy": False, "detail": event.error}
+        elif isinstance(event, ev.ModelHealthChanged):
+            change |= {"healthy": event.healthy, "detail": event.detail}
+        elif isinstance(event, ev.ModelUndeployRequested):
+            change |= {"status": ModelStatus.UNDEPLOYING, "detail": "undeploying"}
+        elif isinstance(event, ev.ModelUndeployed):
+            change |= {"status": ModelStatus.UNDEPLOYED, "healthy": False, "detail": "removed"}
+        self.deployments[key] = dataclasses.replace(d, **change)  # type: ignore[arg-type]
+
+
+def _ids(d: Deployment) -> dict[str, str]:
+    return {"tenant_id": d.tenant_id, "name": d.spec.name, "version": d.spec.version}

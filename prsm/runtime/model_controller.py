@@ -1,0 +1,179 @@
+"""The model controller: a named, detached Ray actor that makes Ray Serve match the model
+registry. It holds no state of its own: every pass reads the registry from the event store
+and Serve's status, deploys what is requested, removes what is undeployed, and records what
+it observes (deployed, failed, health). Killed, it restarts and carries on from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import ray
+from ray import serve
+
+from prsm.adapters.inference.vllm_serve import APP_PREFIX, app_name, build_app
+from prsm.domain.model_registry import Deployment, ModelRegistry
+from prsm.domain.models import ModelStatus
+from prsm.service_layer.models import change_registry, controller_writer, load_registry
+from prsm.service_layer.ports import EventStore
+
+log = logging.getLogger("prsm.models")
+
+NAME = "prsm-model-controller"
+NAMESPACE = "prsm"
+
+StoreBuilder = Callable[[dict[str, Any]], Awaitable[EventStore]]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def serve_app(d: Deployment) -> str:
+    return app_name(d.tenant_id, d.spec.name, d.spec.version)
+
+
+class ModelController:
+    """Runs its reconcile loop on a thread of its own, started by the constructor, so that a
+    restarted actor resumes without being asked."""
+
+    def __init__(self, build_store: StoreBuilder, settings: dict[str, Any], interval_s: float):
+        self._build_store = build_store
+        self._settings = settings
+        self._interval_s = interval_s
+        self._store: EventStore | None = None
+        self._loop = asyncio.new_event_loop()
+        self._wake = asyncio.Event()
+        self._started = threading.Event()
+        threading.Thread(
+            target=self._loop.run_until_complete,
+            args=(self._run(),),
+            daemon=True,
+            name="model-reconcile",
+        ).start()
+
+    def ready(self) -> bool:
+        """Wait until the controller has opened its store."""
+        return self._started.wait(timeout=120)
+
+    def wake(self) -> None:
+        """Reconcile now rather than at the next interval."""
+        self._loop.call_soon_threadsafe(self._wake.set)
+
+    def reconcile_now(self) -> dict[str, str]:
+        """One pass, now; each deployment's status afterwards (for tests and the CLI)."""
+        self.ready()
+        return asyncio.run_coroutine_threadsafe(self.reconcile(), self._loop).result(timeout=300)
+
+    async def reconcile(self) -> dict[str, str]:
+        """One pass; returns each deployment's status afterwards (for tests and the CLI)."""
+        assert self._store is not None, "call start() first"
+        registry = await load_registry(self._store)
+        apps = await asyncio.to_thread(_serve_apps)
+        observed: list[Callable[[ModelRegistry], None]] = []
+        for d in registry.deployments.values():
+            observed.extend(await self._reconcile_one(d, apps))
+        for name in set(apps) - {serve_app(d) for d in registry.deployments.values()}:
+            await asyncio.to_thread(serve.delete, name, _blocking=False)  # left over
+        if observed:
+
+            def apply(r: ModelRegistry) -> None:
+                for change in observed:
+                    change(r)
+
+            registry = await change_registry(controller_writer(self._store, _now), apply)
+        return {key: d.status.value for key, d in registry.deployments.items()}
+
+    async def _run(self) -> None:
+        self._store = await self._build_store(self._settings)
+        self._started.set()
+        while True:
+            try:
+                await self.reconcile()
+            except Exception:  # keep reconciling; the next pass retries
+                log.exception("model reconcile pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._interval_s)
+            self._wake.clear()
+
+    async def _reconcile_one(
+        self, d: Deployment, apps: dict[str, tuple[str, str]]
+    ) -> list[Callable[[ModelRegistry], None]]:
+        key, name, at = d.key, serve_app(d), _now()
+        if d.spec.is_provider:
+            return _provider_changes(d, at)
+        status, message = apps.get(name, ("", ""))
+        if d.status in (ModelStatus.FAILED, ModelStatus.UNDEPLOYED, ModelStatus.UNDEPLOYING):
+            if status and status != "DELETING":
+                await asyncio.to_thread(serve.delete, name, _blocking=False)
+            if d.status is ModelStatus.UNDEPLOYING and not status:
+                return [lambda r: r.undeployed(key, at)]
+            return []
+        if not status or status == "DELETING":
+            await asyncio.to_thread(_deploy, d, name)
+            return []
+        if status == "RUNNING":
+            return [lambda r: r.deployed(key, at), lambda r: r.health(key, at, True, "serving")]
+        if status == "DEPLOY_FAILED":
+            if d.status is ModelStatus.DEPLOYING:
+                await asyncio.to_thread(serve.delete, name, _blocking=False)
+                return [lambda r: r.failed(key, at, message or "deployment failed")]
+            return [lambda r: r.health(key, at, False, message or "deployment failed")]
+        if status == "UNHEALTHY":
+            return [lambda r: r.health(key, at, False, message or "unhealthy")]
+        return []  # DEPLOYING / NOT_STARTED: wait
+
+
+def _provider_changes(d: Deployment, at: datetime) -> list[Callable[[ModelRegistry], None]]:
+    key = d.key
+    if d.status is ModelStatus.UNDEPLOYING:
+        return [lambda r: r.undeployed(key, at)]
+    if d.status is not ModelStatus.DEPLOYING:
+        return []
+    if os.environ.get(d.spec.api_key_env):
+        return [lambda r: r.deployed(key, at)]
+    error = f"{d.spec.api_key_env} is not set in the platform's environment"
+    return [lambda r: r.failed(key, at, error)]
+
+
+def _serve_apps() -> dict[str, tuple[str, str]]:
+    """PRSM's model applications on Serve: name → (status, message)."""
+    status = serve.status()
+    return {
+        name: (str(app.status.value if hasattr(app.status, "value") else app.status), app.message)
+        for name, app in status.applications.items()
+        if name.startswith(APP_PREFIX)
+    }
+
+
+def _deploy(d: Deployment, name: str) -> None:
+    log.info("deploying %s as Serve application %s", d.model_id, name)
+    serve._run(build_app(d.spec, d.spec.name), name=name, route_prefix=None, _blocking=False)
+
+
+def start(build_store: StoreBuilder, settings: dict[str, Any], interval_s: float = 1.0) -> Any:
+    """Get or create the controller actor and start its loop; returns its handle."""
+    actor_cls: Any = ray.remote(ModelController)
+    handle = actor_cls.options(
+        name=NAME,
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        max_restarts=-1,
+        num_cpus=0,
+    ).remote(build_store, settings, interval_s)
+    ray.get(handle.ready.remote())
+    return handle
+
+
+def wake() -> None:
+    """Ask the controller, if it runs, to reconcile now (fire and forget)."""
+    with contextlib.suppress(ValueError):
+        ray.get_actor(NAME, namespace=NAMESPACE).wake.remote()

