@@ -199,6 +199,9 @@ def deploy_gateway(settings: Settings) -> None:
 def shutdown_serve(settings: Settings) -> None:
     from ray import serve
 
+    from prsm.runtime import model_controller
+
     cluster(settings).connect()
+    model_controller.stop()
     serve.shutdown()  # type: ignore[no-untyped-call]
     local_cluster.disconnect()

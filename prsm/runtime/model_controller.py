@@ -108,7 +108,7 @@ class ModelController:
     ) -> list[Callable[[ModelRegistry], None]]:
         key, name, at = d.key, serve_app(d), _now()
         if d.spec.is_provider:
-            return _provider_changes(d, at)
+            return provider_changes(d, at)
         status, message = apps.get(name, ("", ""))
         if d.status in (ModelStatus.FAILED, ModelStatus.UNDEPLOYED, ModelStatus.UNDEPLOYING):
             if status and status != "DELETING":
@@ -131,7 +131,7 @@ class ModelController:
         return []  # DEPLOYING / NOT_STARTED: wait
 
 
-def _provider_changes(d: Deployment, at: datetime) -> list[Callable[[ModelRegistry], None]]:
+def provider_changes(d: Deployment, at: datetime) -> list[Callable[[ModelRegistry], None]]:
     key = d.key
     if d.status is ModelStatus.UNDEPLOYING:
         return [lambda r: r.undeployed(key, at)]
@@ -177,3 +177,9 @@ def wake() -> None:
     """Ask the controller, if it runs, to reconcile now (fire and forget)."""
     with contextlib.suppress(ValueError):
         ray.get_actor(NAME, namespace=NAMESPACE).wake.remote()
+
+
+def stop() -> None:
+    """Kill the controller for good (before Serve shuts down, so it redeploys nothing)."""
+    with contextlib.suppress(ValueError):
+        ray.kill(ray.get_actor(NAME, namespace=NAMESPACE), no_restart=True)

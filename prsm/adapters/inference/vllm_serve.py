@@ -190,11 +190,20 @@ async def _sse(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[str]:
 
 
 def _items(batch: Any) -> list[str]:
+    """A batch as items in order: runs of chunks joined, each usage-only chunk alone."""
     if not isinstance(batch, list):
         batch = [batch]
-    texts = [b if isinstance(b, str) else f"data: {b.model_dump_json()}\n\n" for b in batch]
-    usage = [t for t in texts if '"choices":[]' in t]
-    if not usage:
-        return ["".join(texts)]
-    rest = [t for t in texts if '"choices":[]' not in t]
-    return ["".join(rest), *usage] if rest else usage
+    items: list[str] = []
+    run: list[str] = []
+    for b in batch:
+        text = b if isinstance(b, str) else f"data: {b.model_dump_json()}\n\n"
+        if '"choices":[]' in text:
+            if run:
+                items.append("".join(run))
+                run = []
+            items.append(text)
+        else:
+            run.append(text)
+    if run:
+        items.append("".join(run))
+    return items

@@ -1,0 +1,222 @@
+"""Model serving end to end: real vLLM (CPU build) with PRSM's tiny model on a local Ray,
+deployed by the model controller through Ray Serve LLM, called through the PRSM gateway with
+the official ``openai`` client."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import ray
+from ray import serve
+
+from prsm import bootstrap
+from prsm.adapters.inference.vllm_serve import app_name
+from prsm.client import PrsmClient
+from prsm.config import Settings
+from prsm.runtime import model_controller
+from prsm.serve.deployment import gateway_app
+from prsm.serve.model_schemas import DeploymentOut
+from tests.support import free_port
+
+pytestmark = pytest.mark.ray
+
+REPLICATED = {"strategy": "REPLICATED", "replicas": 2, "max_model_len": 2048, "kv_cache_mb": 64}
+SHARDED = {
+    "strategy": "DISTRIBUTED",
+    "tensor_parallel": 2,
+    "placement": "PACK",
+    "max_model_len": 2048,
+    "kv_cache_mb": 64,
+}
+
+
+@dataclass
+class Platform:
+    url: str
+    settings: Settings
+    client: PrsmClient
+    token: str
+
+    def openai(self, **kw: Any) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=self.token, **kw)
+
+
+def wait_for(client: PrsmClient, name: str, version: str, *states: str) -> DeploymentOut:
+    deadline = time.monotonic() + 600
+    while True:
+        d = client.deployment(name, version)
+        if d.status.value in states or time.monotonic() > deadline:
+            return d
+        time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("prsm-models"), http_port=free_port())
+    ray.init(address="local", num_cpus=8, include_dashboard=False, logging_level=logging.ERROR)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": settings.http_port})
+        app = gateway_app(bootstrap.build_gateway, settings.for_replicas(), replicas=1)
+        serve.run(app, name="prsm", route_prefix="/")
+        bootstrap.start_model_controller(settings)
+        asyncio.run(bootstrap.register_default_model(settings))
+        token = bootstrap.issue_token(settings, "ann", "lab")
+        url = f"http://127.0.0.1:{settings.http_port}"
+        client = PrsmClient(url, token, timeout=60)
+        # All deployments start together: the controller deploys them side by side.
+        source = str(settings.tiny_model_path)
+        client.deploy_model("tiny-replicated", "v1", source=source, **REPLICATED)
+        client.deploy_model("tiny-sharded", "v1", source=source, **SHARDED)
+        client.deploy_model("no-weights", "v1", source="/nonexistent/model-dir")
+        yield Platform(url, settings, client, token)
+        client.close()
+    finally:
+        model_controller.stop()
+        serve.shutdown()
+        ray.shutdown()
+
+
+def test_the_default_model_serves_chat_completions_and_streams(platform: Platform) -> None:
+    tiny = wait_for(platform.client, "prsm-tiny", "v1", "READY", "FAILED")
+    assert (tiny.status.value, tiny.shared, tiny.healthy) == ("READY", True, True), tiny.detail
+    llm = platform.openai()
+
+    chat = llm.chat.completions.create(
+        model="prsm-tiny", messages=[{"role": "user", "content": "hello"}], max_tokens=8
+    )
+    assert chat.object == "chat.completion" and chat.model == "prsm-tiny"
+    assert isinstance(chat.choices[0].message.content, str)
+    assert chat.choices[0].finish_reason in ("length", "stop")
+    assert chat.usage is not None and chat.usage.prompt_tokens > 5
+    assert 1 <= chat.usage.completion_tokens <= 8
+
+    chunks = list(
+        llm.chat.completions.create(
+            model="prsm-tiny",
+            messages=[{"role": "user", "content": "stream please"}],
+            max_tokens=8,
+            stream=True,
+        )
+    )
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    assert all(c.choices for c in chunks)  # no usage-only chunk unless asked for
+    assert chunks[-1].choices[0].finish_reason in ("length", "stop")
+
+    with_usage = list(
+        llm.chat.completions.create(
+            model="prsm-tiny",
+            messages=[{"role": "user", "content": "count"}],
+            max_tokens=5,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert with_usage[-1].choices == [] and with_usage[-1].usage is not None
+    assert with_usage[-1].usage.completion_tokens == 5  # random weights: EOS is rare
+
+    text = llm.completions.create(model="prsm-tiny", prompt="Once upon", max_tokens=6)
+    assert text.object == "text_completion" and isinstance(text.choices[0].text, str)
+    assert text.usage is not None and text.usage.completion_tokens <= 6
+
+    models = {m.id for m in llm.models.list()}
+    assert "prsm-tiny" in models
+
+
+def test_bad_requests_get_openai_shaped_4xx(platform: Platform) -> None:
+    wait_for(platform.client, "prsm-tiny", "v1", "READY", "FAILED")
+    llm = platform.openai(max_retries=0)
+    with pytest.raises(openai.BadRequestError) as too_long:
+        llm.completions.create(model="prsm-tiny", prompt="x" * 5000, max_tokens=4)
+    assert "maximum context length" in too_long.value.message
+    with pytest.raises(openai.NotFoundError) as unknown:
+        llm.chat.completions.create(model="gpt-nope", messages=[{"role": "user", "content": "x"}])
+    assert isinstance(unknown.value.body, dict) and unknown.value.body["code"] == "not_found"
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{platform.url}/v1", api_key="not-a-token").models.list()
+    with pytest.raises(openai.UnprocessableEntityError):
+        llm.chat.completions.create(model="prsm-tiny", messages=[])
+
+
+def test_a_replicated_deployment_runs_two_replicas_that_serve(platform: Platform) -> None:
+    d = wait_for(platform.client, "tiny-replicated", "v1", "READY", "FAILED")
+    assert d.status.value == "READY", d.detail
+    app = serve.status().applications[app_name("lab", "tiny-replicated", "v1")]
+    [deployment] = app.deployments.values()
+    assert deployment.replica_states.get("RUNNING") == 2
+
+    async def burst() -> list[int]:
+        llm = openai.AsyncOpenAI(base_url=f"{platform.url}/v1", api_key=platform.token)
+        answers = await asyncio.gather(
+            *(
+                llm.chat.completions.create(
+                    model="tiny-replicated",
+                    messages=[{"role": "user", "content": f"q{i}"}],
+                    max_tokens=4,
+                )
+                for i in range(12)
+            )
+        )
+        return [a.usage.completion_tokens for a in answers if a.usage]
+
+    assert len(asyncio.run(burst())) == 12
+
+
+def test_a_tensor_parallel_deployment_serves_on_cpu(platform: Platform) -> None:
+    d = wait_for(platform.client, "tiny-sharded", "v1", "READY", "FAILED")
+    assert d.status.value == "READY", d.detail
+    assert (d.strategy.value, d.tensor_parallel) == ("DISTRIBUTED", 2)
+    chat = platform.openai().chat.completions.create(
+        model="tiny-sharded", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+    )
+    assert chat.usage is not None and chat.usage.completion_tokens >= 1
+
+
+def test_a_deployment_that_cannot_start_fails_with_its_reason(platform: Platform) -> None:
+    d = wait_for(platform.client, "no-weights", "v1", "READY", "FAILED")
+    assert d.status.value == "FAILED"
+    assert d.detail  # Serve's message about the failed replica
+    assert app_name("lab", "no-weights", "v1") not in serve.status().applications
+
+
+def test_undeploy_removes_the_serve_app_and_frees_its_cpus(platform: Platform) -> None:
+    assert wait_for(platform.client, "tiny-replicated", "v1", "READY").status.value == "READY"
+    before = ray.available_resources().get("CPU", 0.0)
+    gone = platform.client.undeploy_model("tiny-replicated", "v1")
+    assert gone.status.value == "UNDEPLOYING"
+    deadline = time.monotonic() + 120
+    while any(d.id == "tiny-replicated:v1" for d in platform.client.deployments()):
+        assert time.monotonic() < deadline, "still listed"
+        time.sleep(1)
+    assert app_name("lab", "tiny-replicated", "v1") not in serve.status().applications
+    deadline = time.monotonic() + 30
+    while ray.available_resources().get("CPU", 0.0) < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ray.available_resources().get("CPU", 0.0) >= before + 2
+    with pytest.raises(openai.NotFoundError):
+        platform.openai(max_retries=0).chat.completions.create(
+            model="tiny-replicated", messages=[{"role": "user", "content": "x"}]
+        )
+
+
+def test_inference_metrics_per_model_and_version(platform: Platform) -> None:
+    wait_for(platform.client, "prsm-tiny", "v1", "READY")
+    platform.openai().chat.completions.create(
+        model="prsm-tiny", messages=[{"role": "user", "content": "m"}], max_tokens=3
+    )
+    text = httpx.get(f"{platform.url}/metrics", timeout=10).text
+    labels = 'model="prsm-tiny",version="v1"'
+    assert (
+        f'prsm_inference_requests_total{{endpoint="chat",{labels},outcome="ok"}}'
+        in (text.replace(f"{labels},endpoint", f'endpoint="chat",{labels}'))
+        or f'prsm_inference_requests_total{{{labels},endpoint="chat",outcome="ok"}}' in text
+    )
+    assert f"prsm_inference_time_to_first_token_seconds_count{{{labels}}}" in text
+    assert f'prsm_inference_tokens_total{{{labels},direction="out"}}' in text
