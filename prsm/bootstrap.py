@@ -138,28 +138,37 @@ def tiny_model_spec(settings: Settings) -> ModelSpec:
     )
 
 
+async def register_models(settings: Settings, specs: list[ModelSpec]) -> list[Deployment]:
+    """Register shared deployments unless they are already live (idempotent)."""
+    store = await open_store(settings)
+    try:
+        admin = Principal(user_id="prsm", tenant_id=SHARED_TENANT, roles=frozenset({"admin"}))
+        bus = MessageBus(store, store, utc_now, source="bootstrap")
+        out = []
+        for spec in specs:
+            registry = await load_registry(store)
+            existing = registry.deployments.get(
+                deployment_key(SHARED_TENANT, spec.name, spec.version)
+            )
+            if existing is not None and existing.status in LIVE:
+                out.append(existing)
+                continue
+            command = DeployModel(
+                correlation_id=str(uuid.uuid4()), principal=admin, spec=spec, shared=True
+            )
+            out.append(await bus.handle(command))
+        return out
+    finally:
+        await store.close()
+
+
 async def register_default_model(settings: Settings) -> Deployment | None:
     """Build the tiny test model if needed and register it as a shared deployment (once)."""
     if not settings.default_model:
         return None
     tiny_model.ensure_tiny_model(settings.tiny_model_path)
-    store = await open_store(settings)
-    try:
-        admin = Principal(user_id="prsm", tenant_id="*", roles=frozenset({"admin"}))
-        registry = await load_registry(store)
-        spec = tiny_model_spec(settings)
-        key = deployment_key(SHARED_TENANT, spec.name, spec.version)
-        existing = registry.deployments.get(key)
-        if existing is not None and existing.status in LIVE:
-            return existing
-        bus = MessageBus(store, store, utc_now, source="cli")
-        command = DeployModel(
-            correlation_id=str(uuid.uuid4()), principal=admin, spec=spec, shared=True
-        )
-        deployment: Deployment = await bus.handle(command)
-        return deployment
-    finally:
-        await store.close()
+    [deployment] = await register_models(settings, [tiny_model_spec(settings)])
+    return deployment
 
 
 async def model_status(settings: Settings, name: str, version: str) -> Deployment | None:
