@@ -82,22 +82,27 @@ Try:
 
 
 def _serve_default_model(settings: Settings) -> str:
-    """Register the built-in tiny model and wait until it serves; its name, or ''."""
+    """Register the built-in tiny model and wait for its first token through the gateway;
+    its name, or '' if it does not serve in time."""
     if not settings.default_model:
         return ""
-    err.print(f"Serving the test model {settings.default_model} with vLLM on the CPU …")
+    name = settings.default_model
+    err.print(f"Serving the test model {name} with vLLM on the CPU …")
     asyncio.run(bootstrap.register_default_model(settings))
+    headers = {"Authorization": f"Bearer {bootstrap.issue_token(settings)}"}
+    ask = {"model": name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
     deadline = time.monotonic() + settings.model_wait_seconds
-    while True:
-        found = asyncio.run(bootstrap.model_status(settings, settings.default_model, "v1"))
-        status = found.status if found else None
-        if status is ModelStatus.READY:
-            return settings.default_model
-        if status is ModelStatus.FAILED or time.monotonic() > deadline:
-            detail = found.detail if found else "not registered"
-            err.print(f"[yellow]warning[/] {settings.default_model} is not serving: {detail}")
-            return ""
-        time.sleep(2)
+    with httpx.Client(base_url=settings.gateway_url, headers=headers, timeout=60) as http:
+        while time.monotonic() < deadline:
+            if http.post("/v1/chat/completions", json=ask).status_code == 200:
+                return name
+            found = asyncio.run(bootstrap.model_status(settings, name, "v1"))
+            if found is not None and found.status is ModelStatus.FAILED:
+                err.print(f"[yellow]warning[/] {name} failed to deploy: {found.detail}")
+                return ""
+            time.sleep(1)
+    err.print(f"[yellow]warning[/] {name} is not serving after {settings.model_wait_seconds} s")
+    return ""
 
 
 @app.command()

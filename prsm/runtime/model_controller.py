@@ -118,6 +118,8 @@ class ModelController:
             return []
         if not status or status == "DELETING":
             await asyncio.to_thread(_deploy, d, name)
+            if d.status is ModelStatus.READY:  # e.g. the platform restarted
+                return [lambda r: r.health(key, at, False, "redeploying")]
             return []
         if status == "RUNNING":
             return [lambda r: r.deployed(key, at), lambda r: r.health(key, at, True, "serving")]
@@ -158,7 +160,7 @@ def _deploy(d: Deployment, name: str) -> None:
     serve._run(build_app(d.spec, d.spec.name), name=name, route_prefix=None, _blocking=False)
 
 
-def start(build_store: StoreBuilder, settings: dict[str, Any], interval_s: float = 1.0) -> Any:
+def start(build_store: StoreBuilder, settings: dict[str, Any], interval_s: float = 2.0) -> Any:
     """Get or create the controller actor and start its loop; returns its handle."""
     actor_cls: Any = ray.remote(ModelController)
     handle = actor_cls.options(

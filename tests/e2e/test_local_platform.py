@@ -1,5 +1,6 @@
-"""The platform as a user meets it: `prsm up`, tasks through the SDK and the CLI,
-`prsm down`, `prsm up` again — every task still there."""
+"""The platform as a user meets it: `prsm up` (which serves the tiny test model), the model
+through the `openai` client, tasks through the SDK and the CLI, `prsm down`, `prsm up`
+again — every task still there, the model serving again."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 
 from prsm.client import AsyncPrsmClient, PrsmAPIError, PrsmClient
@@ -54,12 +56,26 @@ def up(env: dict[str, str]) -> str:
     return found.group(1)
 
 
-async def test_tasks_survive_down_and_up(env: dict[str, str]) -> None:
+def assert_the_test_model_answers(url: str, token: str) -> None:
+    llm = openai.OpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0)
+    chat = llm.chat.completions.create(
+        model="prsm-tiny", messages=[{"role": "user", "content": "hello"}], max_tokens=4
+    )
+    assert chat.usage is not None and chat.usage.completion_tokens >= 1
+
+
+async def test_tasks_and_models_survive_down_and_up(env: dict[str, str]) -> None:
     url = f"http://127.0.0.1:{env['PRSM_HTTP_PORT']}"
     token = up(env)
     async with httpx.AsyncClient(timeout=10) as http:
         dashboard = await http.get(f"http://127.0.0.1:{env['PRSM_DASHBOARD_PORT']}/")
         assert dashboard.is_success
+
+    assert_the_test_model_answers(url, token)
+    models = json.loads(prsm(env, "models", "list", "--json"))
+    assert [(m["id"], m["status"], m["shared"]) for m in models] == [
+        ("prsm-tiny:v1", "READY", True)
+    ]
 
     client = PrsmClient(url, token)
     first = client.submit("demo", {"n": 1})
@@ -90,6 +106,7 @@ async def test_tasks_survive_down_and_up(env: dict[str, str]) -> None:
             await http.get(f"{url}/health")
 
     token = up(env)
+    assert_the_test_model_answers(url, token)  # redeployed from the registry
     again = AsyncPrsmClient(url, token)
     try:
         page = await again.list_tasks()

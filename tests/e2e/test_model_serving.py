@@ -15,6 +15,7 @@ import httpx
 import openai
 import pytest
 import ray
+from prometheus_client.parser import text_string_to_metric_families
 from ray import serve
 
 from prsm import bootstrap
@@ -211,12 +212,26 @@ def test_inference_metrics_per_model_and_version(platform: Platform) -> None:
     platform.openai().chat.completions.create(
         model="prsm-tiny", messages=[{"role": "user", "content": "m"}], max_tokens=3
     )
+    with pytest.raises(openai.BadRequestError):
+        platform.openai(max_retries=0).completions.create(
+            model="prsm-tiny", prompt="y" * 5000, max_tokens=2
+        )
     text = httpx.get(f"{platform.url}/metrics", timeout=10).text
-    labels = 'model="prsm-tiny",version="v1"'
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+    def value(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted({"model": "prsm-tiny", "version": "v1", **labels}.items())))
+        return samples.get(key, 0.0)
+
+    assert value("prsm_inference_requests_total", endpoint="chat", outcome="ok") >= 1
     assert (
-        f'prsm_inference_requests_total{{endpoint="chat",{labels},outcome="ok"}}'
-        in (text.replace(f"{labels},endpoint", f'endpoint="chat",{labels}'))
-        or f'prsm_inference_requests_total{{{labels},endpoint="chat",outcome="ok"}}' in text
+        value("prsm_inference_requests_total", endpoint="completions", outcome="bad_request") >= 1
     )
-    assert f"prsm_inference_time_to_first_token_seconds_count{{{labels}}}" in text
-    assert f'prsm_inference_tokens_total{{{labels},direction="out"}}' in text
+    assert value("prsm_inference_time_to_first_token_seconds_count") >= 1
+    assert value("prsm_inference_duration_seconds_count") >= 1
+    assert value("prsm_inference_tokens_total", direction="out") >= 3
+    assert value("prsm_inference_tokens_total", direction="in") >= 1

@@ -15,7 +15,7 @@ def spec(**kw: object) -> ModelSpec:
 
 def test_single_node_is_one_cpu_replica_with_an_explicit_kv_cache() -> None:
     config = vllm_serve.llm_config(spec(kv_cache_mb=64, max_model_len=2048), "tiny")
-    assert config.deployment_config == {"num_replicas": 1}
+    assert config.deployment_config == {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0}}
     assert config.model_id == "tiny"
     assert config.model_loading_config.model_source == "/m/tiny"
     assert config.accelerator_config.kind == "cpu"
@@ -27,7 +27,7 @@ def test_single_node_is_one_cpu_replica_with_an_explicit_kv_cache() -> None:
 
 def test_replicated_takes_a_count_or_autoscaling_bounds_down_to_zero() -> None:
     fixed = vllm_serve.llm_config(spec(strategy=Strategy.REPLICATED, replicas=3), "tiny")
-    assert fixed.deployment_config == {"num_replicas": 3}
+    assert fixed.deployment_config["num_replicas"] == 3
     scaled = vllm_serve.llm_config(
         spec(strategy=Strategy.REPLICATED, min_replicas=0, max_replicas=4), "tiny"
     )

@@ -31,17 +31,20 @@ def app_name(tenant_id: str, name: str, version: str) -> str:
 
 
 def deployment_config(spec: ModelSpec) -> dict[str, Any]:
+    # The engine's worker bundles hold the CPUs (and GPUs); the replica actor that drives
+    # the engine only waits on it, so it reserves none (else each replica costs one more).
+    config: dict[str, Any] = {"ray_actor_options": {"num_cpus": 0}}
     if spec.autoscaling:
         low, high = spec.min_replicas or 0, spec.max_replicas or 1
-        return {
-            "autoscaling_config": {
-                "min_replicas": low,
-                "max_replicas": high,
-                "initial_replicas": max(low, 1),
-                "target_ongoing_requests": 16,
-            }
+        config["autoscaling_config"] = {
+            "min_replicas": low,
+            "max_replicas": high,
+            "initial_replicas": max(low, 1),
+            "target_ongoing_requests": 16,
         }
-    return {"num_replicas": 1 if spec.strategy is Strategy.SINGLE_NODE else spec.replicas}
+    else:
+        config["num_replicas"] = 1 if spec.strategy is Strategy.SINGLE_NODE else spec.replicas
+    return config
 
 
 def engine_kwargs(spec: ModelSpec) -> dict[str, Any]:
