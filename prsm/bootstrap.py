@@ -71,20 +71,19 @@ def backend_factory(settings: Settings) -> BackendFactory:
     """How a gateway replica reaches each model version: vLLM deployments through Serve,
     external providers through their SDKs, with the key from this process's environment."""
 
+    providers: dict[Framework, tuple[type[OpenAIBackend] | type[AnthropicBackend], str]] = {
+        Framework.OPENAI: (OpenAIBackend, settings.openai_base_url),
+        Framework.ANTHROPIC: (AnthropicBackend, settings.anthropic_base_url),
+    }
+
     def make(d: Deployment) -> InferenceBackend:
         spec = d.spec
-        if spec.framework is Framework.OPENAI:
-            return OpenAIBackend.from_env(
+        if spec.framework in providers:
+            backend, default_url = providers[spec.framework]
+            return backend.from_env(
                 spec.source,
                 api_key_env=spec.api_key_env,
-                base_url=spec.base_url or settings.openai_base_url or None,
-                timeout_s=settings.inference_timeout_s,
-            )
-        if spec.framework is Framework.ANTHROPIC:
-            return AnthropicBackend.from_env(
-                spec.source,
-                api_key_env=spec.api_key_env,
-                base_url=spec.base_url or settings.anthropic_base_url or None,
+                base_url=spec.base_url or default_url or None,
                 timeout_s=settings.inference_timeout_s,
             )
         from prsm.adapters.inference.vllm_serve import VllmServeBackend, app_name

@@ -187,9 +187,14 @@ def test_a_deployment_that_cannot_start_fails_with_its_reason(platform: Platform
     assert app_name("lab", "no-weights", "v1") not in serve.status().applications
 
 
-def test_undeploy_removes_the_serve_app_and_frees_its_cpus(platform: Platform) -> None:
+def test_undeploy_removes_the_serve_app_and_frees_its_cpus_even_across_a_controller_restart(
+    platform: Platform,
+) -> None:
     assert wait_for(platform.client, "tiny-replicated", "v1", "READY").status.value == "READY"
     before = ray.available_resources().get("CPU", 0.0)
+    # The controller dies; Ray restarts it and it carries on from the registry in the store.
+    controller = ray.get_actor(model_controller.NAME, namespace=model_controller.NAMESPACE)
+    ray.kill(controller, no_restart=False)
     gone = platform.client.undeploy_model("tiny-replicated", "v1")
     assert gone.status.value == "UNDEPLOYING"
     deadline = time.monotonic() + 120

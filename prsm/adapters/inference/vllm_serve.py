@@ -15,7 +15,13 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from prsm.domain.errors import BadModelRequest, NotFound, RateLimited, UpstreamError
+from prsm.domain.errors import (
+    BadModelRequest,
+    ModelUnavailable,
+    NotFound,
+    RateLimited,
+    UpstreamError,
+)
 from prsm.domain.models import Accelerator, ModelSpec, Strategy
 from prsm.service_layer.ports import Completion
 
@@ -113,7 +119,10 @@ class VllmServeBackend:
     def __init__(self, app: str) -> None:
         from ray import serve
 
-        self._handle = serve.get_app_handle(app).options(stream=True)
+        try:
+            self._handle = serve.get_app_handle(app).options(stream=True)
+        except Exception as exc:  # Serve does not know the application (yet, or any more)
+            raise ModelUnavailable("the model is not serving right now; retry shortly") from exc
 
     async def chat(self, body: dict[str, Any]) -> Completion:
         from ray.llm._internal.serve.core.ingress.utils import (
@@ -188,6 +197,8 @@ async def _sse(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[str]:
             batch = await anext(rest)
         except StopAsyncIteration:
             break
+        except Exception as exc:  # the replica died mid-stream
+            raise UpstreamError(f"the model stream broke: {type(exc).__name__}") from exc
     if not done:
         yield "data: [DONE]\n\n"
 
