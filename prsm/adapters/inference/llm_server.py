@@ -1,4 +1,5 @@
-"""Ray Serve LLM's ``LLMServer``, with one change: the first streamed chunk leaves at once.
+"""What PRSM changes in Ray Serve LLM: the first streamed chunk leaves at once, and local
+model directories are not "downloaded" before the engine starts.
 
 ``LLMServer`` batches a stream's chunks and sends a batch every 50 ms, the first one too, so
 every streamed answer starts up to 50 ms late. ``PrsmLLMServer`` sends the first chunk as
@@ -7,9 +8,12 @@ through the Serve handle)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import AsyncGenerator
 from typing import Any, TypeVar
 
+from ray.llm._internal.common.callbacks.base import CallbackBase
 from ray.llm._internal.serve.utils.batcher import Batcher
 from ray.serve.llm import LLMServer
 
@@ -31,3 +35,15 @@ async def first_now_then_batched(
     yield [first]
     async for batch in Batcher(generator, interval_ms=interval_ms).stream():
         yield list(batch)
+
+
+class SkipDownloadForLocalWeights(CallbackBase):
+    """Ray Serve LLM starts each replica with a Ray task per node that downloads the model
+    (a fresh worker process importing torch and transformers) even when the source is a
+    directory already on disk; for a local directory there is nothing to fetch, so skip it."""
+
+    async def on_before_node_init(self) -> None:
+        loading: Any = self.llm_config.model_loading_config
+        source = getattr(loading, "model_source", None)
+        if isinstance(source, str) and await asyncio.to_thread(os.path.isdir, source):
+            self.ctx.run_init_node = False

@@ -26,6 +26,7 @@ from prsm.domain.models import Accelerator, ModelSpec, Strategy
 from prsm.service_layer.ports import Completion
 
 APP_PREFIX = "prsm-model-"
+_LOCAL_WEIGHTS_CALLBACK = "prsm.adapters.inference.llm_server:SkipDownloadForLocalWeights"
 MIB = 1 << 20
 
 
@@ -94,6 +95,7 @@ def llm_config(spec: ModelSpec, model_id: str) -> Any:
     kind = "gpu" if spec.accelerator is Accelerator.GPU else "cpu"
     options: dict[str, Any] = {
         "model_loading_config": {"model_id": model_id, "model_source": spec.source},
+        "callback_config": {"callback_class": _LOCAL_WEIGHTS_CALLBACK},
         "accelerator_config": {"kind": kind},
         "deployment_config": deployment_config(spec),
         "engine_kwargs": engine_kwargs(spec),
