@@ -184,7 +184,10 @@ def test_a_deployment_that_cannot_start_fails_with_its_reason(platform: Platform
     d = wait_for(platform.client, "no-weights", "v1", "READY", "FAILED")
     assert d.status.value == "FAILED"
     assert d.detail  # Serve's message about the failed replica
-    assert app_name("lab", "no-weights", "v1") not in serve.status().applications
+    deadline = time.monotonic() + 60
+    while app_name("lab", "no-weights", "v1") in serve.status().applications:
+        assert time.monotonic() < deadline, "the failed deployment's Serve app was not removed"
+        time.sleep(0.5)
 
 
 def test_undeploy_removes_the_serve_app_and_frees_its_cpus_even_across_a_controller_restart(
