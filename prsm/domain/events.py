@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from prsm.domain.models import ModelSpec
+from prsm.domain.rollout_policy import RolloutPolicy
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -195,6 +196,69 @@ MODEL_EVENTS: tuple[type[ModelEvent], ...] = (
     ModelUndeployed,
 )
 
+
+# --- canary rollouts (a stream per rollout) ---------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutEvent(Event):
+    rollout_id: str
+    tenant_id: str
+    model: str
+    at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutStarted(RolloutEvent):
+    current_version: str
+    new_version: str
+    policy: RolloutPolicy
+    started_by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutAdvanced(RolloutEvent):
+    percent: float
+    figures: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutHeld(RolloutEvent):
+    percent: float
+    reason: str
+    figures: dict[str, Any]
+    no_data: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutCompleted(RolloutEvent):
+    percent: float
+    figures: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutRolledBack(RolloutEvent):
+    percent: float
+    reason: str
+    figures: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutAborted(RolloutEvent):
+    percent: float
+    reason: str
+    figures: dict[str, Any]
+
+
+ROLLOUT_EVENTS: tuple[type[RolloutEvent], ...] = (
+    RolloutStarted,
+    RolloutAdvanced,
+    RolloutHeld,
+    RolloutCompleted,
+    RolloutRolledBack,
+    RolloutAborted,
+)
+
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.type_name(): cls for cls in (*TASK_EVENTS, *MODEL_EVENTS)
+    cls.type_name(): cls for cls in (*TASK_EVENTS, *MODEL_EVENTS, *ROLLOUT_EVENTS)
 }
