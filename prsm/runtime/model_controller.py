@@ -67,14 +67,9 @@ class ModelController:
         """Reconcile now rather than at the next interval."""
         self._loop.call_soon_threadsafe(self._wake.set)
 
-    def reconcile_now(self) -> dict[str, str]:
-        """One pass, now; each deployment's status afterwards (for tests and the CLI)."""
-        self.ready()
-        return asyncio.run_coroutine_threadsafe(self.reconcile(), self._loop).result(timeout=300)
-
     async def reconcile(self) -> dict[str, str]:
-        """One pass; returns each deployment's status afterwards (for tests and the CLI)."""
-        assert self._store is not None, "call start() first"
+        """One pass; returns each deployment's status afterwards."""
+        assert self._store is not None, "the loop opens the store before its first pass"
         registry = await load_registry(self._store)
         apps = await asyncio.to_thread(_serve_apps)
         observed: list[Callable[[ModelRegistry], None]] = []
@@ -116,7 +111,9 @@ class ModelController:
             if d.status is ModelStatus.UNDEPLOYING and not status:
                 return [lambda r: r.undeployed(key, at)]
             return []
-        if not status or status == "DELETING":
+        if status == "DELETING":  # an earlier version of it is still going: deploy after
+            return []
+        if not status:
             await asyncio.to_thread(_deploy, d, name)
             if d.status is ModelStatus.READY:  # e.g. the platform restarted
                 return [lambda r: r.health(key, at, False, "redeploying")]
