@@ -76,6 +76,9 @@ async def test_tasks_and_models_survive_down_and_up(env: dict[str, str]) -> None
     assert [(m["id"], m["status"], m["shared"]) for m in models] == [
         ("prsm-tiny:v1", "READY", True)
     ]
+    refused = run(env, "models", "deploy", "m", "v1", "--source", "/x", "--strategy", "DISTRIBUTED")
+    assert refused.returncode == 1 and "invalid_request" in refused.stderr
+    assert "tensor_parallel" in refused.stderr and "Traceback" not in refused.stderr
 
     client = PrsmClient(url, token)
     first = client.submit("demo", {"n": 1})
