@@ -95,6 +95,18 @@ def get_deployment(name: str, version: str, as_json: JsonFlag = False) -> None:
     _show([_client().deployment(name, version)], as_json)
 
 
+@models_app.command("faults")
+def faults(
+    name: str,
+    version: str,
+    error_rate: Annotated[float, typer.Option(help="Share of requests to fail, 0..1.")] = 0.0,
+    latency_ms: Annotated[int, typer.Option(help="Milliseconds added to each request.")] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Inject faults into a version's traffic for a drill (no options: remove them)."""
+    _show([_client().set_faults(name, version, error_rate, latency_ms)], as_json)
+
+
 @models_app.command("undeploy")
 def undeploy(name: str, version: str, as_json: JsonFlag = False) -> None:
     """Remove a model version from Serve and free its resources."""

@@ -171,6 +171,14 @@ class PrsmClient(_Calls):
     def deployments(self) -> list[DeploymentOut]:
         return self._run(_Call("GET", "/v1/deployments", DeploymentList)).deployments
 
+    def set_faults(
+        self, name: str, version: str, error_rate: float = 0.0, latency_ms: int = 0
+    ) -> DeploymentOut:
+        """Inject faults into a version's traffic (zeros remove them)."""
+        body = {"error_rate": error_rate, "latency_ms": latency_ms}
+        path = f"/v1/deployments/{name}/{version}/faults"
+        return self._run(_Call("PUT", path, DeploymentOut, body))
+
     def undeploy_model(self, name: str, version: str) -> DeploymentOut:
         return self._run(self._deployment("DELETE", name, version))
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prsm.domain.identity import Principal
-from prsm.domain.models import ModelSpec
+from prsm.domain.models import Faults, ModelSpec
 from prsm.domain.tasks import CoordinationStrategy, ResourceRequest
 
 
@@ -52,6 +52,14 @@ class DeployModel(Command):
     principal: Principal
     spec: ModelSpec
     shared: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetModelFaults(Command):
+    principal: Principal
+    name: str
+    version: str
+    faults: Faults
 
 
 @dataclass(frozen=True, kw_only=True)

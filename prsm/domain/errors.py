@@ -18,7 +18,8 @@ HTTP statuses in one table (``prsm.serve.errors``).
     └── UpstreamError             a model backend failed                    (upstream_error)
         ├── UpstreamAuthFailed    the backend refused PRSM's credentials    (upstream_auth_failed)
         ├── UpstreamTimeout       the backend did not answer in time        (upstream_timeout)
-        └── ModelUnavailable      the model is deploying, failed or gone    (model_unavailable)
+        ├── ModelUnavailable      the model is deploying, failed or gone    (model_unavailable)
+        └── InjectedFault         a fault injected on purpose (drills)      (injected_fault)
 
 Errors raised from a foreign exception keep it as ``__cause__`` (``raise X(...) from exc``).
 """
@@ -114,3 +115,9 @@ class UpstreamTimeout(UpstreamError):
 
 class ModelUnavailable(UpstreamError):
     code = "model_unavailable"
+
+
+class InjectedFault(UpstreamError):
+    """A failure injected into a model version's traffic for a drill (``/faults``)."""
+
+    code = "injected_fault"

@@ -187,6 +187,15 @@ class ModelUndeployed(ModelEvent):
     pass
 
 
+@dataclass(frozen=True, kw_only=True)
+class ModelFaultsSet(ModelEvent):
+    """Faults injected into a version's traffic for drills (0 and 0: none)."""
+
+    error_rate: float
+    latency_ms: int
+    set_by: str
+
+
 MODEL_EVENTS: tuple[type[ModelEvent], ...] = (
     ModelDeployRequested,
     ModelDeployed,
@@ -194,6 +203,7 @@ MODEL_EVENTS: tuple[type[ModelEvent], ...] = (
     ModelHealthChanged,
     ModelUndeployRequested,
     ModelUndeployed,
+    ModelFaultsSet,
 )
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from prsm.domain import events as ev
 from prsm.domain.errors import Conflict, NotFound, PermissionDenied
 from prsm.domain.identity import Principal
-from prsm.domain.models import SHARED_TENANT, ModelSpec, ModelStatus, validated
+from prsm.domain.models import SHARED_TENANT, Faults, ModelSpec, ModelStatus, validated
 
 STREAM = "model-registry"
 LIVE = (ModelStatus.DEPLOYING, ModelStatus.READY, ModelStatus.UNDEPLOYING)
@@ -27,6 +27,7 @@ class Deployment:
     detail: str
     created_at: datetime
     updated_at: datetime
+    faults: Faults = field(default_factory=Faults)
 
     @property
     def key(self) -> str:
@@ -151,6 +152,24 @@ class ModelRegistry:
             )
         )
 
+    def set_faults(
+        self, principal: Principal, name: str, version: str, faults: Faults, at: datetime
+    ) -> None:
+        found = self.find(principal, name, version)
+        if found.tenant_id == SHARED_TENANT and not principal.is_admin:
+            raise PermissionDenied("only admins inject faults into shared models")
+        if found.faults == faults:
+            return
+        self._record(
+            ev.ModelFaultsSet(
+                **_ids(found),
+                at=at,
+                error_rate=faults.error_rate,
+                latency_ms=faults.latency_ms,
+                set_by=principal.user_id,
+            )
+        )
+
     # --- what the model controller observes -------------------------------------------
 
     def deployed(self, key: str, at: datetime) -> None:
@@ -203,6 +222,8 @@ class ModelRegistry:
             change |= {"healthy": event.healthy, "detail": event.detail}
         elif isinstance(event, ev.ModelUndeployRequested):
             change |= {"status": ModelStatus.UNDEPLOYING, "detail": "undeploying"}
+        elif isinstance(event, ev.ModelFaultsSet):
+            change["faults"] = Faults(event.error_rate, event.latency_ms)
         elif isinstance(event, ev.ModelUndeployed):
             change |= {"status": ModelStatus.UNDEPLOYED, "healthy": False, "detail": "removed"}
         self.deployments[key] = dataclasses.replace(d, **change)  # type: ignore[arg-type]

@@ -78,6 +78,25 @@ class ModelSpec:
         return self.tensor_parallel * self.pipeline_parallel
 
 
+@dataclass(frozen=True)
+class Faults:
+    """Faults injected into one version's requests, as a service mesh does for drills: each
+    request waits ``latency_ms`` more, and fails with probability ``error_rate``."""
+
+    error_rate: float = 0.0
+    latency_ms: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.error_rate <= 1.0:
+            raise InvalidRequest("error_rate must be between 0 and 1")
+        if not 0 <= self.latency_ms <= 60_000:
+            raise InvalidRequest("latency_ms must be between 0 and 60,000")
+
+    @property
+    def any(self) -> bool:
+        return self.error_rate > 0 or self.latency_ms > 0
+
+
 def validated(spec: ModelSpec) -> ModelSpec:
     """``spec`` with its defaults filled in; ``InvalidRequest`` naming the first problem."""
     if not _NAME.match(spec.name):

@@ -28,6 +28,7 @@ STATUS: dict[type[errors.PrsmError], int] = {
     errors.UpstreamAuthFailed: 502,
     errors.UpstreamTimeout: 504,
     errors.ModelUnavailable: 503,
+    errors.InjectedFault: 503,
     errors.UpstreamError: 502,
 }
 

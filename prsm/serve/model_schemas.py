@@ -40,6 +40,15 @@ class DeploymentCreate(BaseModel):
     shared: bool = Field(default=False, description="Usable by every tenant (admins only)")
 
 
+class FaultsBody(BaseModel):
+    """Faults to inject into one version's requests (drills); zeros remove them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error_rate: float = Field(default=0.0, ge=0.0, le=1.0, description="Share of requests failed")
+    latency_ms: int = Field(default=0, ge=0, le=60_000, description="Added to every request")
+
+
 class DeploymentOut(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -63,6 +72,7 @@ class DeploymentOut(BaseModel):
     requested_by: str
     created_at: datetime
     updated_at: datetime
+    faults: FaultsBody
 
     @classmethod
     def of(cls, d: Deployment) -> DeploymentOut:
@@ -88,6 +98,7 @@ class DeploymentOut(BaseModel):
             requested_by=d.requested_by,
             created_at=d.created_at,
             updated_at=d.updated_at,
+            faults=FaultsBody(error_rate=d.faults.error_rate, latency_ms=d.faults.latency_ms),
         )
 
 

@@ -8,10 +8,10 @@ from fastapi import APIRouter
 
 from prsm.domain import commands as cmds
 from prsm.domain.model_registry import Deployment
-from prsm.domain.models import ModelSpec
+from prsm.domain.models import Faults, ModelSpec
 from prsm.observability.logging import correlation_id
 from prsm.serve.deps import CurrentPrincipal, Deps, GatewayDeps
-from prsm.serve.model_schemas import DeploymentCreate, DeploymentList, DeploymentOut
+from prsm.serve.model_schemas import DeploymentCreate, DeploymentList, DeploymentOut, FaultsBody
 from prsm.serve.schemas import ErrorResponse
 from prsm.service_layer.models import load_registry
 
@@ -60,6 +60,27 @@ async def get_deployment(
 ) -> DeploymentOut:
     registry = await load_registry(deps.store)
     return DeploymentOut.of(registry.find(principal, name, version))
+
+
+@router.put(
+    "/{name}/{version}/faults",
+    response_model=DeploymentOut,
+    summary="Inject faults into a version's traffic (drills)",
+    description="Every gateway replica applies them within a second: each request to this "
+    "version waits `latency_ms` more and fails (503 `injected_fault`) with probability "
+    "`error_rate`. Zeros remove them.",
+)
+async def set_faults(
+    name: str, version: str, body: FaultsBody, principal: CurrentPrincipal, deps: Deps
+) -> DeploymentOut:
+    command = cmds.SetModelFaults(
+        correlation_id=correlation_id.get(),
+        principal=principal,
+        name=name,
+        version=version,
+        faults=Faults(body.error_rate, body.latency_ms),
+    )
+    return DeploymentOut.of(await deps.bus.handle(command))
 
 
 @router.delete(

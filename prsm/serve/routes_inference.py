@@ -6,7 +6,9 @@ errors, latency, time to first token, tokens in and out."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,9 +16,9 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from prsm.domain.errors import ModelUnavailable, NotFound, PrsmError
+from prsm.domain.errors import InjectedFault, ModelUnavailable, NotFound, PrsmError
 from prsm.domain.model_registry import Deployment
-from prsm.domain.models import ModelStatus
+from prsm.domain.models import Faults, ModelStatus
 from prsm.observability import metrics
 from prsm.serve.deps import CurrentPrincipal, Deps, GatewayDeps
 from prsm.serve.model_catalog import ModelCatalog
@@ -87,6 +89,8 @@ async def _infer(endpoint: str, body: dict[str, Any], principal: Any, deps: Gate
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
     started = time.perf_counter()
     try:
+        if deployment.faults.any:
+            await _inject(deployment.faults)
         result = await getattr(backend, endpoint)(body)
     except PrsmError as exc:
         metrics.INFERENCE_REQUESTS.labels(*labels, endpoint, exc.code).inc()
@@ -100,6 +104,13 @@ async def _infer(endpoint: str, body: dict[str, Any], principal: Any, deps: Gate
         return JSONResponse(result)
     stream = _metered(result, labels, endpoint, started, wants_usage)
     return StreamingResponse(stream, media_type="text/event-stream")
+
+
+async def _inject(faults: Faults) -> None:
+    if faults.latency_ms:
+        await asyncio.sleep(faults.latency_ms / 1000)
+    if faults.error_rate and random.random() < faults.error_rate:
+        raise InjectedFault("fault injected into this model version (a drill)")
 
 
 async def _metered(

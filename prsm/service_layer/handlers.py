@@ -148,4 +148,5 @@ HANDLERS: dict[type[cmds.Command], Handler] = {
     cmds.CancelTask: cancel_task,
     cmds.DeployModel: models.deploy_model,
     cmds.UndeployModel: models.undeploy_model,
+    cmds.SetModelFaults: models.set_model_faults,
 }

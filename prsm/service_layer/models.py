@@ -83,5 +83,14 @@ async def undeploy_model(cmd: cmds.UndeployModel, ctx: Context) -> Deployment:
     return registry.find(cmd.principal, cmd.name, cmd.version)
 
 
+async def set_model_faults(cmd: cmds.SetModelFaults, ctx: Context) -> Deployment:
+    at = ctx.clock()
+    registry = await change_registry(
+        _writer(cmd, ctx),
+        lambda r: r.set_faults(cmd.principal, cmd.name, cmd.version, cmd.faults, at),
+    )
+    return registry.find(cmd.principal, cmd.name, cmd.version)
+
+
 def controller_writer(store: EventStore, clock: Clock) -> Writer:
     return Writer(store, clock, "model-controller", correlation_id=str(uuid.uuid4()))

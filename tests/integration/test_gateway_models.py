@@ -4,6 +4,7 @@ official ``openai`` client. The model controller's decisions are applied as it a
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -251,3 +252,37 @@ async def test_openai_routes_need_a_token_and_a_known_model(
         "invalid_request",
     )
     assert_error(await http.get("/v1/models/nope", headers=ALICE), 404, "not_found")
+
+
+async def test_injected_faults_fail_or_slow_a_version_until_removed(
+    gateway: tuple[httpx.AsyncClient, Any],
+) -> None:
+    http, store = gateway
+    await deploy(http, name="gpt", version="v1", framework="openai")
+    await controller_pass(store)
+    client = llm(http)
+    ask = {"model": "gpt", "messages": [{"role": "user", "content": "x"}]}
+    faults = "/v1/deployments/gpt/v1/faults"
+
+    failing = await http.put(faults, json={"error_rate": 1.0}, headers=ALICE)
+    assert failing.json()["faults"] == {"error_rate": 1.0, "latency_ms": 0}
+    with pytest.raises(openai.APIStatusError) as injected:
+        await client.chat.completions.create(**ask)  # type: ignore[call-overload]
+    assert injected.value.status_code == 503
+    assert injected.value.body["code"] == "injected_fault"  # type: ignore[index]
+
+    await http.put(faults, json={"latency_ms": 300}, headers=ALICE)
+    started = time.perf_counter()
+    await client.chat.completions.create(**ask)  # type: ignore[call-overload]
+    assert time.perf_counter() - started >= 0.3
+
+    await http.put(faults, json={}, headers=ALICE)
+    started = time.perf_counter()
+    await client.chat.completions.create(**ask)  # type: ignore[call-overload]
+    assert time.perf_counter() - started < 0.3
+    assert 'outcome="injected_fault"' in (await http.get("/metrics")).text
+
+    assert_error(
+        await http.put(faults, json={"error_rate": 2}, headers=ALICE), 422, "invalid_request"
+    )
+    assert_error(await http.put(faults, json={"error_rate": 0.5}, headers=EVE), 404, "not_found")

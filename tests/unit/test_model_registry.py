@@ -11,7 +11,7 @@ from prsm.domain import commands as cmds
 from prsm.domain.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from prsm.domain.identity import Principal
 from prsm.domain.model_registry import ModelRegistry, Route, deployment_key
-from prsm.domain.models import Framework, ModelSpec, ModelStatus, Strategy, validated
+from prsm.domain.models import Faults, Framework, ModelSpec, ModelStatus, Strategy, validated
 from prsm.service_layer.handlers import Context
 from prsm.service_layer.models import (
     change_registry,
@@ -188,3 +188,26 @@ async def test_use_cases_append_to_the_registry_stream_and_retry_on_conflict() -
     )
     assert gone.status is ModelStatus.UNDEPLOYING
     assert {r.metadata.correlation_id for r in store.log} >= {"c1", "c2"}
+
+
+def test_faults_are_recorded_once_validated_and_kept_on_rebuild() -> None:
+    r = ModelRegistry()
+    r.deploy(ANN, spec(), T0, shared=False)
+    key = deployment_key("lab", "tiny", "v1")
+    r.set_faults(ANN, "tiny", "v1", Faults(error_rate=0.5, latency_ms=200), T0)
+    r.set_faults(ANN, "tiny", "v1", Faults(error_rate=0.5, latency_ms=200), T0)  # no change
+    assert r.deployments[key].faults == Faults(0.5, 200)
+    assert [type(e).__name__ for e in r.changes].count("ModelFaultsSet") == 1
+    rebuilt = ModelRegistry.from_events(r.changes, version=len(r.changes))
+    assert rebuilt.deployments[key].faults.any
+    r.set_faults(ANN, "tiny", "v1", Faults(), T0)
+    assert not r.deployments[key].faults.any
+    with pytest.raises(InvalidRequest):
+        Faults(error_rate=1.5)
+    with pytest.raises(InvalidRequest):
+        Faults(latency_ms=-1)
+    with pytest.raises(NotFound):
+        r.set_faults(BOB, "tiny", "v1", Faults(0.1), T0)
+    r.deploy(ADMIN, spec(name="pub"), T0, shared=True)
+    with pytest.raises(PermissionDenied):
+        r.set_faults(ANN, "pub", "v1", Faults(0.1), T0)
