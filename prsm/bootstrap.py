@@ -171,13 +171,11 @@ async def register_default_model(settings: Settings) -> Deployment | None:
 
 
 async def model_status(settings: Settings, name: str, version: str) -> Deployment | None:
+    """A shared (platform) deployment as the registry has it now."""
     store = await open_store(settings)
     try:
         registry = await load_registry(store)
-        for d in registry.deployments.values():
-            if (d.spec.name, d.spec.version) == (name, version):
-                return d
-        return None
+        return registry.deployments.get(deployment_key(SHARED_TENANT, name, version))
     finally:
         await store.close()
 

@@ -42,12 +42,13 @@ class ModelCatalog:
         self, principal: Principal, model: str
     ) -> tuple[Deployment, InferenceBackend]:
         """The deployment that serves this request for ``model``, and its backend."""
-        try:
-            route = (await self.registry()).route(principal, model)
-        except NotFound:  # perhaps ready since the last refresh
-            route = (await self.registry(max_age_s=0.0)).route(principal, model)
-        version = route.pick(random.random())
         registry = await self.registry()
+        try:
+            route = registry.route(principal, model)
+        except NotFound:  # perhaps ready since the last refresh
+            registry = await self.registry(max_age_s=0.0)
+            route = registry.route(principal, model)
+        version = route.pick(random.random())
         deployment = registry.deployments[deployment_key(route.tenant_id, route.model, version)]
         return deployment, self.backend(deployment)
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from prsm.domain.model_registry import Deployment
-from prsm.domain.models import Accelerator, Framework, ModelStatus, Strategy
+from prsm.domain.models import SHARED_TENANT, Accelerator, Framework, ModelStatus, Strategy
 
 
 class DeploymentCreate(BaseModel):
@@ -87,7 +87,7 @@ class DeploymentOut(BaseModel):
             status=d.status,
             healthy=d.healthy,
             detail=d.detail,
-            shared=d.tenant_id == "*",
+            shared=d.tenant_id == SHARED_TENANT,
             replicas=s.replicas,
             min_replicas=s.min_replicas,
             max_replicas=s.max_replicas,

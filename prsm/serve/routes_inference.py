@@ -17,8 +17,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from prsm.domain.errors import InjectedFault, ModelUnavailable, NotFound, PrsmError
+from prsm.domain.identity import Principal
 from prsm.domain.model_registry import Deployment
-from prsm.domain.models import Faults, ModelStatus
+from prsm.domain.models import SHARED_TENANT, Faults, ModelStatus
 from prsm.observability import metrics
 from prsm.serve.deps import CurrentPrincipal, Deps, GatewayDeps
 from prsm.serve.model_catalog import ModelCatalog
@@ -59,7 +60,7 @@ async def get_model(model: str, principal: CurrentPrincipal, deps: Deps) -> Mode
 
 
 def _card(d: Deployment) -> ModelCard:
-    owner = "prsm" if d.tenant_id == "*" else d.tenant_id
+    owner = "prsm" if d.tenant_id == SHARED_TENANT else d.tenant_id
     return ModelCard(
         id=d.spec.name, created=int(d.created_at.timestamp()), owned_by=owner, versions=[]
     )
@@ -77,7 +78,9 @@ async def completions(body: CompletionBody, principal: CurrentPrincipal, deps: D
     return await _infer("completions", body.model_dump(exclude_unset=True), principal, deps)
 
 
-async def _infer(endpoint: str, body: dict[str, Any], principal: Any, deps: GatewayDeps) -> Any:
+async def _infer(
+    endpoint: str, body: dict[str, Any], principal: Principal, deps: GatewayDeps
+) -> Any:
     deployment, backend = await _catalog(deps).resolve(principal, body["model"])
     labels = (deployment.spec.name, deployment.spec.version)
     body["model"] = (
