@@ -99,12 +99,7 @@ async def build_gateway(raw_settings: dict[str, Any], in_ray: bool = True) -> Ga
     configure_logging(settings.log_level)
     store = await open_store(settings)
     checks = {"ray": local_cluster.check_ray} if in_ray else {}
-    on_change = None
-    if in_ray:
-        from prsm.runtime import model_controller
-
-        on_change = model_controller.wake
-    return GatewayDeps(
+    deps = GatewayDeps(
         bus=MessageBus(store, store, utc_now, source="gateway"),
         store=store,
         views=store,
@@ -112,8 +107,14 @@ async def build_gateway(raw_settings: dict[str, Any], in_ray: bool = True) -> Ga
         max_body_bytes=settings.max_body_bytes,
         ready_checks=checks,
         models=ModelCatalog(store, backend_factory(settings)),
-        on_models_changed=on_change,
     )
+    if in_ray:
+        from prsm.runtime import model_controller, rollout_stats
+
+        deps.on_models_changed = model_controller.wake
+        deps.record_call = rollout_stats.StatsRecorder().record
+        deps.version_stats = rollout_stats.version_stats
+    return deps
 
 
 async def open_store_from(raw_settings: dict[str, Any]) -> Store:

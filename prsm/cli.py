@@ -17,6 +17,7 @@ from rich.table import Table
 
 from prsm import bootstrap
 from prsm.cli_models import models_app
+from prsm.cli_rollouts import rollout_app
 from prsm.client import PrsmAPIError, PrsmClient
 from prsm.config import Settings
 from prsm.domain.models import ModelStatus
@@ -27,6 +28,7 @@ app = typer.Typer(help="PRSM: AI work for scientific computing on Ray.", no_args
 tasks_app = typer.Typer(help="List, inspect and cancel your tasks.", no_args_is_help=True)
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(models_app, name="models")
+app.add_typer(rollout_app, name="rollout")
 console = Console()
 err = Console(stderr=True)
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from prsm.domain.tasks import TaskStatus
 from prsm.serve.model_schemas import DeploymentCreate, DeploymentList, DeploymentOut, ModelList
+from prsm.serve.rollout_schemas import RolloutCreate, RolloutList, RolloutOut
 from prsm.serve.schemas import (
     Resources,
     Status,
@@ -115,6 +116,21 @@ class _Calls:
     def _deployment(method: str, name: str, version: str) -> _Call[DeploymentOut]:
         return _Call(method, f"/v1/deployments/{name}/{version}", DeploymentOut)
 
+    @staticmethod
+    def _start_rollout(model: str, version: str, **fields: Any) -> _Call[RolloutOut]:
+        body = RolloutCreate.model_validate({"model": model, "version": version, **fields})
+        return _Call("POST", "/v1/rollouts", RolloutOut, body.model_dump(mode="json"))
+
+    @staticmethod
+    def _rollouts(model: str | None) -> _Call[RolloutList]:
+        params = {"model": model} if model else {}
+        return _Call("GET", "/v1/rollouts", RolloutList, params=params)
+
+    @staticmethod
+    def _rollout(rollout_id: str, action: str = "") -> _Call[RolloutOut]:
+        path = f"/v1/rollouts/{rollout_id}" + (f"/{action}" if action else "")
+        return _Call("POST" if action else "GET", path, RolloutOut)
+
 
 class PrsmClient(_Calls):
     def __init__(
@@ -185,6 +201,22 @@ class PrsmClient(_Calls):
     def models(self) -> ModelList:
         return self._run(_Call("GET", "/v1/models", ModelList))
 
+    def start_rollout(self, model: str, version: str, **fields: Any) -> RolloutOut:
+        """Start a canary rollout of ``version`` (fields: see ``RolloutCreate``)."""
+        return self._run(self._start_rollout(model, version, **fields))
+
+    def rollouts(self, model: str | None = None) -> list[RolloutOut]:
+        return self._run(self._rollouts(model)).rollouts
+
+    def rollout(self, rollout_id: str) -> RolloutOut:
+        return self._run(self._rollout(rollout_id))
+
+    def promote_rollout(self, rollout_id: str) -> RolloutOut:
+        return self._run(self._rollout(rollout_id, "promote"))
+
+    def abort_rollout(self, rollout_id: str) -> RolloutOut:
+        return self._run(self._rollout(rollout_id, "abort"))
+
     def close(self) -> None:
         self._http.close()
 
@@ -249,6 +281,21 @@ class AsyncPrsmClient(_Calls):
 
     async def models(self) -> ModelList:
         return await self._run(_Call("GET", "/v1/models", ModelList))
+
+    async def start_rollout(self, model: str, version: str, **fields: Any) -> RolloutOut:
+        return await self._run(self._start_rollout(model, version, **fields))
+
+    async def rollouts(self, model: str | None = None) -> list[RolloutOut]:
+        return (await self._run(self._rollouts(model))).rollouts
+
+    async def rollout(self, rollout_id: str) -> RolloutOut:
+        return await self._run(self._rollout(rollout_id))
+
+    async def promote_rollout(self, rollout_id: str) -> RolloutOut:
+        return await self._run(self._rollout(rollout_id, "promote"))
+
+    async def abort_rollout(self, rollout_id: str) -> RolloutOut:
+        return await self._run(self._rollout(rollout_id, "abort"))
 
     async def aclose(self) -> None:
         await self._http.aclose()

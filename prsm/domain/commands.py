@@ -8,6 +8,7 @@ from typing import Any
 
 from prsm.domain.identity import Principal
 from prsm.domain.models import Faults, ModelSpec
+from prsm.domain.rollout_policy import RolloutPolicy
 from prsm.domain.tasks import CoordinationStrategy, ResourceRequest
 
 
@@ -67,3 +68,27 @@ class UndeployModel(Command):
     principal: Principal
     name: str
     version: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartRollout(Command):
+    """Deploy ``version`` of ``model`` beside its current version and move traffic to it."""
+
+    principal: Principal
+    model: str
+    version: str
+    policy: RolloutPolicy
+    current_version: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromoteRollout(Command):
+    principal: Principal
+    rollout_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AbortRollout(Command):
+    principal: Principal
+    rollout_id: str

@@ -238,6 +238,7 @@ class RolloutHeld(RolloutEvent):
     reason: str
     figures: dict[str, Any]
     no_data: bool = False
+    waiting: bool = False  # the new version is not serving yet: its window starts again
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,9 +1,12 @@
 """The model registry: every model version deployed on the platform, its status and health,
-kept as one event stream; and the route each model's requests take."""
+and the canary rollouts between its versions, kept as one event stream (so a rollout's
+decision and the deploy or undeploy it implies are appended together); and the route each
+model's requests take."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,6 +15,8 @@ from prsm.domain import events as ev
 from prsm.domain.errors import Conflict, NotFound, PermissionDenied
 from prsm.domain.identity import Principal
 from prsm.domain.models import SHARED_TENANT, Faults, ModelSpec, ModelStatus, validated
+from prsm.domain.rollout_policy import RolloutPolicy, VersionStats
+from prsm.domain.rollouts import Rollout
 
 STREAM = "model-registry"
 LIVE = (ModelStatus.DEPLOYING, ModelStatus.READY, ModelStatus.UNDEPLOYING)
@@ -45,12 +50,22 @@ def deployment_key(tenant_id: str, name: str, version: str) -> str:
 @dataclass(frozen=True)
 class Route:
     """Where a model's requests go: ``(version, weight)`` pairs, weights summing to 1. With no
-    rollout in progress the newest ready version takes all traffic; the canary controller
-    splits it between two versions."""
+    rollout in progress the newest ready version takes all traffic; during a rollout the
+    rollout's weights split it (``rollout_id`` set, and ``sticky`` if each user keeps one
+    version)."""
 
     model: str
     tenant_id: str
     weights: tuple[tuple[str, float], ...]
+    rollout_id: str | None = None
+    sticky: bool = False
+
+    def draw(self, user_id: str, random_u: float) -> float:
+        """The ``u`` to pick with: the random one, or a stable hash of the user (sticky)."""
+        if not self.sticky:
+            return random_u
+        digest = hashlib.blake2b(f"{self.rollout_id}/{user_id}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest) / 2**64
 
     def pick(self, u: float) -> str:
         """The version for a draw ``u`` in [0, 1) (random, or a hash of the user: sticky)."""
@@ -65,8 +80,9 @@ class Route:
 class ModelRegistry:
     def __init__(self) -> None:
         self.deployments: dict[str, Deployment] = {}
+        self.rollouts: dict[str, Rollout] = {}
         self.version = 0
-        self.changes: list[ev.ModelEvent] = []
+        self.changes: list[ev.ModelEvent | ev.RolloutEvent] = []
 
     @classmethod
     def from_events(cls, events: Iterable[ev.Event], version: int) -> ModelRegistry:
@@ -74,6 +90,10 @@ class ModelRegistry:
         for event in events:
             if isinstance(event, ev.ModelEvent):
                 registry._apply(event)
+            elif isinstance(event, ev.RolloutStarted):
+                registry.rollouts[event.rollout_id] = Rollout(event)
+            elif isinstance(event, ev.RolloutEvent):
+                registry.rollouts[event.rollout_id]._apply(event)
         registry.version = version
         return registry
 
@@ -109,8 +129,31 @@ class ModelRegistry:
             if not any(d.spec.version == pinned for d in ready):
                 raise NotFound(f"The model `{model}` does not exist or is not ready")
             return Route(name, tenant, ((pinned, 1.0),))
+        rollout = self.active_rollout(tenant, name)
+        if rollout is not None:
+            versions = {d.spec.version for d in ready}
+            weights = rollout.weights
+            if rollout.new_version not in versions:  # not serving yet
+                weights = ((rollout.current_version, 1.0),)
+            return Route(name, tenant, weights, rollout.rollout_id, rollout.policy.sticky)
         newest = max(ready, key=lambda d: d.created_at)
         return Route(name, tenant, ((newest.spec.version, 1.0),))
+
+    def active_rollout(self, tenant_id: str, name: str) -> Rollout | None:
+        for rollout in self.rollouts.values():
+            if rollout.in_progress and (rollout.tenant_id, rollout.model) == (tenant_id, name):
+                return rollout
+        return None
+
+    def rollouts_of(self, principal: Principal) -> list[Rollout]:
+        tenants = (principal.tenant_id, SHARED_TENANT)
+        return [r for r in self.rollouts.values() if r.tenant_id in tenants]
+
+    def find_rollout(self, principal: Principal, rollout_id: str) -> Rollout:
+        rollout = self.rollouts.get(rollout_id)
+        if rollout is None or rollout.tenant_id not in (principal.tenant_id, SHARED_TENANT):
+            raise NotFound(f"rollout {rollout_id} not found")
+        return rollout
 
     # --- commands --------------------------------------------------------------------
 
@@ -142,15 +185,109 @@ class ModelRegistry:
             raise PermissionDenied("only admins undeploy shared models")
         if found.status is ModelStatus.UNDEPLOYING:
             return
-        self._record(
-            ev.ModelUndeployRequested(
-                tenant_id=found.tenant_id,
-                name=name,
-                version=version,
-                at=at,
-                requested_by=principal.user_id,
+        rollout = self.active_rollout(found.tenant_id, name)
+        if rollout is not None and version in (rollout.current_version, rollout.new_version):
+            raise Conflict(
+                f"{name}:{version} is part of rollout {rollout.rollout_id}; "
+                "promote or abort the rollout first"
             )
-        )
+        self._retire(found, at, principal.user_id)
+
+    # --- rollouts --------------------------------------------------------------------
+
+    def start_rollout(
+        self,
+        principal: Principal,
+        rollout_id: str,
+        model: str,
+        new_version: str,
+        policy: RolloutPolicy,
+        at: datetime,
+        current_version: str | None = None,
+        source: str | None = None,
+    ) -> Rollout:
+        """Start moving ``model``'s traffic to ``new_version``; deploys it beside the current
+        version (same spec, ``source`` if given) unless it is already live."""
+        route = self.route(principal, model)
+        if route.tenant_id == SHARED_TENANT and not principal.is_admin:
+            raise PermissionDenied("only admins roll out shared models")
+        if route.rollout_id is not None:
+            raise Conflict(f"rollout {route.rollout_id} of {model} is already in progress")
+        current = self.find(principal, model, current_version or route.weights[0][0])
+        if current.status is not ModelStatus.READY:
+            raise Conflict(f"{current.model_id} is {current.status.value.lower()}, not ready")
+        existing = self.deployments.get(deployment_key(route.tenant_id, model, new_version))
+        if existing is None or existing.status not in LIVE:
+            spec = dataclasses.replace(
+                current.spec, version=new_version, source=source or current.spec.source
+            )
+            self._record(
+                ev.ModelDeployRequested(
+                    tenant_id=route.tenant_id,
+                    name=model,
+                    version=new_version,
+                    at=at,
+                    spec=validated(spec),
+                    requested_by=principal.user_id,
+                )
+            )
+        rollout = Rollout.start(
+            rollout_id, route.tenant_id, model, current.spec.version, new_version, policy, at,
+            principal.user_id,
+        )  # fmt: skip
+        self._take(rollout)
+        return rollout
+
+    def evaluate_rollout(
+        self, rollout_id: str, at: datetime, current: VersionStats, candidate: VersionStats
+    ) -> None:
+        """The controller's scheduled decision on the window's figures."""
+        rollout = self.rollouts[rollout_id]
+        new = self.deployments.get(deployment_key(rollout.tenant_id, rollout.model,
+                                                  rollout.new_version))  # fmt: skip
+        if new is None or new.status in (ModelStatus.FAILED, ModelStatus.UNDEPLOYED):
+            detail = new.detail if new is not None else "not deployed"
+            rollout.abort(at, "controller", f"{rollout.new_version} failed to deploy: {detail}")
+        elif new.status is not ModelStatus.READY:
+            rollout.wait(at, f"waiting for {rollout.new_version} to be ready")
+        else:
+            rollout.evaluate(at, current, candidate)
+        self._take(rollout)
+
+    def promote_rollout(self, principal: Principal, rollout_id: str, at: datetime) -> Rollout:
+        rollout = self._own_rollout(principal, rollout_id)
+        rollout.promote(at, principal.user_id)
+        self._take(rollout)
+        return rollout
+
+    def abort_rollout(self, principal: Principal, rollout_id: str, at: datetime) -> Rollout:
+        rollout = self._own_rollout(principal, rollout_id)
+        rollout.abort(at, principal.user_id)
+        self._take(rollout)
+        return rollout
+
+    def _own_rollout(self, principal: Principal, rollout_id: str) -> Rollout:
+        rollout = self.find_rollout(principal, rollout_id)
+        if rollout.tenant_id == SHARED_TENANT and not principal.is_admin:
+            raise PermissionDenied("only admins change rollouts of shared models")
+        return rollout
+
+    def _take(self, rollout: Rollout) -> None:
+        """Adopt the rollout's new decisions; a finished rollout retires the version it
+        leaves behind, in the same append."""
+        self.rollouts[rollout.rollout_id] = rollout
+        self.changes.extend(rollout.changes)
+        rollout.changes.clear()
+        retired = rollout.retired_version
+        if retired is None:
+            return
+        key = deployment_key(rollout.tenant_id, rollout.model, retired)
+        found = self.deployments.get(key)
+        if found is not None and found.status in (ModelStatus.DEPLOYING, ModelStatus.READY):
+            self._retire(found, rollout.last_evaluated_at, f"rollout {rollout.rollout_id}")
+
+    def _retire(self, d: Deployment, at: datetime, by: str) -> None:
+        self._record(ev.ModelUndeployRequested(**_ids(d), at=at, requested_by=by))
 
     def set_faults(
         self, principal: Principal, name: str, version: str, faults: Faults, at: datetime

@@ -30,6 +30,9 @@ class Rollout:
         self.step_started_at = started.at
         self.last_evaluated_at = started.at
         self.empty_intervals = 0
+        self.started_at = started.at
+        self.started_by = started.started_by
+        self.history: list[ev.RolloutEvent] = []  # every decision after the start, in order
         self.version = 0
         self.changes: list[ev.RolloutEvent] = []
 
@@ -88,6 +91,17 @@ class Rollout:
         share = self.percent / 100
         return ((self.current_version, 1.0 - share), (self.new_version, share))
 
+    @property
+    def in_progress(self) -> bool:
+        return self.status is RolloutStatus.IN_PROGRESS
+
+    @property
+    def retired_version(self) -> str | None:
+        """The version a finished rollout leaves behind (to be removed)."""
+        if self.status is RolloutStatus.COMPLETED:
+            return self.current_version
+        return None if self.in_progress else self.new_version
+
     def due(self, now: datetime) -> bool:
         interval = timedelta(seconds=self.policy.evaluation_interval_s)
         return self.status is RolloutStatus.IN_PROGRESS and now - self.last_evaluated_at >= interval
@@ -126,6 +140,15 @@ class Rollout:
             self._record(ev.RolloutCompleted(**self._ids(now), percent=100.0, figures=figures))
             return
         self._record(ev.RolloutAdvanced(**self._ids(now), percent=target, figures=figures))
+
+    def wait(self, now: datetime, reason: str) -> None:
+        """The new version is not serving yet: hold, and start the step's window again."""
+        self._require_in_progress()
+        self._record(
+            ev.RolloutHeld(
+                **self._ids(now), percent=self.percent, reason=reason, figures={}, waiting=True
+            )
+        )
 
     def promote(self, now: datetime, by: str) -> None:
         self._require_in_progress()
@@ -200,8 +223,11 @@ class Rollout:
 
     def _apply(self, event: ev.RolloutEvent) -> None:
         self.last_evaluated_at = event.at
+        self.history.append(event)
         if isinstance(event, ev.RolloutHeld):
             self.empty_intervals = self.empty_intervals + 1 if event.no_data else 0
+            if event.waiting:
+                self.step_started_at = event.at
             return
         self.empty_intervals = 0
         if isinstance(event, ev.RolloutAdvanced):

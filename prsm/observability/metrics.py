@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from prsm.domain.events import RecordedEvent
 
@@ -55,4 +55,9 @@ INFERENCE_TOKENS = Counter(
     "prsm_inference_tokens_total",
     "Tokens in (prompt) and out (generated), by model and version",
     ["model", "version", "direction"],
+)
+ROLLOUT_TRAFFIC = Gauge(
+    "prsm_rollout_traffic_percent",
+    "Share of a model's traffic the router sends to each version of its latest rollout",
+    ["model", "version"],
 )

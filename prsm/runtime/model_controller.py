@@ -1,7 +1,9 @@
 """The model controller: a named, detached Ray actor that makes Ray Serve match the model
 registry. It holds no state of its own: every pass reads the registry from the event store
 and Serve's status, deploys what is requested, removes what is undeployed, and records what
-it observes (deployed, failed, health). Killed, it restarts and carries on from the store.
+it observes (deployed, failed, health). It is also the rollout controller: each pass decides
+the canary rollouts whose evaluation is due, on the figures of the rollout stats actor.
+Killed, it restarts and carries on from the store, at the same step with the same weights.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from ray import serve
 from prsm.adapters.inference.vllm_serve import APP_PREFIX, app_name, build_app
 from prsm.domain.model_registry import Deployment, ModelRegistry
 from prsm.domain.models import ModelStatus
+from prsm.runtime import rollout_stats
 from prsm.service_layer.models import change_registry, controller_writer, load_registry
 from prsm.service_layer.ports import EventStore
+from prsm.service_layer.rollouts import evaluate_due
 
 log = logging.getLogger("prsm.models")
 
@@ -86,12 +90,24 @@ class ModelController:
             registry = await change_registry(controller_writer(self._store, _now), apply)
         return {key: d.status.value for key, d in registry.deployments.items()}
 
+    async def evaluate_rollouts(self) -> bool:
+        """Decide the rollouts that are due; True when one of them finished."""
+        assert self._store is not None
+        writer = controller_writer(self._store, _now)
+        decided = await evaluate_due(writer, rollout_stats.version_stats)
+        for r in decided:
+            log.info("rollout %s of %s: %s at %.1f %%", r.rollout_id, r.model,
+                     type(r.history[-1]).__name__, r.percent)  # fmt: skip
+        return any(not r.in_progress for r in decided)
+
     async def _run(self) -> None:
         self._store = await self._build_store(self._settings)
         self._started.set()
         while True:
             try:
                 await self.reconcile()
+                if await self.evaluate_rollouts():
+                    await self.reconcile()  # retire the version a finished rollout left
             except Exception:  # keep reconciling; the next pass retries
                 log.exception("model reconcile pass failed")
             with contextlib.suppress(TimeoutError):

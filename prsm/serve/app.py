@@ -15,6 +15,7 @@ from prsm.serve import (
     errors,
     routes_deployments,
     routes_inference,
+    routes_rollouts,
     routes_system,
     routes_tasks,
 )
@@ -60,6 +61,7 @@ def create_app(deps: GatewayDeps) -> FastAPI:
     app.include_router(routes_system.router)
     app.include_router(routes_tasks.router)
     app.include_router(routes_deployments.router)
+    app.include_router(routes_rollouts.router)
     app.include_router(routes_inference.router)
     app.add_middleware(RequestContext, max_body_bytes=deps.max_body_bytes)
     return app

@@ -15,6 +15,10 @@ from prsm.security.tokens import VerifiedTokens
 from prsm.serve.model_catalog import ModelCatalog
 from prsm.service_layer.messagebus import MessageBus
 from prsm.service_layer.ports import EventStore, TaskViews
+from prsm.service_layer.rollouts import StatsSource
+
+# (tenant, model, version, latency ms, ok): one request of a model in a rollout
+CallRecorder = Callable[[str, str, str, float, bool], None]
 
 
 @dataclass
@@ -28,6 +32,13 @@ class GatewayDeps:
     ready_checks: Mapping[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
     models: ModelCatalog | None = None
     on_models_changed: Callable[[], None] | None = None
+    record_call: CallRecorder | None = None  # rollout figures, per version
+    version_stats: StatsSource | None = None
+
+    def models_changed(self) -> None:
+        """Tell the model controller the registry changed (it reconciles at once)."""
+        if self.on_models_changed is not None:
+            self.on_models_changed()
 
 
 async def get_deps(request: Request) -> GatewayDeps:

@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 from prsm.domain.errors import NotFound
 from prsm.domain.identity import Principal
-from prsm.domain.model_registry import Deployment, ModelRegistry, deployment_key
+from prsm.domain.model_registry import Deployment, ModelRegistry, Route, deployment_key
+from prsm.observability import metrics
 from prsm.service_layer.models import load_registry
 from prsm.service_layer.ports import EventStore, InferenceBackend
 
@@ -36,21 +37,24 @@ class ModelCatalog:
                     started = time.monotonic()
                     self._registry = await load_registry(self._store)
                     self._loaded_at = started
+                    _export_traffic(self._registry)
         return self._registry
 
     async def resolve(
         self, principal: Principal, model: str
-    ) -> tuple[Deployment, InferenceBackend]:
-        """The deployment that serves this request for ``model``, and its backend."""
+    ) -> tuple[Deployment, InferenceBackend, Route]:
+        """The deployment that serves this request for ``model`` (by its route: during a
+        rollout, a weighted or per-user choice between two versions), its backend, and the
+        route it was picked from."""
         registry = await self.registry()
         try:
             route = registry.route(principal, model)
         except NotFound:  # perhaps ready since the last refresh
             registry = await self.registry(max_age_s=0.0)
             route = registry.route(principal, model)
-        version = route.pick(random.random())
+        version = route.pick(route.draw(principal.user_id, random.random()))
         deployment = registry.deployments[deployment_key(route.tenant_id, route.model, version)]
-        return deployment, self.backend(deployment)
+        return deployment, self.backend(deployment), route
 
     def backend(self, d: Deployment) -> InferenceBackend:
         key = (d.key, d.created_at)
@@ -63,3 +67,13 @@ class ModelCatalog:
         for backend in self._backends.values():
             await backend.close()
         self._backends.clear()
+
+
+def _export_traffic(registry: ModelRegistry) -> None:
+    """The traffic share of each version in a rollout, as the router applies it."""
+    for rollout in registry.rollouts.values():
+        shares = dict(rollout.weights)
+        for version in (rollout.current_version, rollout.new_version):
+            metrics.ROLLOUT_TRAFFIC.labels(rollout.model, version).set(
+                100 * shares.get(version, 0.0)
+            )

@@ -10,7 +10,7 @@ from prsm.domain import commands as cmds
 from prsm.domain.model_registry import Deployment
 from prsm.domain.models import Faults, ModelSpec
 from prsm.observability.logging import correlation_id
-from prsm.serve.deps import CurrentPrincipal, Deps, GatewayDeps
+from prsm.serve.deps import CurrentPrincipal, Deps
 from prsm.serve.model_schemas import DeploymentCreate, DeploymentList, DeploymentOut, FaultsBody
 from prsm.serve.schemas import ErrorResponse
 from prsm.service_layer.models import load_registry
@@ -19,11 +19,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": ErrorResponse} for s in (401, 403, 404, 409, 422, 503)
 }
 router = APIRouter(prefix="/v1/deployments", tags=["deployments"], responses=ERRORS)
-
-
-def _changed(deps: GatewayDeps) -> None:
-    if deps.on_models_changed is not None:
-        deps.on_models_changed()
 
 
 @router.post(
@@ -43,7 +38,7 @@ async def deploy(body: DeploymentCreate, principal: CurrentPrincipal, deps: Deps
         shared=body.shared,
     )
     deployment: Deployment = await deps.bus.handle(command)
-    _changed(deps)
+    deps.models_changed()
     return DeploymentOut.of(deployment)
 
 
@@ -98,5 +93,5 @@ async def undeploy(
         correlation_id=correlation_id.get(), principal=principal, name=name, version=version
     )
     deployment: Deployment = await deps.bus.handle(command)
-    _changed(deps)
+    deps.models_changed()
     return DeploymentOut.of(deployment)

@@ -1,8 +1,10 @@
 """The OpenAI-compatible API: ``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``.
 
-Each request is routed by the model's route (the canary seam: a weighted choice between
-versions), sent to that version's backend, and metered per model and version: requests,
-errors, latency, time to first token, tokens in and out."""
+Each request is routed by the model's route (during a canary rollout, a weighted or per-user
+choice between two versions), sent to that version's backend, and metered per model and
+version: requests, errors, latency, time to first token, tokens in and out. Requests of a
+model in a rollout are also recorded for the rollout controller: latency, and whether the
+platform served them (a 4xx is the caller's failure, not the version's)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter
@@ -22,6 +24,7 @@ from prsm.domain.model_registry import Deployment
 from prsm.domain.models import SHARED_TENANT, Faults, ModelStatus
 from prsm.observability import metrics
 from prsm.serve.deps import CurrentPrincipal, Deps, GatewayDeps
+from prsm.serve.errors import status_of
 from prsm.serve.model_catalog import ModelCatalog
 from prsm.serve.model_schemas import ChatCompletionBody, CompletionBody, ModelCard, ModelList
 from prsm.serve.schemas import ErrorResponse
@@ -81,8 +84,9 @@ async def completions(body: CompletionBody, principal: CurrentPrincipal, deps: D
 async def _infer(
     endpoint: str, body: dict[str, Any], principal: Principal, deps: GatewayDeps
 ) -> Any:
-    deployment, backend = await _catalog(deps).resolve(principal, body["model"])
+    deployment, backend, route = await _catalog(deps).resolve(principal, body["model"])
     labels = (deployment.spec.name, deployment.spec.version)
+    done = _recorder(deps, route.tenant_id, labels) if route.rollout_id else None
     body["model"] = (
         deployment.spec.name if not deployment.spec.is_provider else deployment.spec.source
     )
@@ -97,6 +101,8 @@ async def _infer(
         result = await getattr(backend, endpoint)(body)
     except PrsmError as exc:
         metrics.INFERENCE_REQUESTS.labels(*labels, endpoint, exc.code).inc()
+        if done is not None:
+            done(time.perf_counter() - started, status_of(exc) < 500)
         raise
     if isinstance(result, dict):
         elapsed = time.perf_counter() - started
@@ -104,9 +110,21 @@ async def _infer(
         metrics.INFERENCE_LATENCY.labels(*labels).observe(elapsed)
         metrics.INFERENCE_REQUESTS.labels(*labels, endpoint, "ok").inc()
         _count_tokens(labels, result.get("usage"))
+        if done is not None:
+            done(elapsed, True)
         return JSONResponse(result)
-    stream = _metered(result, labels, endpoint, started, wants_usage)
+    stream = _metered(result, labels, endpoint, started, wants_usage, done)
     return StreamingResponse(stream, media_type="text/event-stream")
+
+
+Done = Callable[[float, bool], None]
+
+
+def _recorder(deps: GatewayDeps, tenant: str, labels: tuple[str, str]) -> Done | None:
+    record = deps.record_call
+    if record is None:
+        return None
+    return lambda seconds, ok: record(tenant, *labels, seconds * 1000, ok)
 
 
 async def _inject(faults: Faults) -> None:
@@ -122,6 +140,7 @@ async def _metered(
     endpoint: str,
     started: float,
     wants_usage: bool,
+    done: Done | None,
 ) -> AsyncIterator[str]:
     first = True
     outcome = "stream_error"
@@ -141,8 +160,11 @@ async def _metered(
         error = {"error": {"code": exc.code, "message": exc.message, "type": "api_error"}}
         yield f"data: {json.dumps(error)}\n\n"
     finally:
-        metrics.INFERENCE_LATENCY.labels(*labels).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        metrics.INFERENCE_LATENCY.labels(*labels).observe(elapsed)
         metrics.INFERENCE_REQUESTS.labels(*labels, endpoint, outcome).inc()
+        if done is not None:
+            done(elapsed, outcome == "ok")
 
 
 def _usage(text: str) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ from prsm.domain import events as ev
 from prsm.domain.errors import ConcurrencyError, IdempotencyConflict, InvalidRequest, NotFound
 from prsm.domain.identity import Principal, can_see_task
 from prsm.domain.tasks import Task, request_hash
-from prsm.service_layer import models
+from prsm.service_layer import models, rollouts
 from prsm.service_layer.ports import Clock, EventStore, StreamWrite
 
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c1e7a-3f0e-4c43-9d8e-5b2d7c1a9e10")
@@ -149,4 +149,7 @@ HANDLERS: dict[type[cmds.Command], Handler] = {
     cmds.DeployModel: models.deploy_model,
     cmds.UndeployModel: models.undeploy_model,
     cmds.SetModelFaults: models.set_model_faults,
+    cmds.StartRollout: rollouts.start_rollout,
+    cmds.PromoteRollout: rollouts.promote_rollout,
+    cmds.AbortRollout: rollouts.abort_rollout,
 }

@@ -46,7 +46,9 @@ async def load_registry(store: EventStore) -> ModelRegistry:
     return ModelRegistry.from_events((r.event for r in records), version)
 
 
-async def change_registry(writer: Writer, decide: Callable[[ModelRegistry], None]) -> ModelRegistry:
+async def change_registry(
+    writer: Writer, decide: Callable[[ModelRegistry], object]
+) -> ModelRegistry:
     """Load the registry, let ``decide`` change it, append what it recorded."""
     for _ in range(MAX_CONFLICT_RETRIES):
         registry = await load_registry(writer.store)
@@ -72,6 +74,7 @@ async def deploy_model(cmd: cmds.DeployModel, ctx: Context) -> Deployment:
         _writer(cmd, ctx), lambda r: r.deploy(cmd.principal, cmd.spec, at, cmd.shared)
     )
     last = registry.changes[-1]
+    assert isinstance(last, ev.ModelDeployRequested)
     return registry.deployments[deployment_key(last.tenant_id, last.name, last.version)]
 
 

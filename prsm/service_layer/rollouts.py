@@ -1,0 +1,90 @@
+"""Canary rollout use cases: start, promote and abort (users), and the scheduled evaluation
+(the rollout controller). Rollouts live in the model registry's stream, so each decision and
+the deploy or undeploy it implies are one append."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from prsm.domain import commands as cmds
+from prsm.domain.model_registry import ModelRegistry
+from prsm.domain.rollout_policy import VersionStats
+from prsm.domain.rollouts import Rollout
+from prsm.service_layer.models import Writer, change_registry, load_registry
+from prsm.service_layer.ports import EventStore
+
+if TYPE_CHECKING:
+    from prsm.service_layer.handlers import Context
+
+# (tenant, model, version, since) → that version's figures from ``since`` until now
+StatsSource = Callable[[str, str, str, datetime], Awaitable[VersionStats]]
+
+
+def _writer(cmd: cmds.Command, ctx: Context) -> Writer:
+    return Writer(ctx.store, ctx.clock, ctx.source, cmd.correlation_id, cmd.command_id)
+
+
+def new_rollout_id() -> str:
+    return f"ro-{uuid.uuid4().hex[:12]}"
+
+
+async def start_rollout(cmd: cmds.StartRollout, ctx: Context) -> Rollout:
+    at, rollout_id = ctx.clock(), new_rollout_id()
+
+    def decide(r: ModelRegistry) -> None:
+        r.start_rollout(
+            cmd.principal, rollout_id, cmd.model, cmd.version, cmd.policy, at,
+            current_version=cmd.current_version, source=cmd.source,
+        )  # fmt: skip
+
+    registry = await change_registry(_writer(cmd, ctx), decide)
+    return registry.rollouts[rollout_id]
+
+
+async def promote_rollout(cmd: cmds.PromoteRollout, ctx: Context) -> Rollout:
+    at = ctx.clock()
+    registry = await change_registry(
+        _writer(cmd, ctx), lambda r: r.promote_rollout(cmd.principal, cmd.rollout_id, at)
+    )
+    return registry.rollouts[cmd.rollout_id]
+
+
+async def abort_rollout(cmd: cmds.AbortRollout, ctx: Context) -> Rollout:
+    at = ctx.clock()
+    registry = await change_registry(
+        _writer(cmd, ctx), lambda r: r.abort_rollout(cmd.principal, cmd.rollout_id, at)
+    )
+    return registry.rollouts[cmd.rollout_id]
+
+
+async def window_stats(rollout: Rollout, stats: StatsSource) -> tuple[VersionStats, VersionStats]:
+    """Both versions' figures over the rollout's current window (since its step started)."""
+    since = rollout.step_started_at
+    current = await stats(rollout.tenant_id, rollout.model, rollout.current_version, since)
+    candidate = await stats(rollout.tenant_id, rollout.model, rollout.new_version, since)
+    return current, candidate
+
+
+async def evaluate_due(writer: Writer, stats: StatsSource) -> list[Rollout]:
+    """Decide every rollout whose evaluation is due; returns the rollouts decided."""
+    now = writer.clock()
+    registry = await load_registry(writer.store)
+    due = [r for r in registry.rollouts.values() if r.due(now)]
+    figures = {r.rollout_id: await window_stats(r, stats) for r in due}
+    if not figures:
+        return []
+
+    def decide(r: ModelRegistry) -> None:
+        for rollout_id, (current, candidate) in figures.items():
+            if r.rollouts[rollout_id].due(now):  # not decided meanwhile (promoted, aborted)
+                r.evaluate_rollout(rollout_id, now, current, candidate)
+
+    registry = await change_registry(writer, decide)
+    return [registry.rollouts[rollout_id] for rollout_id in figures]
+
+
+async def active_rollouts(store: EventStore) -> list[Rollout]:
+    return [r for r in (await load_registry(store)).rollouts.values() if r.in_progress]
