@@ -88,7 +88,8 @@ def backend_factory(settings: Settings) -> BackendFactory:
             )
         from prsm.adapters.inference.vllm_serve import VllmServeBackend, app_name
 
-        return VllmServeBackend(app_name(d.tenant_id, spec.name, spec.version))
+        app = app_name(d.tenant_id, spec.name, spec.version)
+        return VllmServeBackend(app, timeout_s=settings.inference_timeout_s)
 
     return make
 

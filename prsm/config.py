@@ -43,7 +43,10 @@ class Settings(BaseSettings):
         default=600, ge=0, description="How long `prsm up` waits for the default model."
     )
     inference_timeout_s: float = Field(
-        default=120.0, gt=0, description="Timeout of a call to an external model provider."
+        default=120.0,
+        gt=0,
+        description="Timeout of a call to a model provider, and of the first answer of a "
+        "model on Serve.",
     )
     openai_base_url: str = Field(default="", description="OpenAI API endpoint (default: SDK's).")
     anthropic_base_url: str = Field(

@@ -114,7 +114,7 @@ class Rollout:
         p = self.policy
         figures: dict[str, Any] = {"current": current.as_dict(), "candidate": candidate.as_dict()}
         if candidate.requests < p.min_samples:
-            self._no_data(now, figures)
+            self._no_data(now, figures, self.new_version)
             return
         failures = self._failures(current, candidate)
         if failures:
@@ -123,6 +123,9 @@ class Rollout:
                     **self._ids(now), percent=0.0, reason="; ".join(failures), figures=figures
                 )
             )
+            return
+        if current.requests < p.min_samples:  # no baseline to compare latency with
+            self._no_data(now, figures, self.current_version)
             return
         window = timedelta(seconds=p.min_window_s)
         if now - self.step_started_at < window:
@@ -181,10 +184,10 @@ class Rollout:
             )
         return failures
 
-    def _no_data(self, now: datetime, figures: dict[str, Any]) -> None:
+    def _no_data(self, now: datetime, figures: dict[str, Any], version: str) -> None:
         empty = self.empty_intervals + 1
         reason = (
-            f"fewer than {self.policy.min_samples} requests to {self.new_version} "
+            f"fewer than {self.policy.min_samples} requests to {version} "
             f"({empty} interval(s) in a row)"
         )
         if (

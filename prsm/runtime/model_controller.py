@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import ray
@@ -32,6 +32,9 @@ log = logging.getLogger("prsm.models")
 
 NAME = "prsm-model-controller"
 NAMESPACE = "prsm"
+# An undeployed version keeps serving this long, so that no gateway replica (each refreshes
+# its registry every second) routes a request to an application that is going away.
+DRAIN = timedelta(seconds=3)
 
 StoreBuilder = Callable[[dict[str, Any]], Awaitable[EventStore]]
 
@@ -90,15 +93,15 @@ class ModelController:
             registry = await change_registry(controller_writer(self._store, _now), apply)
         return {key: d.status.value for key, d in registry.deployments.items()}
 
-    async def evaluate_rollouts(self) -> bool:
-        """Decide the rollouts that are due; True when one of them finished."""
+    async def evaluate_rollouts(self) -> None:
+        """Decide the rollouts that are due (a version one leaves behind is removed by the
+        next passes, once drained)."""
         assert self._store is not None
         writer = controller_writer(self._store, _now)
         decided = await evaluate_due(writer, rollout_stats.version_stats)
         for r in decided:
             log.info("rollout %s of %s: %s at %.1f %%", r.rollout_id, r.model,
                      type(r.history[-1]).__name__, r.percent)  # fmt: skip
-        return any(not r.in_progress for r in decided)
 
     async def _run(self) -> None:
         self._store = await self._build_store(self._settings)
@@ -106,8 +109,7 @@ class ModelController:
         while True:
             try:
                 await self.reconcile()
-                if await self.evaluate_rollouts():
-                    await self.reconcile()  # retire the version a finished rollout left
+                await self.evaluate_rollouts()
             except Exception:  # keep reconciling; the next pass retries
                 log.exception("model reconcile pass failed")
             with contextlib.suppress(TimeoutError):
@@ -122,7 +124,8 @@ class ModelController:
             return provider_changes(d, at)
         status, message = apps.get(name, ("", ""))
         if d.status in (ModelStatus.FAILED, ModelStatus.UNDEPLOYED, ModelStatus.UNDEPLOYING):
-            if status and status != "DELETING":
+            draining = d.status is ModelStatus.UNDEPLOYING and at - d.updated_at < DRAIN
+            if status and status != "DELETING" and not draining:
                 await asyncio.to_thread(serve.delete, name, _blocking=False)
             if d.status is ModelStatus.UNDEPLOYING and not status:
                 return [lambda r: r.undeployed(key, at)]

@@ -150,3 +150,20 @@ def test_invalid_policies_are_refused(bad: dict[str, float]) -> None:
         start(RolloutPolicy(**bad))  # type: ignore[arg-type]
     with pytest.raises(InvalidRequest):
         Rollout.start("r", "lab", "tiny", "v1", "v1", FAST, T0, "ann")
+
+
+def test_a_slow_candidate_is_not_passed_while_the_current_version_has_too_few_requests() -> None:
+    """Found end to end: a slow canary starved the current version of requests, and the
+    latency check was skipped instead of waiting for a baseline."""
+    rollout = start()
+    starved_v1 = VersionStats(requests=7, errors=0, p95_ms=20.0)
+    slow_v2 = VersionStats(requests=40, errors=0, p95_ms=1500.0)
+    rollout.evaluate(at(10), starved_v1, slow_v2)
+    assert rollout.status is RolloutStatus.IN_PROGRESS and rollout.percent == 5.0
+    assert "requests to v1" in rollout.changes[-1].reason  # type: ignore[attr-defined]
+    rollout.evaluate(at(20), VersionStats(requests=30, errors=0, p95_ms=20.0), slow_v2)
+    assert rollout.status is RolloutStatus.ROLLED_BACK
+    failing = VersionStats(requests=40, errors=20, p95_ms=20.0)
+    other = start()
+    other.evaluate(at(10), starved_v1, failing)  # errors need no baseline
+    assert other.status is RolloutStatus.ROLLED_BACK

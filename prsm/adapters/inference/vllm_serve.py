@@ -10,6 +10,7 @@ routing, metrics) is the only HTTP hop.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from prsm.domain.errors import (
     NotFound,
     RateLimited,
     UpstreamError,
+    UpstreamTimeout,
 )
 from prsm.domain.models import Accelerator, ModelSpec, Strategy
 from prsm.service_layer.ports import Completion
@@ -127,9 +129,10 @@ def build_app(spec: ModelSpec, model_id: str) -> Any:
 class VllmServeBackend:
     """A model version on Serve, called through a streaming deployment handle."""
 
-    def __init__(self, app: str) -> None:
+    def __init__(self, app: str, timeout_s: float = 120.0) -> None:
         from ray import serve
 
+        self._timeout_s = timeout_s
         try:
             self._handle = serve.get_app_handle(app).options(stream=True)
         except Exception as exc:  # Serve does not know the application (yet, or any more)
@@ -153,9 +156,14 @@ class VllmServeBackend:
         return None
 
     async def _call(self, method: str, request: Any) -> Completion:
-        stream: AsyncIterator[Any] = getattr(self._handle, method).remote(request, None)
+        stream: Any = getattr(self._handle, method).remote(request, None)
         try:
-            first = await anext(stream)
+            first = await asyncio.wait_for(anext(stream), self._timeout_s)
+        except TimeoutError:  # e.g. no replica left to take it: never hang the client
+            stream.cancel()
+            raise UpstreamTimeout(
+                f"no answer from the model within {self._timeout_s:g} s"
+            ) from None
         except StopAsyncIteration:
             raise UpstreamError("the model returned nothing") from None
         except Exception as exc:  # a replica that died or could not be reached
