@@ -32,8 +32,9 @@ log = logging.getLogger("prsm.models")
 
 NAME = "prsm-model-controller"
 NAMESPACE = "prsm"
-# An undeployed version keeps serving this long, so that no gateway replica (each refreshes
-# its registry every second) routes a request to an application that is going away.
+# An undeployed version keeps serving this long, so that no gateway replica (each routes by a
+# registry copy at most 2 s old, see ModelCatalog) sends a request to an application that is
+# going away.
 DRAIN = timedelta(seconds=3)
 
 StoreBuilder = Callable[[dict[str, Any]], Awaitable[EventStore]]

@@ -1,6 +1,6 @@
 """What each gateway replica knows of the model registry: a copy refreshed from the event
-store at most every second (at once when a request names a model it does not know yet), and
-one backend per deployed model version, made on first use."""
+store every second, off the request path (at once when a request names a model it does not
+know yet), and one backend per deployed model version, made on first use."""
 
 from __future__ import annotations
 
@@ -27,18 +27,30 @@ class ModelCatalog:
         self._registry: ModelRegistry | None = None
         self._loaded_at = -1e9
         self._lock = asyncio.Lock()
+        self._refresh: asyncio.Task[ModelRegistry] | None = None
         self._backends: dict[tuple[str, object], InferenceBackend] = {}
 
     async def registry(self, max_age_s: float | None = None) -> ModelRegistry:
+        """The registry copy: reloaded in the background once older than ``max_age_s`` (the
+        request goes on with the copy it has), in line once older than twice that, so that
+        no request routes by a copy more than ``2 × max_age_s`` old."""
         limit = self._max_age_s if max_age_s is None else max_age_s
-        if self._registry is None or time.monotonic() - self._loaded_at > limit:
-            async with self._lock:
-                if self._registry is None or time.monotonic() - self._loaded_at > limit:
-                    started = time.monotonic()
-                    self._registry = await load_registry(self._store)
-                    self._loaded_at = started
-                    _export_traffic(self._registry)
+        age = time.monotonic() - self._loaded_at
+        if self._registry is None or age > 2 * limit:
+            return await self._reload(limit)
+        if age > limit and (self._refresh is None or self._refresh.done()):
+            self._refresh = asyncio.get_running_loop().create_task(self._reload(limit))
+            self._refresh.add_done_callback(_consume)  # a failure shows on the in-line load
         return self._registry
+
+    async def _reload(self, limit: float) -> ModelRegistry:
+        async with self._lock:  # one load at a time; a waiter may find it done
+            if self._registry is None or time.monotonic() - self._loaded_at > limit:
+                started = time.monotonic()
+                self._registry = await load_registry(self._store)
+                self._loaded_at = started
+                _export_traffic(self._registry)
+            return self._registry
 
     async def resolve(
         self, principal: Principal, model: str
@@ -67,6 +79,11 @@ class ModelCatalog:
         for backend in self._backends.values():
             await backend.close()
         self._backends.clear()
+
+
+def _consume(task: asyncio.Task[ModelRegistry]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _export_traffic(registry: ModelRegistry) -> None:

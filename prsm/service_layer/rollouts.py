@@ -14,7 +14,6 @@ from prsm.domain.model_registry import ModelRegistry
 from prsm.domain.rollout_policy import VersionStats
 from prsm.domain.rollouts import Rollout
 from prsm.service_layer.models import Writer, change_registry, load_registry
-from prsm.service_layer.ports import EventStore
 
 if TYPE_CHECKING:
     from prsm.service_layer.handlers import Context
@@ -84,7 +83,3 @@ async def evaluate_due(writer: Writer, stats: StatsSource) -> list[Rollout]:
 
     registry = await change_registry(writer, decide)
     return [registry.rollouts[rollout_id] for rollout_id in figures]
-
-
-async def active_rollouts(store: EventStore) -> list[Rollout]:
-    return [r for r in (await load_registry(store)).rollouts.values() if r.in_progress]
