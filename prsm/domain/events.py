@@ -207,7 +207,7 @@ MODEL_EVENTS: tuple[type[ModelEvent], ...] = (
 )
 
 
-# --- canary rollouts (a stream per rollout) ---------------------------------------------
+# --- canary rollouts (in the model registry's stream) ---------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -270,6 +270,27 @@ ROLLOUT_EVENTS: tuple[type[RolloutEvent], ...] = (
     RolloutAborted,
 )
 
-EVENT_TYPES: dict[str, type[Event]] = {
-    cls.type_name(): cls for cls in (*TASK_EVENTS, *MODEL_EVENTS, *ROLLOUT_EVENTS)
-}
+
+# --- audit (one stream, appended by every gateway replica) -------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccessDecided(Event):
+    """One authentication or authorisation decision. Never holds a credential."""
+
+    at: datetime
+    allowed: bool
+    stage: str  # authentication | authorization | rate_limit
+    reason: str
+    method: str
+    route: str
+    scope: str
+    user_id: str | None
+    tenant_id: str | None
+    credential: str | None  # "token" or an API key's id
+    correlation_id: str
+    client: str | None
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (*TASK_EVENTS, *MODEL_EVENTS, *ROLLOUT_EVENTS, AccessDecided)
+EVENT_TYPES: dict[str, type[Event]] = {cls.type_name(): cls for cls in ALL_EVENTS}

@@ -7,9 +7,15 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Principal:
+    """``scopes``: set when the credential (an API key, a token's ``scope`` claim) is narrower
+    than the roles; ``None`` means whatever the roles grant. ``via`` says which credential:
+    ``token`` or the API key's id."""
+
     user_id: str
     tenant_id: str
     roles: frozenset[str] = frozenset()
+    scopes: frozenset[str] | None = None
+    via: str = "token"
 
     @property
     def is_admin(self) -> bool:

@@ -61,3 +61,8 @@ ROLLOUT_TRAFFIC = Gauge(
     "Share of a model's traffic the router sends to each version of its latest rollout",
     ["model", "version"],
 )
+ACCESS_DECISIONS = Counter(
+    "prsm_access_decisions_total",
+    "Authentication, authorisation and rate-limit decisions by stage and outcome",
+    ["stage", "decision"],
+)

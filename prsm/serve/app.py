@@ -8,11 +8,13 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from prsm import __version__
 from prsm.domain.errors import PrsmError
 from prsm.serve import (
     errors,
+    routes_audit,
     routes_deployments,
     routes_inference,
     routes_rollouts,
@@ -47,6 +49,7 @@ def create_app(deps: GatewayDeps) -> FastAPI:
                 await follower
             if deps.models is not None:
                 await deps.models.close()
+            await deps.audit.close()
 
     app = FastAPI(
         title="PRSM gateway",
@@ -63,5 +66,23 @@ def create_app(deps: GatewayDeps) -> FastAPI:
     app.include_router(routes_deployments.router)
     app.include_router(routes_rollouts.router)
     app.include_router(routes_inference.router)
+    app.include_router(routes_audit.router)
+    _deny_by_default(app)
     app.add_middleware(RequestContext, max_body_bytes=deps.max_body_bytes)
     return app
+
+
+# Routes anyone may call: liveness, readiness, metrics, the API's own documentation.
+PUBLIC = frozenset(
+    {"/health", "/ready", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+)
+
+
+def _deny_by_default(app: FastAPI) -> None:
+    """Refuse to build a gateway with a route that names no scope (and is not public)."""
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or route.path in PUBLIC:
+            continue
+        scopes = [getattr(d.call, "scope", None) for d in route.dependant.dependencies]
+        if not any(scopes):
+            raise RuntimeError(f"route {route.path} names no scope: add allow(Scope.…)")

@@ -1,24 +1,34 @@
-"""What the gateway needs, built once per replica, and the principal of each request."""
+"""What the gateway needs, built once per replica, and who each request acts for: every route
+but the public ones asks ``allow(scope)``, which authenticates the request, lets the policy
+decide, records the decision in the audit log and applies the rate limit."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from prsm.domain.errors import AuthenticationError
+from prsm.domain import events as ev
+from prsm.domain.errors import AuthenticationError, PermissionDenied, PrsmError
 from prsm.domain.identity import Principal
+from prsm.domain.policy import Scope, decide
+from prsm.observability import metrics
+from prsm.observability.logging import correlation_id
 from prsm.security.tokens import VerifiedTokens
 from prsm.serve.model_catalog import ModelCatalog
+from prsm.service_layer.audit import AuditLog
 from prsm.service_layer.messagebus import MessageBus
 from prsm.service_layer.ports import EventStore, TaskViews
 from prsm.service_layer.rollouts import StatsSource
 
 # (tenant, model, version, latency ms, ok): one request of a model in a rollout
 CallRecorder = Callable[[str, str, str, float, bool], None]
+# Raises RateLimited when the principal has no token left for this class of route.
+RateLimit = Callable[[Principal, str], Awaitable[None]]
 
 
 @dataclass
@@ -34,6 +44,11 @@ class GatewayDeps:
     on_models_changed: Callable[[], None] | None = None
     record_call: CallRecorder | None = None  # rollout figures, per version
     version_stats: StatsSource | None = None
+    rate_limit: RateLimit | None = None
+    audit: AuditLog = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.audit = AuditLog(self.store)
 
     def models_changed(self) -> None:
         """Tell the model controller the registry changed (it reconciles at once)."""
@@ -46,22 +61,86 @@ async def get_deps(request: Request) -> GatewayDeps:
     return deps
 
 
-_bearer = HTTPBearer(auto_error=False, description="A PRSM token (`prsm token`)")
+_bearer = HTTPBearer(auto_error=False, description="A PRSM token (`prsm token`) or API key")
+
+# The class of each scope's routes, for rate limits.
+ROUTE_CLASS = {Scope.INFERENCE: "inference", Scope.TASKS_WRITE: "tasks"}
 
 
-async def current_principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    deps: Annotated[GatewayDeps, Depends(get_deps)],
-) -> Principal:
-    """The one place a request's principal is resolved. (Async, as every dependency on the
+def route_class(scope: Scope) -> str:
+    return ROUTE_CLASS.get(scope, "reads")
+
+
+def allow(scope: Scope) -> Any:
+    """The dependency of a route that needs ``scope``. (Async, as every dependency on the
     hot path: FastAPI runs sync dependencies in a thread pool, a hop per request.)"""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise AuthenticationError("a bearer token is required")
-    principal = deps.tokens.verify(credentials.credentials)
-    request.state.principal = principal
-    return principal
+
+    async def authorized(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        deps: Annotated[GatewayDeps, Depends(get_deps)],
+    ) -> Principal:
+        principal: Principal | None = None
+        stage = "authentication"
+        try:
+            if credentials is None or credentials.scheme.lower() != "bearer":
+                raise AuthenticationError("a bearer token is required")
+            principal = deps.tokens.verify(credentials.credentials)
+            stage = "authorization"
+            decision = decide(principal, scope)
+            if not decision.allowed:
+                raise PermissionDenied(decision.reason)
+            stage = "rate_limit"
+            if deps.rate_limit is not None:
+                await deps.rate_limit(principal, route_class(scope))
+        except PrsmError as exc:
+            _audit(deps, request, scope, principal, stage, False, exc.message)
+            raise
+        _audit(deps, request, scope, principal, stage, True, f"scope {scope.value} granted")
+        request.state.principal = principal
+        return principal
+
+    authorized.scope = scope  # type: ignore[attr-defined]  # what create_app checks
+    return Depends(authorized)
+
+
+def _audit(
+    deps: GatewayDeps,
+    request: Request,
+    scope: Scope,
+    principal: Principal | None,
+    stage: str,
+    allowed: bool,
+    reason: str,
+) -> None:
+    route = request.scope.get("route")
+    metrics.ACCESS_DECISIONS.labels(stage, "allow" if allowed else "deny").inc()
+    deps.audit.record(
+        ev.AccessDecided(
+            at=datetime.now(UTC),
+            allowed=allowed,
+            stage=stage if not allowed else "authorization",
+            reason=reason,
+            method=request.method,
+            route=getattr(route, "path", request.url.path),
+            scope=scope.value,
+            user_id=principal.user_id if principal else None,
+            tenant_id=principal.tenant_id if principal else None,
+            credential=principal.via if principal else None,
+            correlation_id=correlation_id.get(),
+            client=request.client.host if request.client else None,
+        )
+    )
 
 
 Deps = Annotated[GatewayDeps, Depends(get_deps)]
-CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+WhoAmIScope = Annotated[Principal, allow(Scope.WHOAMI)]
+TasksReader = Annotated[Principal, allow(Scope.TASKS_READ)]
+TasksWriter = Annotated[Principal, allow(Scope.TASKS_WRITE)]
+ModelsReader = Annotated[Principal, allow(Scope.MODELS_READ)]
+ModelsWriter = Annotated[Principal, allow(Scope.MODELS_WRITE)]
+InferenceCaller = Annotated[Principal, allow(Scope.INFERENCE)]
+RolloutsReader = Annotated[Principal, allow(Scope.ROLLOUTS_READ)]
+RolloutsWriter = Annotated[Principal, allow(Scope.ROLLOUTS_WRITE)]
+KeyOwner = Annotated[Principal, allow(Scope.KEYS)]
+Auditor = Annotated[Principal, allow(Scope.AUDIT_READ)]

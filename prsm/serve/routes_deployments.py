@@ -10,7 +10,7 @@ from prsm.domain import commands as cmds
 from prsm.domain.model_registry import Deployment
 from prsm.domain.models import Faults, ModelSpec
 from prsm.observability.logging import correlation_id
-from prsm.serve.deps import CurrentPrincipal, Deps
+from prsm.serve.deps import Deps, ModelsReader, ModelsWriter
 from prsm.serve.model_schemas import DeploymentCreate, DeploymentList, DeploymentOut, FaultsBody
 from prsm.serve.schemas import ErrorResponse
 from prsm.service_layer.models import load_registry
@@ -29,7 +29,7 @@ router = APIRouter(prefix="/v1/deployments", tags=["deployments"], responses=ERR
     description="Accepted at once with status DEPLOYING; the model controller deploys it on "
     "Ray Serve and the status becomes READY (or FAILED, with the reason in `detail`).",
 )
-async def deploy(body: DeploymentCreate, principal: CurrentPrincipal, deps: Deps) -> DeploymentOut:
+async def deploy(body: DeploymentCreate, principal: ModelsWriter, deps: Deps) -> DeploymentOut:
     fields = body.model_dump(exclude={"shared"})
     command = cmds.DeployModel(
         correlation_id=correlation_id.get(),
@@ -43,7 +43,7 @@ async def deploy(body: DeploymentCreate, principal: CurrentPrincipal, deps: Deps
 
 
 @router.get("", response_model=DeploymentList, summary="Model versions of your tenant")
-async def list_deployments(principal: CurrentPrincipal, deps: Deps) -> DeploymentList:
+async def list_deployments(principal: ModelsReader, deps: Deps) -> DeploymentList:
     registry = await load_registry(deps.store)
     found = sorted(registry.visible(principal), key=lambda d: (d.spec.name, d.created_at))
     return DeploymentList(deployments=[DeploymentOut.of(d) for d in found])
@@ -51,7 +51,7 @@ async def list_deployments(principal: CurrentPrincipal, deps: Deps) -> Deploymen
 
 @router.get("/{name}/{version}", response_model=DeploymentOut, summary="One model version")
 async def get_deployment(
-    name: str, version: str, principal: CurrentPrincipal, deps: Deps
+    name: str, version: str, principal: ModelsReader, deps: Deps
 ) -> DeploymentOut:
     registry = await load_registry(deps.store)
     return DeploymentOut.of(registry.find(principal, name, version))
@@ -66,7 +66,7 @@ async def get_deployment(
     "`error_rate`. Zeros remove them.",
 )
 async def set_faults(
-    name: str, version: str, body: FaultsBody, principal: CurrentPrincipal, deps: Deps
+    name: str, version: str, body: FaultsBody, principal: ModelsWriter, deps: Deps
 ) -> DeploymentOut:
     command = cmds.SetModelFaults(
         correlation_id=correlation_id.get(),
@@ -86,9 +86,7 @@ async def set_faults(
     description="Accepted with status UNDEPLOYING; the controller removes the Serve "
     "deployment, which frees its resources, and the status becomes UNDEPLOYED.",
 )
-async def undeploy(
-    name: str, version: str, principal: CurrentPrincipal, deps: Deps
-) -> DeploymentOut:
+async def undeploy(name: str, version: str, principal: ModelsWriter, deps: Deps) -> DeploymentOut:
     command = cmds.UndeployModel(
         correlation_id=correlation_id.get(), principal=principal, name=name, version=version
     )

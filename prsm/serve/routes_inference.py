@@ -23,7 +23,7 @@ from prsm.domain.identity import Principal
 from prsm.domain.model_registry import Deployment
 from prsm.domain.models import SHARED_TENANT, Faults, ModelStatus
 from prsm.observability import metrics
-from prsm.serve.deps import CurrentPrincipal, Deps, GatewayDeps
+from prsm.serve.deps import Deps, GatewayDeps, InferenceCaller, ModelsReader
 from prsm.serve.errors import status_of
 from prsm.serve.model_catalog import ModelCatalog
 from prsm.serve.model_schemas import ChatCompletionBody, CompletionBody, ModelCard, ModelList
@@ -42,7 +42,7 @@ def _catalog(deps: GatewayDeps) -> ModelCatalog:
 
 
 @router.get("/models", response_model=ModelList, summary="Models you can call")
-async def list_models(principal: CurrentPrincipal, deps: Deps) -> ModelList:
+async def list_models(principal: ModelsReader, deps: Deps) -> ModelList:
     registry = await _catalog(deps).registry()
     cards: dict[str, ModelCard] = {}
     for d in registry.visible(principal):
@@ -54,7 +54,7 @@ async def list_models(principal: CurrentPrincipal, deps: Deps) -> ModelList:
 
 
 @router.get("/models/{model}", response_model=ModelCard, summary="One model")
-async def get_model(model: str, principal: CurrentPrincipal, deps: Deps) -> ModelCard:
+async def get_model(model: str, principal: ModelsReader, deps: Deps) -> ModelCard:
     found = (await list_models(principal, deps)).data
     for card in found:
         if card.id == model:
@@ -70,14 +70,12 @@ def _card(d: Deployment) -> ModelCard:
 
 
 @router.post("/chat/completions", summary="Chat completion (OpenAI-compatible)")
-async def chat_completions(
-    body: ChatCompletionBody, principal: CurrentPrincipal, deps: Deps
-) -> Any:
+async def chat_completions(body: ChatCompletionBody, principal: InferenceCaller, deps: Deps) -> Any:
     return await _infer("chat", body.model_dump(exclude_unset=True), principal, deps)
 
 
 @router.post("/completions", summary="Text completion (OpenAI-compatible)")
-async def completions(body: CompletionBody, principal: CurrentPrincipal, deps: Deps) -> Any:
+async def completions(body: CompletionBody, principal: InferenceCaller, deps: Deps) -> Any:
     return await _infer("completions", body.model_dump(exclude_unset=True), principal, deps)
 
 

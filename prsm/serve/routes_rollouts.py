@@ -10,7 +10,7 @@ from prsm.domain import commands as cmds
 from prsm.domain.rollout_policy import RolloutPolicy, RolloutStatus, VersionStats
 from prsm.domain.rollouts import Rollout
 from prsm.observability.logging import correlation_id
-from prsm.serve.deps import CurrentPrincipal, Deps, GatewayDeps
+from prsm.serve.deps import Deps, GatewayDeps, RolloutsReader, RolloutsWriter
 from prsm.serve.rollout_schemas import RolloutCreate, RolloutList, RolloutOut
 from prsm.serve.schemas import ErrorResponse
 from prsm.service_layer.models import load_registry
@@ -42,7 +42,7 @@ async def _with_window(rollout: Rollout, deps: GatewayDeps) -> RolloutOut:
     "criteria failed → traffic goes back and the new version is removed; too few requests → "
     "the step holds, and after `max_empty_intervals` the rollout follows `on_no_data`.",
 )
-async def start(body: RolloutCreate, principal: CurrentPrincipal, deps: Deps) -> RolloutOut:
+async def start(body: RolloutCreate, principal: RolloutsWriter, deps: Deps) -> RolloutOut:
     command = cmds.StartRollout(
         correlation_id=correlation_id.get(),
         principal=principal,
@@ -59,7 +59,7 @@ async def start(body: RolloutCreate, principal: CurrentPrincipal, deps: Deps) ->
 
 @router.get("", response_model=RolloutList, summary="Rollouts of your tenant, newest first")
 async def list_rollouts(
-    principal: CurrentPrincipal,
+    principal: RolloutsReader,
     deps: Deps,
     model: str | None = Query(default=None, max_length=64),
     status: RolloutStatus | None = None,
@@ -75,7 +75,7 @@ async def list_rollouts(
 
 
 @router.get("/{rollout_id}", response_model=RolloutOut, summary="One rollout, with live figures")
-async def get_rollout(rollout_id: str, principal: CurrentPrincipal, deps: Deps) -> RolloutOut:
+async def get_rollout(rollout_id: str, principal: RolloutsReader, deps: Deps) -> RolloutOut:
     registry = await load_registry(deps.store)
     return await _with_window(registry.find_rollout(principal, rollout_id), deps)
 
@@ -85,7 +85,7 @@ async def get_rollout(rollout_id: str, principal: CurrentPrincipal, deps: Deps) 
     response_model=RolloutOut,
     summary="Send all traffic to the new version now and retire the old one",
 )
-async def promote(rollout_id: str, principal: CurrentPrincipal, deps: Deps) -> RolloutOut:
+async def promote(rollout_id: str, principal: RolloutsWriter, deps: Deps) -> RolloutOut:
     command = cmds.PromoteRollout(
         correlation_id=correlation_id.get(), principal=principal, rollout_id=rollout_id
     )
@@ -99,7 +99,7 @@ async def promote(rollout_id: str, principal: CurrentPrincipal, deps: Deps) -> R
     response_model=RolloutOut,
     summary="Send all traffic back to the current version and remove the new one",
 )
-async def abort(rollout_id: str, principal: CurrentPrincipal, deps: Deps) -> RolloutOut:
+async def abort(rollout_id: str, principal: RolloutsWriter, deps: Deps) -> RolloutOut:
     command = cmds.AbortRollout(
         correlation_id=correlation_id.get(), principal=principal, rollout_id=rollout_id
     )

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from prsm.domain.errors import PrsmError
-from prsm.serve.deps import CurrentPrincipal, Deps
+from prsm.serve.deps import Deps, WhoAmIScope
 from prsm.serve.schemas import ErrorResponse, Status, WhoAmI
 
 router = APIRouter(tags=["system"])
@@ -48,7 +48,7 @@ async def metrics() -> Response:
     responses={401: {"model": ErrorResponse}},
     summary="The principal of the token",
 )
-async def whoami(principal: CurrentPrincipal) -> WhoAmI:
+async def whoami(principal: WhoAmIScope) -> WhoAmI:
     return WhoAmI(
         user_id=principal.user_id, tenant_id=principal.tenant_id, roles=sorted(principal.roles)
     )

@@ -11,7 +11,7 @@ from prsm.domain import commands as cmds
 from prsm.domain.tasks import ResourceRequest, TaskStatus
 from prsm.observability import metrics
 from prsm.observability.logging import correlation_id
-from prsm.serve.deps import CurrentPrincipal, Deps
+from prsm.serve.deps import Deps, TasksReader, TasksWriter
 from prsm.serve.schemas import (
     ErrorResponse,
     TaskBatchCreate,
@@ -63,7 +63,7 @@ def _spec(body: TaskCreate, key: str | None) -> cmds.TaskSpec:
 async def submit_tasks(
     body: SubmitBody,
     response: Response,
-    principal: CurrentPrincipal,
+    principal: TasksWriter,
     deps: Deps,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
 ) -> TaskOut | TaskBatchOut:
@@ -88,7 +88,7 @@ async def submit_tasks(
 
 @router.get("", response_model=TaskList, summary="List your own tasks, newest first")
 async def list_tasks(
-    principal: CurrentPrincipal,
+    principal: TasksReader,
     deps: Deps,
     status: TaskStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
@@ -101,12 +101,12 @@ async def list_tasks(
 
 
 @router.get("/{task_id}", response_model=TaskOut, summary="A task's status")
-async def get_task(task_id: str, principal: CurrentPrincipal, deps: Deps) -> TaskOut:
+async def get_task(task_id: str, principal: TasksReader, deps: Deps) -> TaskOut:
     return TaskOut.model_validate(await queries.get_task(deps.views, principal, task_id))
 
 
 @router.delete("/{task_id}", response_model=TaskOut, summary="Cancel a task")
-async def cancel_task(task_id: str, principal: CurrentPrincipal, deps: Deps) -> TaskOut:
+async def cancel_task(task_id: str, principal: TasksWriter, deps: Deps) -> TaskOut:
     command = cmds.CancelTask(
         correlation_id=correlation_id.get(), principal=principal, task_id=task_id
     )
