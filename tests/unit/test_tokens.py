@@ -9,7 +9,7 @@ import pytest
 
 from prsm.domain.errors import AuthenticationError
 from prsm.domain.identity import Principal
-from prsm.security.tokens import TokenCodec, VerifiedTokens, load_or_create_secret
+from prsm.security.tokens import PublicKeys, TokenCodec, VerifiedTokens, load_or_create_secret
 
 CODEC = TokenCodec(b"s" * 32, issuer="prsm", audience="prsm")
 NOW = datetime.now(UTC)
@@ -40,11 +40,11 @@ def test_a_token_round_trips_its_principal() -> None:
         (jwt.encode(claims(iss="someone-else"), b"s" * 32), "issuer"),
         (jwt.encode(claims(aud="another-api"), b"s" * 32), "(?i)audience"),
         (jwt.encode(claims(), b"x" * 32), "(?i)signature"),
-        (jwt.encode(claims(), None, algorithm="none"), "alg value is not allowed"),
+        (jwt.encode(claims(), None, algorithm="none"), "algorithm 'none' is not accepted"),
         (jwt.encode(claims(exp=None), b"s" * 32), "exp"),
         (jwt.encode(claims(tenant=None), b"s" * 32), "tenant"),
         (jwt.encode(claims(roles="admin"), b"s" * 32), "roles"),
-        ("garbage", "invalid token"),
+        ("garbage", "malformed token"),
     ],
 )
 def test_bad_tokens_are_refused_with_a_reason(token: str, reason: str) -> None:
@@ -87,3 +87,100 @@ def test_verified_tokens_are_remembered_until_they_expire(monkeypatch: pytest.Mo
     for forged in ("garbage", token + "x"):
         with pytest.raises(AuthenticationError):
             cache.verify(forged)
+
+
+# --- RS256: the identity provider's keys ---------------------------------------------------
+
+
+def rsa_pair() -> tuple[str, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+def jwks(*keys: tuple[str, str]) -> str:
+    import json
+
+    from jwt.algorithms import RSAAlgorithm
+
+    entries = []
+    for kid, public in keys:
+        entry = json.loads(
+            RSAAlgorithm.to_jwk(RSAAlgorithm(RSAAlgorithm.SHA256).prepare_key(public))
+        )
+        entries.append(entry | {"kid": kid, "alg": "RS256", "use": "sig"})
+    return json.dumps({"keys": entries})
+
+
+def test_rs256_with_a_pem_public_key(tmp_path: Path) -> None:
+    private, public = rsa_pair()
+    (tmp_path / "idp.pem").write_text(public)
+    codec = TokenCodec(None, "prsm", "prsm", PublicKeys(tmp_path / "idp.pem", jwks=False))
+    token = jwt.encode(claims(scope="tasks:read inference"), private, algorithm="RS256")
+    principal = codec.verify(token)
+    assert (principal.user_id, principal.scopes) == (
+        "alice",
+        frozenset({"tasks:read", "inference"}),
+    )
+    with pytest.raises(AuthenticationError, match="'HS256' is not accepted"):
+        codec.verify(jwt.encode(claims(), b"s" * 32))  # local tokens are off here
+    other, _ = rsa_pair()
+    with pytest.raises(AuthenticationError, match="(?i)signature"):
+        codec.verify(jwt.encode(claims(), other, algorithm="RS256"))
+
+
+def test_hs_rs_confusion_is_refused(tmp_path: Path) -> None:
+    """A token signed with HMAC using the public key as the secret must not pass."""
+    import hashlib
+    import hmac
+    import json
+    from base64 import urlsafe_b64encode
+
+    _, public = rsa_pair()
+    (tmp_path / "idp.pem").write_text(public)
+    codec = TokenCodec(b"s" * 32, "prsm", "prsm", PublicKeys(tmp_path / "idp.pem", jwks=False))
+
+    def b64(data: bytes) -> str:
+        return urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    for alg in ("HS256", "RS256"):
+        head = b64(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+        body = b64(json.dumps(claims()).encode())
+        mac = hmac.new(public.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+        with pytest.raises(AuthenticationError):
+            codec.verify(f"{head}.{body}.{b64(mac)}")
+
+
+def test_jwks_keys_rotate_by_kid_without_restart(tmp_path: Path) -> None:
+    old_private, old_public = rsa_pair()
+    new_private, new_public = rsa_pair()
+    path = tmp_path / "jwks.json"
+    path.write_text(jwks(("k1", old_public)))
+    codec = TokenCodec(None, "prsm", "prsm", PublicKeys(path, jwks=True))
+    assert codec.verify(jwt.encode(claims(), old_private, "RS256", headers={"kid": "k1"}))
+    rotated = jwt.encode(claims(), new_private, "RS256", headers={"kid": "k2"})
+    with pytest.raises(AuthenticationError, match="unknown signing key 'k2'"):
+        codec.verify(rotated)
+    import os
+
+    path.write_text(jwks(("k1", old_public), ("k2", new_public)))
+    stat_ = path.stat()
+    os.utime(path, (stat_.st_atime, stat_.st_mtime + 5))
+    assert codec.verify(rotated).user_id == "alice"
+    with pytest.raises(AuthenticationError, match="kid"):
+        codec.verify(jwt.encode(claims(), new_private, "RS256"))  # no kid named
+    wrong_kid = jwt.encode(claims(), new_private, "RS256", headers={"kid": "k1"})
+    with pytest.raises(AuthenticationError, match="(?i)signature"):
+        codec.verify(wrong_kid)
