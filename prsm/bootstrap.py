@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from prsm.adapters.inference import tiny_model
@@ -18,7 +19,13 @@ from prsm.domain.model_registry import LIVE, Deployment, deployment_key
 from prsm.domain.models import SHARED_TENANT, Framework, ModelSpec
 from prsm.observability.logging import configure as configure_logging
 from prsm.runtime import local_cluster
-from prsm.security.tokens import TokenCodec, VerifiedTokens, load_or_create_secret
+from prsm.security.rate_limits import (
+    LocalBuckets,
+    RateLimiter,
+    RedisBuckets,
+    parse_limits,
+)
+from prsm.security.tokens import PublicKeys, TokenCodec, VerifiedTokens, load_or_create_secret
 from prsm.serve.deps import GatewayDeps
 from prsm.serve.model_catalog import BackendFactory, ModelCatalog
 from prsm.service_layer.messagebus import MessageBus
@@ -51,8 +58,18 @@ def describe_store(settings: Settings) -> str:
 
 
 def token_codec(settings: Settings) -> TokenCodec:
-    secret = load_or_create_secret(settings.secret_path)
-    return TokenCodec(secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    secret = load_or_create_secret(settings.secret_path) if settings.jwt_local_tokens else None
+    keys = None
+    if settings.jwt_jwks_file:
+        keys = PublicKeys(Path(settings.jwt_jwks_file), jwks=True)
+    elif settings.jwt_public_key_file:
+        keys = PublicKeys(Path(settings.jwt_public_key_file), jwks=False)
+    return TokenCodec(secret, settings.jwt_issuer, settings.jwt_audience, keys)
+
+
+def rate_limiter(settings: Settings) -> RateLimiter:
+    buckets = RedisBuckets(settings.redis_url) if settings.redis_url else LocalBuckets()
+    return RateLimiter(parse_limits(settings.rate_limits), buckets, settings.rate_limit_fail_open)
 
 
 def issue_token(
@@ -108,6 +125,7 @@ async def build_gateway(raw_settings: dict[str, Any], in_ray: bool = True) -> Ga
         max_body_bytes=settings.max_body_bytes,
         ready_checks=checks,
         models=ModelCatalog(store, backend_factory(settings)),
+        rate_limit=rate_limiter(settings).check,
     )
     if in_ray:
         from prsm.runtime import model_controller, rollout_stats

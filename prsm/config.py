@@ -52,6 +52,27 @@ class Settings(BaseSettings):
     anthropic_base_url: str = Field(
         default="", description="Anthropic API endpoint (default: the SDK's)."
     )
+    redis_url: str = Field(
+        default="", description="Redis for cluster-wide rate limits (empty: in-process)."
+    )
+    rate_limits: str = Field(
+        default="inference=100/200,tasks=100/200,reads=200/400",
+        description="Token buckets per principal and route class: CLASS=PER_SECOND/BURST.",
+    )
+    rate_limit_fail_open: bool = Field(
+        default=True,
+        description="Let requests through (true) or refuse them (503) when "
+        "Redis cannot be reached.",
+    )
+    jwt_public_key_file: str = Field(
+        default="", description="PEM public key of the identity provider (RS256 tokens)."
+    )
+    jwt_jwks_file: str = Field(
+        default="", description="JWKS file of the identity provider (RS256, keys by `kid`)."
+    )
+    jwt_local_tokens: bool = Field(
+        default=True, description="Accept and issue HS256 tokens signed with the local secret."
+    )
     url: str = Field(default="", description="Gateway URL for the CLI and SDK.")
     token: str = Field(default="", description="Bearer token for the CLI and SDK.")
 

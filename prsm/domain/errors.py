@@ -15,6 +15,7 @@ HTTP statuses in one table (``prsm.serve.errors``).
     ├── PermissionDenied          authenticated, but not allowed            (forbidden)
     ├── StoreUnavailable          the event store cannot be reached         (store_unavailable)
     ├── RateLimited               too many requests; retry later            (rate_limited)
+    ├── RateLimiterUnavailable    no limiter, failing closed   (rate_limiter_unavailable)
     └── UpstreamError             a model backend failed                    (upstream_error)
         ├── UpstreamAuthFailed    the backend refused PRSM's credentials    (upstream_auth_failed)
         ├── UpstreamTimeout       the backend did not answer in time        (upstream_timeout)
@@ -95,6 +96,11 @@ class RateLimited(PrsmError):
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class RateLimiterUnavailable(PrsmError):
+    code = "rate_limiter_unavailable"
+    recoverable = True
 
 
 class UpstreamError(PrsmError):

@@ -66,3 +66,8 @@ ACCESS_DECISIONS = Counter(
     "Authentication, authorisation and rate-limit decisions by stage and outcome",
     ["stage", "decision"],
 )
+RATE_LIMITER_ERRORS = Counter(
+    "prsm_rate_limiter_errors_total",
+    "Requests decided without the rate limiter's store, by how they were let go (open/closed)",
+    ["failed"],
+)
