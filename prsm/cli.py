@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from prsm import bootstrap
+from prsm.cli_keys import keys_app
 from prsm.cli_models import models_app
 from prsm.cli_rollouts import rollout_app
 from prsm.client import PrsmAPIError, PrsmClient
@@ -29,6 +30,7 @@ tasks_app = typer.Typer(help="List, inspect and cancel your tasks.", no_args_is_
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(models_app, name="models")
 app.add_typer(rollout_app, name="rollout")
+app.add_typer(keys_app, name="keys")
 console = Console()
 err = Console(stderr=True)
 

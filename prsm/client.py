@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from prsm.domain.tasks import TaskStatus
 from prsm.serve.model_schemas import DeploymentCreate, DeploymentList, DeploymentOut, ModelList
 from prsm.serve.rollout_schemas import RolloutCreate, RolloutList, RolloutOut
+from prsm.serve.routes_keys import KeyCreate, KeyCreated, KeyList, KeyOut
 from prsm.serve.schemas import (
     Resources,
     Status,
@@ -115,6 +116,11 @@ class _Calls:
     @staticmethod
     def _deployment(method: str, name: str, version: str) -> _Call[DeploymentOut]:
         return _Call(method, f"/v1/deployments/{name}/{version}", DeploymentOut)
+
+    @staticmethod
+    def _create_key(name: str, scopes: list[str] | None, days: int | None) -> _Call[KeyCreated]:
+        body = KeyCreate(name=name, scopes=scopes, expires_in_days=days)
+        return _Call("POST", "/v1/keys", KeyCreated, body.model_dump(mode="json"))
 
     @staticmethod
     def _start_rollout(model: str, version: str, **fields: Any) -> _Call[RolloutOut]:
@@ -217,6 +223,18 @@ class PrsmClient(_Calls):
     def abort_rollout(self, rollout_id: str) -> RolloutOut:
         return self._run(self._rollout(rollout_id, "abort"))
 
+    def create_key(
+        self, name: str, scopes: list[str] | None = None, expires_in_days: int | None = None
+    ) -> KeyCreated:
+        """A new API key; ``.key`` holds the key itself, shown only this once."""
+        return self._run(self._create_key(name, scopes, expires_in_days))
+
+    def keys(self) -> list[KeyOut]:
+        return self._run(_Call("GET", "/v1/keys", KeyList)).keys
+
+    def revoke_key(self, key_id: str) -> KeyOut:
+        return self._run(_Call("DELETE", f"/v1/keys/{key_id}", KeyOut))
+
     def close(self) -> None:
         self._http.close()
 
@@ -296,6 +314,17 @@ class AsyncPrsmClient(_Calls):
 
     async def abort_rollout(self, rollout_id: str) -> RolloutOut:
         return await self._run(self._rollout(rollout_id, "abort"))
+
+    async def create_key(
+        self, name: str, scopes: list[str] | None = None, expires_in_days: int | None = None
+    ) -> KeyCreated:
+        return await self._run(self._create_key(name, scopes, expires_in_days))
+
+    async def keys(self) -> list[KeyOut]:
+        return (await self._run(_Call("GET", "/v1/keys", KeyList))).keys
+
+    async def revoke_key(self, key_id: str) -> KeyOut:
+        return await self._run(_Call("DELETE", f"/v1/keys/{key_id}", KeyOut))
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -292,5 +292,30 @@ class AccessDecided(Event):
     client: str | None
 
 
-ALL_EVENTS: tuple[type[Event], ...] = (*TASK_EVENTS, *MODEL_EVENTS, *ROLLOUT_EVENTS, AccessDecided)
+# --- API keys (a stream per key, and one per owner listing them) -------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiKeyCreated(Event):
+    key_id: str
+    tenant_id: str
+    user_id: str
+    name: str
+    roles: tuple[str, ...]
+    scopes: tuple[str, ...] | None
+    secret_sha256: str  # the key itself is shown once and never stored
+    at: datetime
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiKeyRevoked(Event):
+    key_id: str
+    at: datetime
+    revoked_by: str
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    *TASK_EVENTS, *MODEL_EVENTS, *ROLLOUT_EVENTS, AccessDecided, ApiKeyCreated, ApiKeyRevoked,
+)  # fmt: skip
 EVENT_TYPES: dict[str, type[Event]] = {cls.type_name(): cls for cls in ALL_EVENTS}

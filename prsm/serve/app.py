@@ -17,6 +17,7 @@ from prsm.serve import (
     routes_audit,
     routes_deployments,
     routes_inference,
+    routes_keys,
     routes_rollouts,
     routes_system,
     routes_tasks,
@@ -66,6 +67,7 @@ def create_app(deps: GatewayDeps) -> FastAPI:
     app.include_router(routes_deployments.router)
     app.include_router(routes_rollouts.router)
     app.include_router(routes_inference.router)
+    app.include_router(routes_keys.router)
     app.include_router(routes_audit.router)
     _deny_by_default(app)
     app.add_middleware(RequestContext, max_body_bytes=deps.max_body_bytes)

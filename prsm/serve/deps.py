@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from prsm.domain import api_keys
 from prsm.domain import events as ev
 from prsm.domain.errors import AuthenticationError, PermissionDenied, PrsmError
 from prsm.domain.identity import Principal
@@ -20,6 +21,7 @@ from prsm.observability import metrics
 from prsm.observability.logging import correlation_id
 from prsm.security.tokens import VerifiedTokens
 from prsm.serve.model_catalog import ModelCatalog
+from prsm.service_layer.api_keys import authenticate as authenticate_key
 from prsm.service_layer.audit import AuditLog
 from prsm.service_layer.messagebus import MessageBus
 from prsm.service_layer.ports import EventStore, TaskViews
@@ -49,6 +51,13 @@ class GatewayDeps:
 
     def __post_init__(self) -> None:
         self.audit = AuditLog(self.store)
+
+    async def authenticate(self, credential: str) -> Principal:
+        """A JWT (checked against the cache of verified tokens) or a PRSM API key (checked
+        against the store on every request: a revocation holds at once everywhere)."""
+        if credential.startswith(api_keys.PREFIX):
+            return await authenticate_key(self.store, credential, datetime.now(UTC))
+        return self.tokens.verify(credential)
 
     def models_changed(self) -> None:
         """Tell the model controller the registry changed (it reconciles at once)."""
@@ -85,7 +94,7 @@ def allow(scope: Scope) -> Any:
         try:
             if credentials is None or credentials.scheme.lower() != "bearer":
                 raise AuthenticationError("a bearer token is required")
-            principal = deps.tokens.verify(credentials.credentials)
+            principal = await deps.authenticate(credentials.credentials)
             stage = "authorization"
             decision = decide(principal, scope)
             if not decision.allowed:
