@@ -123,6 +123,7 @@ async def build_gateway(raw_settings: dict[str, Any], in_ray: bool = True) -> Ga
         views=store,
         tokens=VerifiedTokens(token_codec(settings)),
         max_body_bytes=settings.max_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
         ready_checks=checks,
         models=ModelCatalog(store, backend_factory(settings)),
         rate_limit=rate_limiter(settings).check,
@@ -209,6 +210,14 @@ def cluster(settings: Settings) -> local_cluster.LocalCluster:
     )
 
 
+def http_options(settings: Settings) -> dict[str, Any]:
+    """Serve's HTTP proxy: address, and HTTPS when a certificate and key are configured."""
+    options: dict[str, Any] = {"host": settings.http_host, "port": settings.http_port}
+    if settings.tls_certfile or settings.tls_keyfile:
+        options |= {"ssl_certfile": settings.tls_certfile, "ssl_keyfile": settings.tls_keyfile}
+    return options
+
+
 def deploy_gateway(settings: Settings) -> None:
     """Run the gateway application on the local cluster's Serve (waits until it runs)."""
     from ray import serve
@@ -216,7 +225,7 @@ def deploy_gateway(settings: Settings) -> None:
     from prsm.serve.deployment import gateway_app
 
     cluster(settings).connect()
-    serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+    serve.start(http_options=http_options(settings))
     app = gateway_app(build_gateway, settings.for_replicas(), settings.gateway_replicas)
     serve.run(app, name="prsm", route_prefix="/")
     start_model_controller(settings)

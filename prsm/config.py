@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     jwt_audience: str = Field(default="prsm", description="`aud` of the tokens PRSM accepts.")
     token_ttl_seconds: int = Field(default=30 * 86400, description="Lifetime of issued tokens.")
     max_body_bytes: int = Field(default=1_048_576, description="Largest request body (413).")
+    max_header_bytes: int = Field(
+        default=16_384, description="Largest total of request headers (431)."
+    )
+    tls_certfile: str = Field(default="", description="PEM certificate: the gateway serves HTTPS.")
+    tls_keyfile: str = Field(default="", description="PEM private key of `tls_certfile`.")
     log_level: str = Field(default="INFO", description="Log level of PRSM's components.")
     default_model: str = Field(
         default="prsm-tiny",
@@ -90,7 +95,8 @@ class Settings(BaseSettings):
 
     @property
     def gateway_url(self) -> str:
-        return self.url or f"http://{self.http_host}:{self.http_port}"
+        scheme = "https" if self.tls_certfile else "http"
+        return self.url or f"{scheme}://{self.http_host}:{self.http_port}"
 
     def for_replicas(self) -> dict[str, Any]:
         """The settings as plain data, to hand to Ray actors and Serve replicas (the CLI's

@@ -70,7 +70,11 @@ def create_app(deps: GatewayDeps) -> FastAPI:
     app.include_router(routes_keys.router)
     app.include_router(routes_audit.router)
     _deny_by_default(app)
-    app.add_middleware(RequestContext, max_body_bytes=deps.max_body_bytes)
+    app.add_middleware(
+        RequestContext,
+        max_body_bytes=deps.max_body_bytes,
+        max_header_bytes=deps.max_header_bytes,
+    )
     return app
 
 

@@ -40,6 +40,7 @@ class GatewayDeps:
     views: TaskViews
     tokens: VerifiedTokens
     max_body_bytes: int = 1_048_576
+    max_header_bytes: int = 16_384
     projection_interval_s: float = 0.5
     ready_checks: Mapping[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
     models: ModelCatalog | None = None

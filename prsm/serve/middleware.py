@@ -1,4 +1,5 @@
-"""The gateway's outermost layer (pure ASGI): correlation id, body size limit, metrics."""
+"""The gateway's outermost layer (pure ASGI): correlation id, header and body size limits,
+metrics."""
 
 from __future__ import annotations
 
@@ -19,16 +20,18 @@ _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, max_header_bytes: int = 16_384) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given, declared = "", ""
+        given, declared, header_bytes = "", "", 0
         for name, value in scope["headers"]:
+            header_bytes += len(name) + len(value) + 4
             if name == _HEADER_BYTES:
                 given = value.decode("latin-1")
             elif name == b"content-length":
@@ -46,6 +49,10 @@ class RequestContext:
             await send(message)
 
         try:
+            if header_bytes > self.max_header_bytes:
+                message = f"request headers exceed {self.max_header_bytes} bytes"
+                await error_response(431, HTTP_CODES[431], message)(scope, receive, send_with_id)
+                return
             if declared.isdigit() and int(declared) > self.max_body_bytes:
                 await self._reject(scope, receive, send_with_id)
                 return

@@ -183,3 +183,12 @@ def test_a_route_without_a_scope_is_refused_when_the_gateway_is_built(store: Any
             create_app(deps)
     finally:
         app_module.routes_audit.router = original  # type: ignore[attr-defined]
+
+
+async def test_oversized_headers_are_refused_with_431(
+    gw: tuple[httpx.AsyncClient, GatewayDeps],
+) -> None:
+    http, _ = gw
+    response = await http.get("/v1/whoami", headers={**ALICE, "X-Padding": "x" * 20_000})
+    assert response.status_code == 431 and response.json()["error"]["code"] == "headers_too_large"
+    assert (await http.get("/v1/whoami", headers=ALICE)).status_code == 200

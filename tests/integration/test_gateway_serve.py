@@ -1,10 +1,13 @@
-"""The gateway as a Ray Serve application, over real HTTP, with two replicas sharing the
-embedded store."""
+"""The gateway as a Ray Serve application, over real HTTPS (the gateway's TLS option, a
+self-signed certificate), with two replicas sharing the embedded store."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
 import logging
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,16 +22,62 @@ from prsm.serve.deployment import gateway_app
 from tests.support import free_port
 
 
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    certfile, keyfile = directory / "gateway.crt", directory / "gateway.key"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return certfile, keyfile
+
+
+TLS: dict[str, ssl.SSLContext] = {}
+
+
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Settings]]:
     data_dir: Path = tmp_path_factory.mktemp("prsm-serve")
-    settings = Settings(data_dir=data_dir, http_port=free_port())
+    certfile, keyfile = self_signed(data_dir)
+    TLS["verify"] = ssl.create_default_context(cafile=str(certfile))
+    settings = Settings(
+        data_dir=data_dir,
+        http_port=free_port(),
+        tls_certfile=str(certfile),
+        tls_keyfile=str(keyfile),
+    )
     ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level=logging.ERROR)
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": settings.http_port})
+        serve.start(http_options=bootstrap.http_options(settings))
         app = gateway_app(bootstrap.build_gateway, settings.for_replicas(), replicas=2)
         serve.run(app, name="prsm", route_prefix="/")
-        yield f"http://127.0.0.1:{settings.http_port}", settings
+        assert settings.gateway_url.startswith("https://")
+        yield settings.gateway_url, settings
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -41,7 +90,7 @@ def test_two_replicas_serve_the_api_over_http(gateway: tuple[str, Settings]) -> 
     assert replicas.get("RUNNING") == 2
 
     headers = {"Authorization": f"Bearer {bootstrap.issue_token(settings, 'ann', 'lab')}"}
-    with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
+    with httpx.Client(base_url=url, headers=headers, timeout=30, verify=TLS["verify"]) as http:
         assert http.get("/v1/whoami").json()["user_id"] == "ann"
         assert http.get("/ready").json()["checks"] == {"store": "ok", "ray": "ok"}
 
@@ -109,7 +158,9 @@ async def test_a_replica_killed_under_load_loses_no_accepted_task(
         ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
         killed.append(names[0])
 
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, timeout=30, verify=TLS["verify"]
+    ) as http:
         await asyncio.gather(kill_a_replica(), *(worker(http, keys[w::4]) for w in range(4)))
         listed = (await http.get("/v1/tasks", params={"limit": 500})).json()["tasks"]
 
@@ -118,3 +169,17 @@ async def test_a_replica_killed_under_load_loses_no_accepted_task(
     assert set(accepted) == set(keys)
     assert len(set(accepted.values())) == len(keys)  # one task per key, never two
     assert sorted(t["id"] for t in listed) == sorted(accepted.values())
+
+
+def test_a_revoked_api_key_is_refused_by_both_replicas_at_once(
+    gateway: tuple[str, Settings],
+) -> None:
+    url, settings = gateway
+    token = {"Authorization": f"Bearer {bootstrap.issue_token(settings, 'kay', 'lab')}"}
+    with httpx.Client(base_url=url, timeout=30, verify=TLS["verify"]) as http:
+        created = http.post("/v1/keys", json={"name": "ci"}, headers=token).json()
+        key = {"Authorization": f"Bearer {created['key']}"}
+        assert all(http.get("/v1/whoami", headers=key).status_code == 200 for _ in range(6))
+        assert http.delete(f"/v1/keys/{created['id']}", headers=token).status_code == 200
+        statuses = {http.get("/v1/whoami", headers=key).status_code for _ in range(10)}
+        assert statuses == {401}
