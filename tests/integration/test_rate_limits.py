@@ -5,8 +5,10 @@ Retry-After through the gateway (audited); Redis unreachable fails open or close
 from __future__ import annotations
 
 import asyncio
+import math
 import multiprocessing
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,6 +24,7 @@ from prsm.security.rate_limits import (
     LocalBuckets,
     RateLimiter,
     RedisBuckets,
+    lease_size,
     parse_limits,
 )
 from prsm.security.tokens import VerifiedTokens
@@ -83,6 +86,20 @@ def test_concurrent_clients_in_several_processes_never_exceed_the_bucket() -> No
     for w in workers:
         w.join(timeout=30)
     assert sum(granted) == 25, granted
+
+
+async def test_replicas_leasing_tokens_never_grant_more_than_the_bucket() -> None:
+    bucket = Bucket(8.0, 64)
+    assert lease_size(bucket) == 8 and lease_size(Bucket(1.0, 2)) == 1
+    assert lease_size(Bucket(0.001, 64)) == 1  # never more than a second's refill
+    key = f"test-{uuid.uuid4().hex}"
+    replicas = [RedisBuckets(REDIS_URL), RedisBuckets(REDIS_URL)]
+    started = time.monotonic()
+    waits = await asyncio.gather(*(replicas[i % 2].take(key, bucket) for i in range(200)))
+    refilled = math.ceil(8.0 * (time.monotonic() - started))
+    assert 64 <= sum(1 for wait in waits if wait == 0) <= 64 + refilled
+    for replica in replicas:
+        await replica.close()
 
 
 async def test_redis_unreachable_fails_open_or_closed_as_configured() -> None:
