@@ -103,6 +103,19 @@ async def test_tasks_and_models_survive_down_and_up(env: dict[str, str]) -> None
     assert "not_found" in missing.stderr
     assert "Traceback" not in missing.stderr
 
+    # API keys through the CLI: scoped, then revoked — refused from the next request on.
+    key = json.loads(prsm(env, "keys", "create", "ci", "--scope", "tasks:read", "--json"))
+    with_key = PrsmClient(url, key["key"])
+    assert len(with_key.list_tasks().tasks) == 3
+    with pytest.raises(PrsmAPIError) as limited:
+        with_key.submit("demo")
+    assert limited.value.status == 403
+    assert key["id"] in prsm(env, "keys", "list")
+    prsm(env, "keys", "revoke", key["id"])
+    with pytest.raises(PrsmAPIError) as revoked:
+        with_key.list_tasks()
+    assert (revoked.value.status, revoked.value.code) == (401, "unauthenticated")
+
     assert "PRSM is down." in prsm(env, "down")
     async with httpx.AsyncClient(timeout=5) as http:
         with pytest.raises(httpx.ConnectError):
