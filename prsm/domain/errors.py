@@ -5,12 +5,14 @@ HTTP statuses in one table (``prsm.serve.errors``).
 
     PrsmError
     ├── InvalidRequest            bad input the caller can fix              (code invalid_request)
-    │   └── BadModelRequest       a model backend refused the input (e.g. prompt too long)
+    │   ├── BadModelRequest       a model backend refused the input (e.g. prompt too long)
+    │   └── CapabilityMismatch    no agent has what a subtask needs        (capability_mismatch)
     ├── NotFound                  no such resource, or not visible to you   (not_found)
     ├── Conflict                  the resource's state forbids the request  (conflict)
     │   ├── IllegalTransition     a task status change the machine refuses  (illegal_transition)
     │   ├── IdempotencyConflict   a key reused with a different request     (idempotency_conflict)
-    │   └── ConcurrencyError      a stream moved past the expected version  (concurrency_conflict)
+    │   ├── ConcurrencyError      a stream moved past the expected version  (concurrency_conflict)
+    │   └── AgentUnavailable      the agent is busy, draining or offline    (agent_unavailable)
     ├── AuthenticationError       no or invalid credentials                 (unauthenticated)
     ├── PermissionDenied          authenticated, but not allowed            (forbidden)
     ├── StoreUnavailable          the event store cannot be reached         (store_unavailable)
@@ -51,6 +53,10 @@ class NotFound(PrsmError):
     code = "not_found"
 
 
+class CapabilityMismatch(InvalidRequest):
+    code = "capability_mismatch"
+
+
 class Conflict(PrsmError):
     code = "conflict"
 
@@ -74,6 +80,10 @@ class ConcurrencyError(Conflict):
         self.stream_id = stream_id
         self.expected = expected
         self.actual = actual
+
+
+class AgentUnavailable(Conflict):
+    code = "agent_unavailable"
 
 
 class AuthenticationError(PrsmError):

@@ -20,7 +20,7 @@ from typing import Any
 import ray
 from ray import serve
 
-from prsm.adapters.inference.vllm_serve import APP_PREFIX, app_name, build_app
+from prsm.adapters.inference.vllm_serve import APP_PREFIX, VllmServeBackend, app_name, build_app
 from prsm.domain.model_registry import Deployment, ModelRegistry
 from prsm.domain.models import ModelStatus
 from prsm.runtime import rollout_stats
@@ -139,6 +139,8 @@ class ModelController:
                 return [lambda r: r.health(key, at, False, "redeploying")]
             return []
         if status == "RUNNING":
+            if d.status is ModelStatus.DEPLOYING:
+                await _warm_up(d, name)
             return [lambda r: r.deployed(key, at), lambda r: r.health(key, at, True, "serving")]
         if status == "DEPLOY_FAILED":
             if d.status is ModelStatus.DEPLOYING:
@@ -170,6 +172,27 @@ def _serve_apps() -> dict[str, tuple[str, str]]:
         for name, app in status.applications.items()
         if name.startswith(APP_PREFIX)
     }
+
+
+WARM_UP_REQUESTS = 3
+
+
+async def _warm_up(d: Deployment, name: str) -> None:
+    """A few one-token requests before the version is READY: the first forward passes of a
+    fresh engine are slow, and its first users (or a canary's first window) should not pay
+    for them. A failed warm-up is logged; Serve already reports the app running."""
+    backend = VllmServeBackend(name, timeout_s=60.0)
+    body = {"model": d.spec.name, "messages": [{"role": "user", "content": "warm up"}],
+            "max_tokens": 1}  # fmt: skip
+
+    async def requests() -> None:
+        for _ in range(WARM_UP_REQUESTS):
+            await backend.chat(dict(body))
+
+    try:
+        await asyncio.wait_for(requests(), timeout=60.0)
+    except Exception:
+        log.warning("warm-up of %s failed; marking it ready anyway", d.model_id, exc_info=True)
 
 
 def _deploy(d: Deployment, name: str) -> None:

@@ -1,0 +1,152 @@
+"""Agents and assignment (SPEC §1): can_handle, the completion estimate, the moving average
+of speed, the five-factor suitability score with its default weights, typed errors, and the
+vectorised AgentPool agreeing with the score agent by agent."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from prsm.domain.agents import (
+    Agent,
+    AgentPool,
+    AgentStatus,
+    AgentUnavailable,
+    CapabilityMismatch,
+    Location,
+    Resources,
+    SubtaskNeeds,
+    SuitabilityWeights,
+    suitability,
+)
+from prsm.domain.errors import InvalidRequest
+
+ODE = SubtaskNeeds(task_type="sweep", capabilities=frozenset({"python", "scipy"}),
+                   resources=Resources(cpu=1), complexity=2.0)  # fmt: skip
+
+
+def agent(agent_id: str = "a", **kw: object) -> Agent:
+    fields: dict[str, object] = {
+        "agent_id": agent_id,
+        "agent_type": "sim",
+        "capabilities": frozenset({"python", "scipy"}),
+        "shape": Resources(cpu=4, memory_gb=8),
+    }
+    return Agent(**(fields | kw))  # type: ignore[arg-type]
+
+
+def test_can_handle_needs_every_capability() -> None:
+    assert agent().can_handle(ODE)
+    assert not agent(capabilities=frozenset({"python"})).can_handle(ODE)
+
+
+def test_completion_estimate_follows_the_spec_formula() -> None:
+    a = agent(load=0.5)
+    assert a.completion_estimate_s(ODE) == pytest.approx(2.0 * 60 / 1.0 * 1.25)
+    a.observe("sweep", 2.0)
+    assert a.completion_estimate_s(ODE) == pytest.approx(2.0 * 60 / 2.0 * 1.25)
+
+
+def test_speed_is_a_moving_average_per_task_type() -> None:
+    a = agent()
+    a.observe("sweep", 2.0)
+    a.observe("sweep", 1.0)
+    assert a.performance("sweep") == pytest.approx(2.0 + 0.3 * (1.0 - 2.0))
+    assert a.performance("prompt") == 1.0
+    with pytest.raises(InvalidRequest):
+        a.observe("sweep", 0)
+
+
+def test_suitability_with_the_default_weights() -> None:
+    a = agent(load=0.2, location=Location("eu", "eu-1"), used=Resources(cpu=3.5))
+    a.observe("sweep", 3.0)
+    # 0.40 × 1 + 0.25 × 0.8 + 0.20 × 3/4 + 0.10 × min(1, 0.5/1) + 0.05 × 0.5 (same region)
+    expected = 0.40 + 0.25 * 0.8 + 0.20 * 0.75 + 0.10 * 0.5 + 0.05 * 0.5
+    assert suitability(a, ODE, caller=Location("eu", "eu-2")) == pytest.approx(expected)
+    partial = agent(capabilities=frozenset({"python"}))
+    assert suitability(partial, ODE) < suitability(agent(), ODE)
+    with pytest.raises(InvalidRequest):
+        SuitabilityWeights(capability=0.9).validated()
+
+
+def test_assigning_to_the_wrong_agent_raises_typed_errors() -> None:
+    with pytest.raises(CapabilityMismatch, match="lacks scipy"):
+        agent(capabilities=frozenset({"python"})).check_assignable(ODE)
+    with pytest.raises(AgentUnavailable, match="draining"):
+        agent(status=AgentStatus.DRAINING).check_assignable(ODE)
+    agent().check_assignable(ODE)
+
+
+def test_the_pool_refuses_with_the_reason_nobody_can_take_it() -> None:
+    pool = AgentPool()
+    pool.add(agent("a", capabilities=frozenset({"python"})))
+    with pytest.raises(CapabilityMismatch):
+        pool.choose(ODE)
+    pool.add(agent("b", status=AgentStatus.OFFLINE))
+    with pytest.raises(AgentUnavailable):
+        pool.choose(ODE)
+    pool.add(agent("c", load=0.9))
+    assert pool.choose(ODE).agent_id == "c"
+
+
+def random_pool(seed: int, n: int) -> AgentPool:
+    rng = random.Random(seed)
+    caps = [f"cap{i}" for i in range(70)]  # more than one 64-bit word of capabilities
+    pool = AgentPool()
+    for i in range(n):
+        a = Agent(
+            agent_id=f"a{i}",
+            agent_type="any",
+            capabilities=frozenset(rng.sample(caps, rng.randint(1, 12))) | {"python"},
+            shape=Resources(
+                cpu=rng.choice([2, 4, 8]), gpu=rng.choice([0, 0, 1]), memory_gb=rng.choice([8, 16])
+            ),
+            location=Location(rng.choice(["eu", "us"]), rng.choice(["1", "2", "3"])),
+            status=rng.choice(list(AgentStatus)),
+            load=rng.random(),
+            used=Resources(cpu=rng.random() * 2),
+        )
+        for task_type in ("sweep", "map"):
+            if rng.random() < 0.5:
+                a.observe(task_type, rng.uniform(0.2, 3.0))
+        pool.add(a)
+    return pool
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_pool_picks_the_best_scoring_eligible_agent(seed: int) -> None:
+    pool = random_pool(seed, 300)
+    rng = random.Random(seed)
+    for _ in range(20):
+        needs = SubtaskNeeds(
+            task_type=rng.choice(["sweep", "map", "prompt"]),
+            capabilities=frozenset({"python", f"cap{rng.randrange(70)}"}),
+            resources=Resources(cpu=rng.choice([0, 1, 2]), gpu=rng.choice([0, 0, 1])),
+        )
+        caller = rng.choice([None, Location("eu", "1"), Location("us", "3")])
+        eligible = [a for a in pool.agents if a.can_handle(needs)
+                    and a.status is AgentStatus.AVAILABLE and a.load < 1]  # fmt: skip
+        if not eligible:
+            continue
+        best = max(suitability(a, needs, caller=caller) for a in eligible)
+        chosen = pool.choose(needs, caller)
+        assert suitability(chosen, needs, caller=caller) == pytest.approx(best)
+
+
+def test_updates_and_removals_keep_the_columns_in_step() -> None:
+    pool = random_pool(1, 50)
+    for a in list(pool.agents)[::3]:
+        pool.remove(a.agent_id)
+    for a in pool.agents:
+        a.load, a.status = 0.99, AgentStatus.AVAILABLE
+        pool.update(a)
+    favourite = pool.agents[7]
+    favourite.load = 0.0
+    favourite.observe("map", 50.0)
+    pool.update(favourite)
+    needs = SubtaskNeeds(task_type="map", capabilities=frozenset({"python"}))
+    assert pool.choose(needs) is favourite
+    assert len(pool) == 50 - len(range(0, 50, 3))
+    with pytest.raises(InvalidRequest):
+        pool.add(favourite)
