@@ -50,11 +50,15 @@ def make_pool(n: int, rng: random.Random) -> AgentPool:
     return pool
 
 
-def needs_list(rng: random.Random, count: int) -> list[SubtaskNeeds]:
+def needs_list(rng: random.Random, count: int, pool: AgentPool) -> list[SubtaskNeeds]:
+    """Subtasks needing a skill some available agent has (so each decision finds one)."""
+    available = [a for a in pool.agents if a.status is AgentStatus.AVAILABLE]
     return [
         SubtaskNeeds(
             task_type=rng.choice(["sweep", "map"]),
-            capabilities=frozenset({"python", rng.choice(CAPS)}),
+            capabilities=frozenset(
+                {"python", rng.choice(sorted(rng.choice(available).capabilities))}
+            ),
             resources=Resources(cpu=1),
         )
         for _ in range(count)
@@ -90,7 +94,7 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     for n in SIZES:
         pool = make_pool(n, rng)
-        items = needs_list(rng, args.decisions)
+        items = needs_list(rng, args.decisions, pool)
 
         def loop(needs: SubtaskNeeds, where: Location, pool: AgentPool = pool) -> Agent:
             eligible = [a for a in pool.agents if a.can_handle(needs)
