@@ -124,12 +124,13 @@ def _audit(
     reason: str,
 ) -> None:
     route = request.scope.get("route")
+    stage = stage if not allowed else "authorization"  # an allowed request passed them all
     metrics.ACCESS_DECISIONS.labels(stage, "allow" if allowed else "deny").inc()
     deps.audit.record(
         ev.AccessDecided(
             at=datetime.now(UTC),
             allowed=allowed,
-            stage=stage if not allowed else "authorization",
+            stage=stage,
             reason=reason,
             method=request.method,
             route=getattr(route, "path", request.url.path),
