@@ -75,8 +75,24 @@ class RolloutStats:
         return self._windows.stats(tenant, model, version, since)
 
 
+_handle: Any = None
+
+
 def actor() -> Any:
-    """Get or create the stats actor."""
+    """Get or create the stats actor (the handle is kept: Ray restarts the actor behind it)."""
+    global _handle
+    if _handle is None:
+        _handle = _get_or_create()
+    return _handle
+
+
+def forget() -> None:
+    """Drop the kept handle (after a failed call): the next call looks the actor up again."""
+    global _handle
+    _handle = None
+
+
+def _get_or_create() -> Any:
     actor_cls: Any = ray.remote(RolloutStats)
     return actor_cls.options(
         name=NAME,
@@ -90,7 +106,11 @@ def actor() -> Any:
 
 async def version_stats(tenant: str, model: str, version: str, since: datetime) -> VersionStats:
     """A version's figures since ``since``, from the stats actor (the controller's source)."""
-    result: VersionStats = await actor().stats.remote(tenant, model, version, since.timestamp())
+    try:
+        result: VersionStats = await actor().stats.remote(tenant, model, version, since.timestamp())
+    except Exception:
+        forget()
+        raise
     return result
 
 
@@ -100,7 +120,6 @@ class StatsRecorder:
     def __init__(self) -> None:
         self._buffer: list[Sample] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._actor: Any = None
 
     def record(self, tenant: str, model: str, version: str, latency_ms: float, ok: bool) -> None:
         self._buffer.append((tenant, model, version, time.time(), latency_ms, ok))
@@ -112,11 +131,9 @@ class StatsRecorder:
             await asyncio.sleep(FLUSH_S)
             batch, self._buffer = self._buffer, []
             try:
-                if self._actor is None:
-                    self._actor = actor()
-                await self._actor.record.remote(batch)
+                await actor().record.remote(batch)
             except Exception:  # this batch is lost: the window just has fewer samples
-                self._actor = None
+                forget()
                 log.warning("could not send %d rollout samples", len(batch), exc_info=True)
 
     async def close(self) -> None:

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from prsm.domain.errors import InvalidRequest, RateLimited, RateLimiterUnavailable
 from prsm.domain.identity import Principal
 from prsm.observability import metrics
@@ -153,14 +155,9 @@ class RateLimiter:
         key = f"{principal.tenant_id}/{principal.user_id}/{route_class}"
         try:
             wait = await self._buckets.take(key, bucket)
-        except (OSError, ConnectionError, TimeoutError) as exc:
+        except (OSError, RedisError) as exc:  # unreachable, timed out, refused
             self._unavailable(exc)
             return
-        except Exception as exc:  # redis-py's own errors
-            if type(exc).__module__.startswith("redis"):
-                self._unavailable(exc)
-                return
-            raise
         if wait > 0:
             raise RateLimited(
                 f"rate limit of {bucket.rate_per_s:g}/s (burst {bucket.burst}) for "

@@ -80,18 +80,23 @@ async def get_rollout(rollout_id: str, principal: RolloutsReader, deps: Deps) ->
     return await _with_window(registry.find_rollout(principal, rollout_id), deps)
 
 
+async def _decide(
+    command: cmds.PromoteRollout | cmds.AbortRollout, deps: GatewayDeps
+) -> RolloutOut:
+    rollout: Rollout = await deps.bus.handle(command)
+    deps.models_changed()
+    return RolloutOut.of(rollout)
+
+
 @router.post(
     "/{rollout_id}/promote",
     response_model=RolloutOut,
     summary="Send all traffic to the new version now and retire the old one",
 )
 async def promote(rollout_id: str, principal: RolloutsWriter, deps: Deps) -> RolloutOut:
-    command = cmds.PromoteRollout(
-        correlation_id=correlation_id.get(), principal=principal, rollout_id=rollout_id
-    )
-    rollout: Rollout = await deps.bus.handle(command)
-    deps.models_changed()
-    return RolloutOut.of(rollout)
+    cid = correlation_id.get()
+    return await _decide(cmds.PromoteRollout(correlation_id=cid, principal=principal,
+                                             rollout_id=rollout_id), deps)  # fmt: skip
 
 
 @router.post(
@@ -100,9 +105,6 @@ async def promote(rollout_id: str, principal: RolloutsWriter, deps: Deps) -> Rol
     summary="Send all traffic back to the current version and remove the new one",
 )
 async def abort(rollout_id: str, principal: RolloutsWriter, deps: Deps) -> RolloutOut:
-    command = cmds.AbortRollout(
-        correlation_id=correlation_id.get(), principal=principal, rollout_id=rollout_id
-    )
-    rollout: Rollout = await deps.bus.handle(command)
-    deps.models_changed()
-    return RolloutOut.of(rollout)
+    cid = correlation_id.get()
+    return await _decide(cmds.AbortRollout(correlation_id=cid, principal=principal,
+                                           rollout_id=rollout_id), deps)  # fmt: skip

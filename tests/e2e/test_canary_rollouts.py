@@ -5,7 +5,6 @@ the stats actor. Intervals are seconds; the scenarios run one after another on o
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
@@ -21,13 +20,13 @@ import pytest
 import ray
 from ray import serve
 
-from prsm import bootstrap
+from prsm.adapters.inference import tiny_model
 from prsm.adapters.inference.vllm_serve import app_name
 from prsm.client import PrsmClient
 from prsm.config import Settings
 from prsm.runtime import model_controller
-from prsm.serve.deployment import gateway_app
 from prsm.serve.rollout_schemas import RolloutOut
+from tests.e2e.platform import running
 from tests.e2e.test_model_serving import wait_for
 from tests.support import free_port
 
@@ -88,27 +87,12 @@ class Load:
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("prsm-canary"), http_port=free_port())
-    ray.init(address="local", num_cpus=8, include_dashboard=False, logging_level=logging.ERROR)
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": settings.http_port})
-        app = gateway_app(bootstrap.build_gateway, settings.for_replicas(), replicas=1)
-        serve.run(app, name="prsm", route_prefix="/")
-        bootstrap.start_model_controller(settings)
-        from prsm.adapters.inference import tiny_model
-
-        tiny_model.ensure_tiny_model(settings.tiny_model_path)
-        token = bootstrap.issue_token(settings, "ann", "lab")
-        url = f"http://127.0.0.1:{settings.http_port}"
-        client = PrsmClient(url, token, timeout=60)
+    tiny_model.ensure_tiny_model(settings.tiny_model_path)
+    with running(settings) as (url, token, client):
         source = str(settings.tiny_model_path)
         client.deploy_model(MODEL, "v1", source=source, max_model_len=2048, kv_cache_mb=64)
         assert wait_for(client, MODEL, "v1", "READY", "FAILED").status.value == "READY"
         yield Platform(url, settings, client, token)
-        client.close()
-    finally:
-        model_controller.stop()
-        serve.shutdown()
-        ray.shutdown()
 
 
 def finish(platform: Platform, rollout_id: str, timeout: float = 300) -> RolloutOut:

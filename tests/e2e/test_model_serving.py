@@ -5,7 +5,6 @@ the official ``openai`` client."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,8 +22,8 @@ from prsm.adapters.inference.vllm_serve import app_name
 from prsm.client import PrsmClient
 from prsm.config import Settings
 from prsm.runtime import model_controller
-from prsm.serve.deployment import gateway_app
 from prsm.serve.model_schemas import DeploymentOut
+from tests.e2e.platform import running
 from tests.support import free_port
 
 pytestmark = pytest.mark.ray
@@ -62,27 +61,14 @@ def wait_for(client: PrsmClient, name: str, version: str, *states: str) -> Deplo
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("prsm-models"), http_port=free_port())
-    ray.init(address="local", num_cpus=8, include_dashboard=False, logging_level=logging.ERROR)
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": settings.http_port})
-        app = gateway_app(bootstrap.build_gateway, settings.for_replicas(), replicas=1)
-        serve.run(app, name="prsm", route_prefix="/")
-        bootstrap.start_model_controller(settings)
+    with running(settings) as (url, token, client):
         asyncio.run(bootstrap.register_default_model(settings))
-        token = bootstrap.issue_token(settings, "ann", "lab")
-        url = f"http://127.0.0.1:{settings.http_port}"
-        client = PrsmClient(url, token, timeout=60)
         # All deployments start together: the controller deploys them side by side.
         source = str(settings.tiny_model_path)
         client.deploy_model("tiny-replicated", "v1", source=source, **REPLICATED)
         client.deploy_model("tiny-sharded", "v1", source=source, **SHARDED)
         client.deploy_model("no-weights", "v1", source="/nonexistent/model-dir")
         yield Platform(url, settings, client, token)
-        client.close()
-    finally:
-        model_controller.stop()
-        serve.shutdown()
-        ray.shutdown()
 
 
 def test_the_default_model_serves_chat_completions_and_streams(platform: Platform) -> None:
