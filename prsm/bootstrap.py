@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prsm.adapters.inference import tiny_model
 from prsm.adapters.inference.anthropic_provider import AnthropicBackend
@@ -14,6 +14,7 @@ from prsm.adapters.store.postgres import PostgresStore
 from prsm.adapters.store.sqlite import SqliteStore
 from prsm.config import Settings
 from prsm.domain.commands import DeployModel
+from prsm.domain.errors import OrchestratorUnavailable
 from prsm.domain.identity import Principal
 from prsm.domain.model_registry import LIVE, Deployment, deployment_key
 from prsm.domain.models import SHARED_TENANT, Framework, ModelSpec
@@ -31,6 +32,9 @@ from prsm.serve.model_catalog import BackendFactory, ModelCatalog
 from prsm.service_layer.messagebus import MessageBus
 from prsm.service_layer.models import load_registry
 from prsm.service_layer.ports import InferenceBackend
+
+if TYPE_CHECKING:
+    from prsm.runtime.agent import Complete
 
 Store = SqliteStore | PostgresStore
 
@@ -134,12 +138,68 @@ async def build_gateway(raw_settings: dict[str, Any], in_ray: bool = True) -> Ga
         deps.on_models_changed = model_controller.wake
         deps.record_call = rollout_stats.StatsRecorder().record
         deps.version_stats = rollout_stats.version_stats
+        deps.agents = OrchestratorAgents()
     return deps
+
+
+class OrchestratorAgents:
+    """The orchestrator's agents, through its actor (looked up again after a failure)."""
+
+    def __init__(self) -> None:
+        self._handle: Any = None
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        from ray.exceptions import RayActorError
+
+        from prsm.runtime import orchestrator
+
+        if self._handle is None:
+            self._handle = orchestrator.handle()
+        if self._handle is None:
+            raise OrchestratorUnavailable("the orchestrator is not running")
+        try:
+            return await getattr(self._handle, method).remote(*args)
+        except RayActorError as exc:
+            self._handle = None
+            raise OrchestratorUnavailable("the orchestrator is restarting; retry") from exc
+
+    async def list(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = await self._call("agents")
+        return rows
+
+    async def drain(self, agent_id: str) -> bool:
+        return bool(await self._call("drain", agent_id))
 
 
 async def open_store_from(raw_settings: dict[str, Any]) -> Store:
     """The store, from settings as plain data (how actors open theirs)."""
     return await open_store(Settings(**raw_settings))
+
+
+async def agent_model_caller(raw_settings: dict[str, Any]) -> Complete:
+    """How agents call models: through the inference port, routed like the gateway routes
+    (by the registry, rollouts included), as the task's owner."""
+    settings = Settings(**raw_settings)
+    catalog = ModelCatalog(await open_store(settings), backend_factory(settings))
+
+    async def complete(tenant_id: str, user_id: str, item: dict[str, Any]) -> str:
+        owner = Principal(user_id=user_id, tenant_id=tenant_id, roles=frozenset({"user"}))
+        deployment, backend, _ = await catalog.resolve(owner, item["model"])
+        body = {"model": deployment.backend_model, "max_tokens": item["max_tokens"],
+                "messages": [{"role": "user", "content": item["prompt"]}]}  # fmt: skip
+        answer = await backend.chat(body)
+        assert isinstance(answer, dict), "not streamed"
+        return str(answer["choices"][0]["message"]["content"])
+
+    return complete
+
+
+def start_orchestrator(settings: Settings) -> Any:
+    from prsm.runtime import orchestrator
+
+    options = {"agents": settings.agents, "max_attempts": settings.task_max_attempts,
+               "backoff_s": settings.task_retry_backoff_s}  # fmt: skip
+    return orchestrator.start(open_store_from, agent_model_caller, settings.for_replicas(), options)
 
 
 def start_model_controller(settings: Settings) -> Any:
@@ -225,6 +285,7 @@ def deploy_gateway(settings: Settings) -> None:
     from prsm.serve.deployment import gateway_app
 
     cluster(settings).connect()
+    start_orchestrator(settings)
     serve.start(http_options=http_options(settings))
     app = gateway_app(build_gateway, settings.for_replicas(), settings.gateway_replicas)
     serve.run(app, name="prsm", route_prefix="/")
@@ -234,9 +295,10 @@ def deploy_gateway(settings: Settings) -> None:
 def shutdown_serve(settings: Settings) -> None:
     from ray import serve
 
-    from prsm.runtime import model_controller
+    from prsm.runtime import model_controller, orchestrator
 
     cluster(settings).connect()
+    orchestrator.stop()
     model_controller.stop()
     serve.shutdown()  # type: ignore[no-untyped-call]
     local_cluster.disconnect()

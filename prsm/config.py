@@ -78,6 +78,16 @@ class Settings(BaseSettings):
     jwt_local_tokens: bool = Field(
         default=True, description="Accept and issue HS256 tokens signed with the local secret."
     )
+    agents: dict[str, int] = Field(
+        default={"compute": 2, "simulation": 2, "llm": 1},
+        description="Agent actors the orchestrator keeps running, by agent type.",
+    )
+    task_max_attempts: int = Field(
+        default=3, ge=1, le=20, description="Tries of a subtask before it fails for good."
+    )
+    task_retry_backoff_s: float = Field(
+        default=0.5, ge=0, le=600, description="Wait before a subtask's first retry (doubles)."
+    )
     url: str = Field(default="", description="Gateway URL for the CLI and SDK.")
     token: str = Field(default="", description="Bearer token for the CLI and SDK.")
 

@@ -43,5 +43,6 @@ def platform(args: dict[str, Any]) -> Any:
     if any(s.source == str(settings.tiny_model_path) for s in specs):
         tiny_model.ensure_tiny_model(settings.tiny_model_path)
     asyncio.run(bootstrap.register_models(settings, specs))
+    bootstrap.start_orchestrator(settings)
     bootstrap.start_model_controller(settings)
     return gateway_app(bootstrap.build_gateway, settings.for_replicas(), settings.gateway_replicas)

@@ -30,6 +30,24 @@ class StoreSpec:
         return await PostgresStore.open(POSTGRES_DSN, schema=self.location, retry_seconds=30)
 
 
+DEMO_TASK: dict[str, Any] = {"type": "map", "params": {"skill": "math.square", "items": [1, 2, 3]}}
+"""A valid task body for tests about the API rather than about running tasks."""
+
+
+async def register_agent(store: Any, capabilities: tuple[str, ...] = ("compute",)) -> str:
+    """Record an agent in the registry stream, as the orchestrator does (tasks are refused
+    at submit when no registered agent has the capabilities they need)."""
+    agent_id = f"test-{uuid.uuid4().hex[:8]}"
+    event = ev.AgentRegistered(
+        agent_id=agent_id, agent_type="compute", capabilities=capabilities, cpu=1.0, gpu=0.0,
+        memory_gb=0.0, region="", zone="", node_id="test", at=now(),
+    )  # fmt: skip
+    from prsm.service_layer.ports import StreamWrite
+
+    await store.append([StreamWrite("agents", None, [ev.NewEvent(event, meta())])])
+    return agent_id
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 

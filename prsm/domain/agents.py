@@ -6,7 +6,7 @@ subtask)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -164,6 +164,12 @@ class AgentPool:
     def __len__(self) -> int:
         return len(self.agents)
 
+    def __contains__(self, agent_id: object) -> bool:
+        return agent_id in self._row
+
+    def get(self, agent_id: str) -> Agent:
+        return self.agents[self._row[agent_id]]
+
     # --- registry --------------------------------------------------------------------
 
     def add(self, agent: Agent) -> None:
@@ -224,8 +230,11 @@ class AgentPool:
 
     # --- the decision ------------------------------------------------------------------
 
-    def choose(self, needs: SubtaskNeeds, caller: Location | None = None) -> Agent:
-        """The most suitable available agent that can handle the subtask."""
+    def choose(
+        self, needs: SubtaskNeeds, caller: Location | None = None, avoid: Collection[str] = ()
+    ) -> Agent:
+        """The most suitable available agent that can handle the subtask; one not in
+        ``avoid`` (e.g. those a retried subtask already failed on) where there is one."""
         capable = self._capable(needs.capabilities)
         if not capable.any():
             raise CapabilityMismatch(
@@ -245,6 +254,10 @@ class AgentPool:
             score = score + w.proximity * np.where(same_zone, 1.0, np.where(same_region, 0.5, 0.0))
         else:
             score = score + w.proximity
+        if avoid:
+            others = eligible.copy()
+            others[[self._row[a] for a in avoid if a in self._row]] = False
+            eligible = others if others.any() else eligible
         best = int(np.argmax(np.where(eligible, score, -np.inf)))
         return self.agents[best]
 

@@ -25,7 +25,7 @@ class TaskSpec:
     priority: int = 0
     resources: ResourceRequest = field(default_factory=ResourceRequest)
     dependencies: tuple[str, ...] = ()
-    strategy: CoordinationStrategy = CoordinationStrategy.PARALLEL
+    strategy: CoordinationStrategy | None = None  # None: the task type's default
     idempotency_key: str | None = None
 
 

@@ -18,6 +18,7 @@ HTTP statuses in one table (``prsm.serve.errors``).
     ├── StoreUnavailable          the event store cannot be reached         (store_unavailable)
     ├── RateLimited               too many requests; retry later            (rate_limited)
     ├── RateLimiterUnavailable    no limiter, failing closed   (rate_limiter_unavailable)
+    ├── OrchestratorUnavailable   the orchestrator is not running (orchestrator_unavailable)
     └── UpstreamError             a model backend failed                    (upstream_error)
         ├── UpstreamAuthFailed    the backend refused PRSM's credentials    (upstream_auth_failed)
         ├── UpstreamTimeout       the backend did not answer in time        (upstream_timeout)
@@ -110,6 +111,11 @@ class RateLimited(PrsmError):
 
 class RateLimiterUnavailable(PrsmError):
     code = "rate_limiter_unavailable"
+    recoverable = True
+
+
+class OrchestratorUnavailable(PrsmError):
+    code = "orchestrator_unavailable"
     recoverable = True
 
 

@@ -114,6 +114,7 @@ class TaskSucceeded(Event):
     task_id: str
     at: datetime
     result_ref: str | None
+    result: Any = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,6 +122,7 @@ class TaskFailed(Event):
     task_id: str
     at: datetime
     error: str
+    result: Any = None  # e.g. which subtasks failed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -315,7 +317,61 @@ class ApiKeyRevoked(Event):
     revoked_by: str
 
 
+# --- orchestration: subtasks (stream ``run-{task_id}``) and agents (stream ``agents``) -------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubtaskCompleted(Event):
+    task_id: str
+    key: str
+    agent_id: str
+    output: Any
+    seconds: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubtaskFailed(Event):
+    task_id: str
+    key: str
+    agent_id: str
+    attempt: int
+    error: str
+    final: bool  # out of tries: the subtask failed for good
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentRegistered(Event):
+    agent_id: str
+    agent_type: str
+    capabilities: tuple[str, ...]
+    cpu: float
+    gpu: float
+    memory_gb: float
+    region: str
+    zone: str
+    node_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentDrained(Event):
+    agent_id: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentRemoved(Event):
+    agent_id: str
+    reason: str
+    at: datetime
+
+
+RUN_EVENTS: tuple[type[Event], ...] = (SubtaskCompleted, SubtaskFailed)
+AGENT_EVENTS: tuple[type[Event], ...] = (AgentRegistered, AgentDrained, AgentRemoved)
+
 ALL_EVENTS: tuple[type[Event], ...] = (
-    *TASK_EVENTS, *MODEL_EVENTS, *ROLLOUT_EVENTS, AccessDecided, ApiKeyCreated, ApiKeyRevoked,
+    *TASK_EVENTS, *RUN_EVENTS, *AGENT_EVENTS, *MODEL_EVENTS, *ROLLOUT_EVENTS,
+    AccessDecided, ApiKeyCreated, ApiKeyRevoked,
 )  # fmt: skip
 EVENT_TYPES: dict[str, type[Event]] = {cls.type_name(): cls for cls in ALL_EVENTS}

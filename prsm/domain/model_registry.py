@@ -39,6 +39,12 @@ class Deployment:
         return deployment_key(self.tenant_id, self.spec.name, self.spec.version)
 
     @property
+    def backend_model(self) -> str:
+        """The model name its backend knows: the deployment's own for vLLM, the provider's
+        model for OpenAI and Anthropic."""
+        return self.spec.source if self.spec.is_provider else self.spec.name
+
+    @property
     def model_id(self) -> str:
         return f"{self.spec.name}:{self.spec.version}"
 

@@ -21,9 +21,12 @@ class Scope(StrEnum):
     ROLLOUTS_WRITE = "rollouts:write"  # start, promote, abort
     KEYS = "keys"  # one's own API keys
     AUDIT_READ = "audit:read"
+    AGENTS_READ = "agents:read"
+    AGENTS_WRITE = "agents:write"  # drain an agent
 
 
-_VIEWER = frozenset({Scope.WHOAMI, Scope.TASKS_READ, Scope.MODELS_READ, Scope.ROLLOUTS_READ})
+_VIEWER = frozenset({Scope.WHOAMI, Scope.TASKS_READ, Scope.MODELS_READ, Scope.ROLLOUTS_READ,
+                     Scope.AGENTS_READ})  # fmt: skip
 _USER = _VIEWER | {
     Scope.TASKS_WRITE, Scope.INFERENCE, Scope.MODELS_WRITE, Scope.ROLLOUTS_WRITE, Scope.KEYS,
 }  # fmt: skip
@@ -31,7 +34,7 @@ _USER = _VIEWER | {
 ROLE_SCOPES: dict[str, frozenset[Scope]] = {
     "viewer": _VIEWER,
     "user": _USER,
-    "operator": _USER,  # and, beyond scopes, nothing more yet: cluster routes will add theirs
+    "operator": _USER | {Scope.AGENTS_WRITE},
     "admin": frozenset(Scope),
 }
 

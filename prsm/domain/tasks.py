@@ -95,6 +95,7 @@ class Task:
     progress: float = 0.0
     result_ref: str | None = None
     error: str | None = None
+    result: Any = None
     version: int = 0
     changes: list[ev.Event] = field(default_factory=list, repr=False)
 
@@ -141,6 +142,13 @@ class Task:
             request_hash=e.request_hash,
         )
 
+    def follow(self, event: ev.Event, version: int) -> None:
+        """Apply an event another writer recorded at stream ``version`` (a follower of the
+        log keeping its copy current); events it already holds are skipped."""
+        if version > self.version:
+            self._apply(event)
+            self.version = version
+
     # -- behaviour -----------------------------------------------------------------------
 
     def schedule(self, at: datetime, placement: dict[str, Any]) -> None:
@@ -159,11 +167,13 @@ class Task:
     def requeue(self, at: datetime, reason: str) -> None:
         self._record(ev.TaskRequeued(task_id=self.task_id, at=at, reason=reason))
 
-    def succeed(self, at: datetime, result_ref: str | None) -> None:
-        self._record(ev.TaskSucceeded(task_id=self.task_id, at=at, result_ref=result_ref))
+    def succeed(self, at: datetime, result_ref: str | None, result: Any = None) -> None:
+        self._record(
+            ev.TaskSucceeded(task_id=self.task_id, at=at, result_ref=result_ref, result=result)
+        )
 
-    def fail(self, at: datetime, error: str) -> None:
-        self._record(ev.TaskFailed(task_id=self.task_id, at=at, error=error))
+    def fail(self, at: datetime, error: str, result: Any = None) -> None:
+        self._record(ev.TaskFailed(task_id=self.task_id, at=at, error=error, result=result))
 
     def cancel(self, at: datetime, reason: str, cancelled_by: str) -> None:
         self._record(
@@ -193,10 +203,10 @@ def fields_set_by(event: ev.Event) -> dict[str, Any]:
     match event:
         case ev.TaskProgressed(progress=progress):
             return {"progress": progress}
-        case ev.TaskSucceeded(result_ref=ref):
-            return {"progress": 100.0, "result_ref": ref}
-        case ev.TaskFailed(error=error):
-            return {"error": error}
+        case ev.TaskSucceeded(result_ref=ref, result=result):
+            return {"progress": 100.0, "result_ref": ref, "result": result}
+        case ev.TaskFailed(error=error, result=result):
+            return {"error": error, "result": result}
         case ev.TaskCancelled(reason=reason):
             return {"error": reason}
     return {}

@@ -23,7 +23,7 @@ from ray import serve
 from prsm.adapters.inference.vllm_serve import APP_PREFIX, VllmServeBackend, app_name, build_app
 from prsm.domain.model_registry import Deployment, ModelRegistry
 from prsm.domain.models import ModelStatus
-from prsm.runtime import rollout_stats
+from prsm.runtime import actors, rollout_stats
 from prsm.service_layer.models import change_registry, controller_writer, load_registry
 from prsm.service_layer.ports import EventStore
 from prsm.service_layer.rollouts import evaluate_due
@@ -31,7 +31,7 @@ from prsm.service_layer.rollouts import evaluate_due
 log = logging.getLogger("prsm.models")
 
 NAME = "prsm-model-controller"
-NAMESPACE = "prsm"
+NAMESPACE = actors.NAMESPACE
 # An undeployed version keeps serving this long, so that no gateway replica (each routes by a
 # registry copy at most 2 s old, see ModelCatalog) sends a request to an application that is
 # going away.
@@ -202,26 +202,18 @@ def _deploy(d: Deployment, name: str) -> None:
 
 def start(build_store: StoreBuilder, settings: dict[str, Any], interval_s: float = 2.0) -> Any:
     """Get or create the controller actor and start its loop; returns its handle."""
-    actor_cls: Any = ray.remote(ModelController)
-    handle = actor_cls.options(
-        name=NAME,
-        namespace=NAMESPACE,
-        lifetime="detached",
-        get_if_exists=True,
-        max_restarts=-1,
-        num_cpus=0,
-    ).remote(build_store, settings, interval_s)
+    handle = actors.singleton(ModelController, NAME, build_store, settings, interval_s)
     ray.get(handle.ready.remote())
     return handle
 
 
 def wake() -> None:
     """Ask the controller, if it runs, to reconcile now (fire and forget)."""
-    with contextlib.suppress(ValueError):
-        ray.get_actor(NAME, namespace=NAMESPACE).wake.remote()
+    handle = actors.lookup(NAME)
+    if handle is not None:
+        handle.wake.remote()
 
 
 def stop() -> None:
     """Kill the controller for good (before Serve shuts down, so it redeploys nothing)."""
-    with contextlib.suppress(ValueError):
-        ray.kill(ray.get_actor(NAME, namespace=NAMESPACE), no_restart=True)
+    actors.kill(NAME)

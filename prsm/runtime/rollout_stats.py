@@ -18,14 +18,13 @@ from collections import deque
 from datetime import datetime
 from typing import Any
 
-import ray
-
 from prsm.domain.rollout_policy import VersionStats
+from prsm.runtime import actors
 
 log = logging.getLogger("prsm.rollouts")
 
 NAME = "prsm-rollout-stats"
-NAMESPACE = "prsm"
+NAMESPACE = actors.NAMESPACE
 FLUSH_S = 0.25
 
 # (tenant, model, version, time.time() at the end of the request, latency ms, ok)
@@ -93,15 +92,7 @@ def forget() -> None:
 
 
 def _get_or_create() -> Any:
-    actor_cls: Any = ray.remote(RolloutStats)
-    return actor_cls.options(
-        name=NAME,
-        namespace=NAMESPACE,
-        lifetime="detached",
-        get_if_exists=True,
-        max_restarts=-1,
-        num_cpus=0,
-    ).remote()
+    return actors.singleton(RolloutStats, NAME)
 
 
 async def version_stats(tenant: str, model: str, version: str, since: datetime) -> VersionStats:

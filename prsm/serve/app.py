@@ -14,6 +14,7 @@ from prsm import __version__
 from prsm.domain.errors import PrsmError
 from prsm.serve import (
     errors,
+    routes_agents,
     routes_audit,
     routes_deployments,
     routes_inference,
@@ -69,6 +70,7 @@ def create_app(deps: GatewayDeps) -> FastAPI:
     app.include_router(routes_inference.router)
     app.include_router(routes_keys.router)
     app.include_router(routes_audit.router)
+    app.include_router(routes_agents.router)
     _deny_by_default(app)
     app.add_middleware(
         RequestContext,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -29,6 +29,16 @@ from prsm.service_layer.rollouts import StatsSource
 
 # (tenant, model, version, latency ms, ok): one request of a model in a rollout
 CallRecorder = Callable[[str, str, str, float, bool], None]
+
+
+class Agents(Protocol):
+    """The orchestrator's agent registry, as the gateway sees it."""
+
+    async def list(self) -> list[dict[str, Any]]: ...
+
+    async def drain(self, agent_id: str) -> bool: ...
+
+
 # Raises RateLimited when the principal has no token left for this class of route.
 RateLimit = Callable[[Principal, str], Awaitable[None]]
 
@@ -48,6 +58,7 @@ class GatewayDeps:
     record_call: CallRecorder | None = None  # rollout figures, per version
     version_stats: StatsSource | None = None
     rate_limit: RateLimit | None = None
+    agents: Agents | None = None  # the orchestrator's agents (None: not on Ray)
     audit: AuditLog = field(init=False)
 
     def __post_init__(self) -> None:
@@ -155,3 +166,5 @@ RolloutsReader = Annotated[Principal, allow(Scope.ROLLOUTS_READ)]
 RolloutsWriter = Annotated[Principal, allow(Scope.ROLLOUTS_WRITE)]
 KeyOwner = Annotated[Principal, allow(Scope.KEYS)]
 Auditor = Annotated[Principal, allow(Scope.AUDIT_READ)]
+AgentsReader = Annotated[Principal, allow(Scope.AGENTS_READ)]
+AgentsWriter = Annotated[Principal, allow(Scope.AGENTS_WRITE)]

@@ -85,9 +85,7 @@ async def _infer(
     deployment, backend, route = await _catalog(deps).resolve(principal, body["model"])
     labels = (deployment.spec.name, deployment.spec.version)
     done = _recorder(deps, route.tenant_id, labels) if route.rollout_id else None
-    body["model"] = (
-        deployment.spec.name if not deployment.spec.is_provider else deployment.spec.source
-    )
+    body["model"] = deployment.backend_model
     streaming = bool(body.get("stream"))
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     if streaming:

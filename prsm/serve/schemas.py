@@ -31,7 +31,9 @@ class TaskCreate(BaseModel):
     dependencies: list[UUID] = Field(
         default_factory=list, max_length=100, description="Tasks that must succeed first"
     )
-    strategy: CoordinationStrategy = CoordinationStrategy.PARALLEL
+    strategy: CoordinationStrategy | None = Field(
+        default=None, description="Coordination strategy; the task type's default if left out"
+    )
 
 
 class TaskBatchCreate(BaseModel):
@@ -60,6 +62,7 @@ class TaskOut(BaseModel):
     updated_at: datetime | None = None
     result_ref: str | None = None
     error: str | None = None
+    result: Any = Field(default=None, description="The result, once the task has finished")
 
 
 class TaskBatchOut(BaseModel):

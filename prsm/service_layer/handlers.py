@@ -11,8 +11,9 @@ from prsm.domain import commands as cmds
 from prsm.domain import events as ev
 from prsm.domain.errors import ConcurrencyError, IdempotencyConflict, InvalidRequest, NotFound
 from prsm.domain.identity import Principal, can_see_task
+from prsm.domain.task_types import plan
 from prsm.domain.tasks import Task, request_hash
-from prsm.service_layer import models, rollouts
+from prsm.service_layer import agents, models, rollouts
 from prsm.service_layer.ports import Clock, EventStore, StreamWrite
 
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c1e7a-3f0e-4c43-9d8e-5b2d7c1a9e10")
@@ -69,13 +70,14 @@ def _write(task: Task, cmd: cmds.Command, ctx: Context) -> StreamWrite:
 
 
 def _new_task(spec: cmds.TaskSpec, principal: Principal, ctx: Context) -> Task:
+    strategy = plan(spec.task_type, spec.params, spec.strategy).strategy
     payload = {
         "task_type": spec.task_type,
         "params": spec.params,
         "priority": spec.priority,
         "resources": [spec.resources.cpu, spec.resources.gpu, spec.resources.memory_mb],
         "dependencies": list(spec.dependencies),
-        "strategy": spec.strategy.value,
+        "strategy": strategy.value,
     }
     return Task.submit(
         ev.TaskSubmitted(
@@ -89,7 +91,7 @@ def _new_task(spec: cmds.TaskSpec, principal: Principal, ctx: Context) -> Task:
             gpu=spec.resources.gpu,
             memory_mb=spec.resources.memory_mb,
             dependencies=spec.dependencies,
-            strategy=spec.strategy.value,
+            strategy=strategy.value,
             submitted_at=ctx.clock(),
             request_hash=request_hash(payload),
         )
@@ -104,6 +106,11 @@ async def load_task(store: EventStore, task_id: str) -> Task:
 
 
 async def submit_tasks(cmd: cmds.SubmitTasks, ctx: Context) -> list[Submission]:
+    """Check every definition (type, parameters, skills, and that some registered agent has
+    each capability they need), then append all tasks in one transaction."""
+    wanted = frozenset().union(*(plan(s.task_type, s.params, s.strategy).capabilities
+                                 for s in cmd.specs))  # fmt: skip
+    await agents.check_capabilities(ctx.store, wanted)
     tasks = [_new_task(spec, cmd.principal, ctx) for spec in cmd.specs]
     keys = [s.idempotency_key for s in cmd.specs if s.idempotency_key is not None]
     if len(keys) != len(set(keys)):

@@ -34,6 +34,7 @@ class TaskView:
     updated_at: datetime
     result_ref: str | None = None
     error: str | None = None
+    result: Any = None
 
 
 @dataclass(frozen=True)

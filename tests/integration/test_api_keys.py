@@ -16,6 +16,7 @@ from prsm.serve.app import create_app
 from prsm.serve.deps import GatewayDeps
 from prsm.service_layer.messagebus import MessageBus
 from tests.integration.test_gateway_api import ADMIN, ALICE, CODEC, EVE, auth
+from tests.support import DEMO_TASK, register_agent
 
 
 def gateway(store: Any) -> httpx.AsyncClient:
@@ -31,6 +32,7 @@ def gateway(store: Any) -> httpx.AsyncClient:
 
 @pytest.fixture
 async def replicas(store: Any) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    await register_agent(store)
     async with gateway(store) as one, gateway(store) as two:
         yield one, two
 
@@ -51,7 +53,7 @@ async def test_a_scoped_key_works_within_its_scopes_and_is_revoked_everywhere_at
 
     key = auth(raw)
     assert (await two.get("/v1/tasks", headers=key)).status_code == 200
-    refused = await two.post("/v1/tasks", json={"type": "demo"}, headers=key)
+    refused = await two.post("/v1/tasks", json=DEMO_TASK, headers=key)
     assert refused.status_code == 403 and "limited" in refused.json()["error"]["message"]
 
     listed = (await one.get("/v1/keys", headers=ALICE)).json()["keys"]

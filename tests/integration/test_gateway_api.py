@@ -17,6 +17,7 @@ from prsm.security.tokens import TokenCodec, VerifiedTokens
 from prsm.serve.app import create_app
 from prsm.serve.deps import GatewayDeps
 from prsm.service_layer.messagebus import MessageBus
+from tests.support import DEMO_TASK, register_agent
 
 CODEC = TokenCodec(b"test-secret-test-secret-test-secret", issuer="prsm", audience="prsm")
 MAX_BODY = 64 * 1024
@@ -39,6 +40,7 @@ ADMIN = auth(token("root", roles=("admin",)))
 
 @pytest.fixture
 async def api(store: Any) -> AsyncIterator[httpx.AsyncClient]:
+    await register_agent(store)
     deps = GatewayDeps(
         bus=MessageBus(store, store, utc_now, source="gateway"),
         store=store,
@@ -60,7 +62,7 @@ def assert_error(response: httpx.Response, status: int, code: str) -> None:
 
 
 async def submit(api: httpx.AsyncClient, headers: dict[str, str], **body: Any) -> Any:
-    response = await api.post("/v1/tasks", json={"type": "demo", **body}, headers=headers)
+    response = await api.post("/v1/tasks", json={**DEMO_TASK, **body}, headers=headers)
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -102,12 +104,13 @@ async def test_whoami_names_the_principal(api: httpx.AsyncClient) -> None:
 
 
 async def test_submit_get_list_cancel(api: httpx.AsyncClient) -> None:
-    task = await submit(api, ALICE, params={"items": [1, 2]}, priority=5)
+    params = {"skill": "math.square", "items": [1, 2]}
+    task = await submit(api, ALICE, params=params, priority=5)
     assert task["status"] == "QUEUED"
     assert (task["user_id"], task["tenant_id"], task["priority"]) == ("alice", "acme", 5)
 
     got = (await api.get(f"/v1/tasks/{task['id']}", headers=ALICE)).json()
-    assert got["status"] == "QUEUED" and got["params"] == {"items": [1, 2]}
+    assert got["status"] == "QUEUED" and got["params"] == params
 
     listed = (await api.get("/v1/tasks", headers=ALICE)).json()
     assert [t["id"] for t in listed["tasks"]] == [task["id"]]
@@ -121,13 +124,14 @@ async def test_submit_get_list_cancel(api: httpx.AsyncClient) -> None:
 
 
 async def test_batch_submission_is_atomic_and_returns_every_task(api: httpx.AsyncClient) -> None:
-    body = {"tasks": [{"type": "demo", "params": {"i": i}} for i in range(3)]}
+    body = {"tasks": [{"type": "map", "params": {"skill": "math.square", "items": [i]}}
+                      for i in range(3)]}  # fmt: skip
     response = await api.post("/v1/tasks", json=body, headers=ALICE)
     assert response.status_code == 201
     tasks = response.json()["tasks"]
-    assert [t["params"]["i"] for t in tasks] == [0, 1, 2]
+    assert [t["params"]["items"] for t in tasks] == [[0], [1], [2]]
     assert {t["status"] for t in tasks} == {"QUEUED"}
-    bad = {"tasks": [{"type": "demo"}, {"type": "Not A Type"}]}
+    bad = {"tasks": [DEMO_TASK, {"type": "Not A Type"}]}
     assert_error(await api.post("/v1/tasks", json=bad, headers=ALICE), 422, "invalid_request")
     listed = (await api.get("/v1/tasks", headers=ALICE)).json()["tasks"]
     assert len(listed) == 3  # the invalid batch wrote nothing
@@ -135,24 +139,22 @@ async def test_batch_submission_is_atomic_and_returns_every_task(api: httpx.Asyn
 
 async def test_the_same_idempotency_key_twice_yields_one_task(api: httpx.AsyncClient) -> None:
     headers = {**ALICE, "Idempotency-Key": "run-42"}
-    first = await api.post("/v1/tasks", json={"type": "demo"}, headers=headers)
-    second = await api.post("/v1/tasks", json={"type": "demo"}, headers=headers)
+    first = await api.post("/v1/tasks", json=DEMO_TASK, headers=headers)
+    second = await api.post("/v1/tasks", json=DEMO_TASK, headers=headers)
     assert (first.status_code, second.status_code) == (201, 200)
     assert first.json()["id"] == second.json()["id"]
     assert len((await api.get("/v1/tasks", headers=ALICE)).json()["tasks"]) == 1
 
-    other = await api.post("/v1/tasks", json={"type": "other"}, headers=headers)
+    other = await api.post("/v1/tasks", json={**DEMO_TASK, "priority": 3}, headers=headers)
     assert_error(other, 409, "idempotency_conflict")
     # Keys are per user: Bob's "run-42" is his own task.
-    bob = await api.post(
-        "/v1/tasks", json={"type": "demo"}, headers={**BOB, "Idempotency-Key": "run-42"}
-    )
+    bob = await api.post("/v1/tasks", json=DEMO_TASK, headers={**BOB, "Idempotency-Key": "run-42"})
     assert bob.status_code == 201 and bob.json()["id"] != first.json()["id"]
 
 
 async def test_batch_replay_with_an_idempotency_key(api: httpx.AsyncClient) -> None:
     headers = {**ALICE, "Idempotency-Key": "batch-1"}
-    body = {"tasks": [{"type": "demo"}, {"type": "demo", "priority": 1}]}
+    body = {"tasks": [DEMO_TASK, {**DEMO_TASK, "priority": 1}]}
     first = await api.post("/v1/tasks", json=body, headers=headers)
     second = await api.post("/v1/tasks", json=body, headers=headers)
     assert (first.status_code, second.status_code) == (201, 200)
@@ -172,7 +174,7 @@ async def test_tasks_of_other_tenants_and_users_are_invisible(api: httpx.AsyncCl
 
 
 async def test_paging_newest_first(api: httpx.AsyncClient) -> None:
-    ids = [(await submit(api, ALICE, params={"i": i}))["id"] for i in range(5)]
+    ids = [(await submit(api, ALICE, priority=i))["id"] for i in range(5)]
     seen, cursor = [], None
     while True:
         params: dict[str, Any] = {"limit": 2} | ({"cursor": cursor} if cursor else {})
@@ -194,11 +196,21 @@ async def test_paging_newest_first(api: httpx.AsyncClient) -> None:
     "body",
     [
         {"type": "Has Spaces"},
-        {"type": "demo", "surprise": 1},
-        {"type": "demo", "priority": 1000},
-        {"type": "demo", "resources": {"cpu": -1}},
-        {"type": "demo", "dependencies": ["not-a-uuid"]},
-        {"type": "demo", "params": [1, 2]},
+        {**DEMO_TASK, "surprise": 1},
+        {**DEMO_TASK, "priority": 1000},
+        {**DEMO_TASK, "resources": {"cpu": -1}},
+        {**DEMO_TASK, "dependencies": ["not-a-uuid"]},
+        {**DEMO_TASK, "params": [1, 2]},
+        {"type": "no_such_type"},
+        {"type": "map", "params": {"skill": "no.such_skill", "items": [1]}},
+        {"type": "map", "params": {"skill": "math.square", "items": ["not a number"]}},
+        {"type": "map", "params": {"skill": "math.square", "items": []}},
+        {"type": "map_reduce", "params": {"skill": "math.square", "items": [1], "reduce": "x"}},
+        {**DEMO_TASK, "strategy": "PIPELINE"},
+        {"type": "pipeline", "params": {"stages": [], "items": ["a"]}},
+        {"type": "sweep", "params": {"skill": "sim.logistic", "parameter_sets": [{"r": -1}]}},
+        {"type": "sweep", "params": {"skill": "math.square", "grid": {"r": [1]}}},
+        {"type": "prompt", "params": {"model": "m", "prompts": []}},
         {"tasks": []},
         [],
         "text",
@@ -206,6 +218,22 @@ async def test_paging_newest_first(api: httpx.AsyncClient) -> None:
 )
 async def test_invalid_bodies_get_422(api: httpx.AsyncClient, body: Any) -> None:
     assert_error(await api.post("/v1/tasks", json=body, headers=ALICE), 422, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {**DEMO_TASK, "params": {**DEMO_TASK["params"], "requires": ["gpu"]}},
+        {"type": "prompt", "params": {"model": "prsm-tiny", "prompts": ["hi"]}},  # no llm agent
+    ],
+)
+async def test_work_no_registered_agent_can_do_is_refused_at_submit(
+    api: httpx.AsyncClient, body: Any
+) -> None:
+    response = await api.post("/v1/tasks", json=body, headers=ALICE)
+    assert_error(response, 422, "capability_mismatch")
+    assert "no registered agent has" in response.json()["error"]["message"]
+    assert (await api.get("/v1/tasks", headers=ALICE)).json()["tasks"] == []
 
 
 async def test_malformed_json_gets_422(api: httpx.AsyncClient) -> None:
@@ -216,7 +244,7 @@ async def test_malformed_json_gets_422(api: httpx.AsyncClient) -> None:
 
 
 async def test_oversized_bodies_get_413(api: httpx.AsyncClient) -> None:
-    big = json.dumps({"type": "demo", "params": {"x": "a" * MAX_BODY}}).encode()
+    big = json.dumps({**DEMO_TASK, "params": {"x": "a" * MAX_BODY}}).encode()
     declared = await api.post(
         "/v1/tasks", content=big, headers={**ALICE, "Content-Type": "application/json"}
     )

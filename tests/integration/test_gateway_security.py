@@ -22,6 +22,7 @@ from prsm.serve.app import create_app
 from prsm.serve.deps import GatewayDeps
 from prsm.service_layer.messagebus import MessageBus
 from tests.integration.test_gateway_api import ADMIN, ALICE, EVE, auth, token
+from tests.support import DEMO_TASK, register_agent
 from tests.unit.test_tokens import rsa_pair
 
 SECRET = b"test-secret-test-secret-test-secret"
@@ -43,6 +44,7 @@ def hs(**overrides: object) -> str:
 
 @pytest.fixture
 async def gw(store: Any, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, GatewayDeps]]:
+    await register_agent(store)
     (tmp_path / "idp.pem").write_text(PUBLIC)
     codec = TokenCodec(SECRET, "prsm", "prsm", PublicKeys(tmp_path / "idp.pem", jwks=False))
     deps = GatewayDeps(
@@ -103,7 +105,7 @@ async def test_the_auth_matrix_refuses_and_audits_each_case(
     reason: str,
 ) -> None:
     http, _ = gw
-    response = await http.post("/v1/tasks", json={"type": "demo"}, headers=headers)
+    response = await http.post("/v1/tasks", json=DEMO_TASK, headers=headers)
     assert response.status_code == status, response.text
     assert reason in response.json()["error"]["message"]
     audit = await http.get("/v1/audit", params={"allowed": "false"}, headers=ADMIN)
@@ -129,7 +131,7 @@ async def test_allowed_requests_are_audited_and_only_admins_read_the_log(
     gw: tuple[httpx.AsyncClient, GatewayDeps],
 ) -> None:
     http, _ = gw
-    submitted = await http.post("/v1/tasks", json={"type": "demo"}, headers=ALICE)
+    submitted = await http.post("/v1/tasks", json=DEMO_TASK, headers=ALICE)
     assert submitted.status_code == 201
     refused = await http.get("/v1/audit", headers=ALICE)
     assert refused.status_code == 403
@@ -149,7 +151,7 @@ async def test_cross_tenant_read_list_cancel_and_undeploy_are_refused_as_not_fou
     gw: tuple[httpx.AsyncClient, GatewayDeps],
 ) -> None:
     http, _ = gw
-    task = (await http.post("/v1/tasks", json={"type": "demo"}, headers=ALICE)).json()
+    task = (await http.post("/v1/tasks", json=DEMO_TASK, headers=ALICE)).json()
     assert (await http.get(f"/v1/tasks/{task['id']}", headers=EVE)).status_code == 404
     assert (await http.delete(f"/v1/tasks/{task['id']}", headers=EVE)).status_code == 404
     assert (await http.get("/v1/tasks", headers=EVE)).json()["tasks"] == []

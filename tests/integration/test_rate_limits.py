@@ -32,6 +32,7 @@ from prsm.serve.app import create_app
 from prsm.serve.deps import GatewayDeps
 from prsm.service_layer.messagebus import MessageBus
 from tests.integration.test_gateway_api import ADMIN, ALICE, BOB, CODEC
+from tests.support import DEMO_TASK, register_agent
 
 REDIS_URL = os.environ.get("PRSM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ALICE_P = Principal("alice", "acme", frozenset({"user"}))
@@ -112,6 +113,7 @@ async def test_redis_unreachable_fails_open_or_closed_as_configured() -> None:
 
 @pytest.fixture
 async def limited(store: Any) -> AsyncIterator[httpx.AsyncClient]:
+    await register_agent(store)
     buckets = RedisBuckets(REDIS_URL, prefix=f"test-{uuid.uuid4().hex}:")
     deps = GatewayDeps(
         bus=MessageBus(store, store, utc_now, source="gateway"),
@@ -130,11 +132,11 @@ async def test_the_gateway_answers_429_with_retry_after_per_principal(
     limited: httpx.AsyncClient,
 ) -> None:
     for _ in range(2):
-        assert (await limited.post("/v1/tasks", json={"type": "demo"}, headers=ALICE)).is_success
-    refused = await limited.post("/v1/tasks", json={"type": "demo"}, headers=ALICE)
+        assert (await limited.post("/v1/tasks", json=DEMO_TASK, headers=ALICE)).is_success
+    refused = await limited.post("/v1/tasks", json=DEMO_TASK, headers=ALICE)
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
     assert int(refused.headers["Retry-After"]) >= 1
-    assert (await limited.post("/v1/tasks", json={"type": "demo"}, headers=BOB)).is_success
+    assert (await limited.post("/v1/tasks", json=DEMO_TASK, headers=BOB)).is_success
     assert (await limited.get("/v1/tasks", headers=ALICE)).status_code == 200  # reads: no limit
     audit = (await limited.get("/v1/audit", params={"allowed": "false"}, headers=ADMIN)).json()
     [entry] = [e for e in audit["entries"]

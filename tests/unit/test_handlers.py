@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,7 @@ from prsm.service_layer import queries
 from prsm.service_layer.handlers import Submission, task_stream
 from prsm.service_layer.messagebus import MessageBus
 from prsm.service_layer.ports import StreamWrite
+from tests.support import register_agent
 from tests.unit.fakes import FakeStore
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -32,8 +34,21 @@ EVE = Principal("eve", "evil", frozenset({"admin"}))
 
 
 @pytest.fixture
-def store() -> FakeStore:
-    return FakeStore()
+async def store() -> FakeStore:
+    fake = FakeStore()
+    await register_agent(fake)
+    return fake
+
+
+def task_log(store: FakeStore) -> list[ev.RecordedEvent]:
+    return [r for r in store.log if r.stream_id.startswith("task-")]
+
+
+def spec(**fields: Any) -> cmds.TaskSpec:
+    """A valid ``map`` task; ``fields`` override."""
+    return cmds.TaskSpec(
+        **{"task_type": "map", "params": {"skill": "math.square", "items": [1]}, **fields}
+    )
 
 
 @pytest.fixture
@@ -45,7 +60,7 @@ def submit(principal: Principal, *specs: cmds.TaskSpec) -> cmds.SubmitTasks:
     return cmds.SubmitTasks(
         correlation_id="corr-1",
         principal=principal,
-        specs=specs or (cmds.TaskSpec(task_type="demo"),),
+        specs=specs or (spec(),),
     )
 
 
@@ -65,36 +80,34 @@ async def test_submitting_stores_events_with_metadata_and_updates_the_views(
 
 
 async def test_an_idempotency_key_yields_one_task(bus: MessageBus, store: FakeStore) -> None:
-    spec = cmds.TaskSpec(task_type="demo", params={"x": 1}, idempotency_key="k1")
-    [first] = await bus.handle(submit(ALICE, spec))
-    [again] = await bus.handle(submit(ALICE, spec))
+    keyed = spec(idempotency_key="k1")
+    [first] = await bus.handle(submit(ALICE, keyed))
+    [again] = await bus.handle(submit(ALICE, keyed))
     assert first.created and not again.created
     assert first.task.task_id == again.task.task_id
-    assert len(store.log) == 2
-    [bobs] = await bus.handle(submit(BOB, spec))  # keys are per user
+    assert len(task_log(store)) == 2
+    [bobs] = await bus.handle(submit(BOB, keyed))  # keys are per user
     assert bobs.created and bobs.task.task_id != first.task.task_id
 
 
 async def test_a_key_reused_for_another_request_conflicts(bus: MessageBus) -> None:
-    await bus.handle(submit(ALICE, cmds.TaskSpec(task_type="demo", idempotency_key="k1")))
+    await bus.handle(submit(ALICE, spec(idempotency_key="k1")))
     with pytest.raises(IdempotencyConflict):
-        await bus.handle(submit(ALICE, cmds.TaskSpec(task_type="other", idempotency_key="k1")))
+        await bus.handle(submit(ALICE, spec(idempotency_key="k1", priority=2)))
 
 
 async def test_a_batch_with_one_replayed_task_submits_the_others(bus: MessageBus) -> None:
-    old = cmds.TaskSpec(task_type="demo", idempotency_key="a")
+    old = spec(idempotency_key="a")
     await bus.handle(submit(ALICE, old))
-    result: list[Submission] = await bus.handle(
-        submit(ALICE, old, cmds.TaskSpec(task_type="demo", idempotency_key="b"))
-    )
+    result: list[Submission] = await bus.handle(submit(ALICE, old, spec(idempotency_key="b")))
     assert [s.created for s in result] == [False, True]
 
 
 async def test_duplicate_keys_within_a_batch_are_refused(bus: MessageBus, store: FakeStore) -> None:
-    spec = cmds.TaskSpec(task_type="demo", idempotency_key="same")
+    same = spec(idempotency_key="same")
     with pytest.raises(InvalidRequest, match="unique"):
-        await bus.handle(submit(ALICE, spec, spec))
-    assert store.log == []
+        await bus.handle(submit(ALICE, same, same))
+    assert task_log(store) == []
 
 
 async def test_cancel_is_for_the_owner_and_the_tenant_admin(bus: MessageBus) -> None:
@@ -139,6 +152,7 @@ async def test_cancel_decides_again_when_the_task_moved_on(store: FakeStore) -> 
             return await super().append(writes)
 
     racing = RacingStore()
+    await register_agent(racing)
     bus = MessageBus(racing, racing, lambda: NOW, source="tests")
     [s] = await bus.handle(submit(ALICE))
     task = await bus.handle(

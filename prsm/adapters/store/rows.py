@@ -24,7 +24,7 @@ EVENT_COLUMNS = "position, stream_id, version, event_type, data, metadata"
 TASK_VIEW_COLUMNS = (
     "task_id", "seq", "tenant_id", "user_id", "task_type", "status", "priority", "progress",
     "strategy", "params", "dependencies", "cpu", "gpu", "memory_mb", "submitted_at",
-    "updated_at", "result_ref", "error",
+    "updated_at", "result_ref", "error", "result",
 )  # fmt: skip
 
 
@@ -46,6 +46,7 @@ def task_view_values(view: TaskView, when: Callable[[datetime], Any]) -> tuple[A
         json.dumps(view.params), json.dumps(list(view.dependencies)), view.resources.cpu,
         view.resources.gpu, view.resources.memory_mb, when(view.submitted_at),
         when(view.updated_at), view.result_ref, view.error,
+        None if view.result is None else json.dumps(view.result),
     )  # fmt: skip
 
 
@@ -67,4 +68,5 @@ def task_view(row: Row, when: Callable[[Any], datetime]) -> TaskView:
         updated_at=when(row["updated_at"]),
         result_ref=row["result_ref"],
         error=row["error"],
+        result=None if row["result"] is None else json.loads(row["result"]),
     )

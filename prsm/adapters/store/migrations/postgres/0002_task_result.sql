@@ -1,0 +1,1 @@
+ALTER TABLE task_view ADD COLUMN result JSONB;

@@ -1,0 +1,59 @@
+"""The one place that turns plain classes into Ray actors, with their lifetime and restart
+options. Everything else calls these two functions.
+
+- ``singleton``: a named, detached actor that Ray restarts whenever it dies (the model
+  controller, the rollout stats, the orchestrator); a second call gets the running one.
+- ``agent``: a named, detached agent actor with its agent type's resources, not restarted
+  (a dead agent is replaced by a new one, under a new id, by the orchestrator).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+NAMESPACE = "prsm"
+
+
+def singleton(cls: type, name: str, *args: Any, **options: Any) -> Any:
+    actor_cls: Any = ray.remote(cls)
+    opts: dict[str, Any] = {"num_cpus": 0, **options}
+    return actor_cls.options(
+        name=name,
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        max_restarts=-1,
+        **opts,
+    ).remote(*args)
+
+
+def agent(cls: type, name: str, num_cpus: float, num_gpus: float, memory_gb: float,
+          concurrency: int, *args: Any) -> Any:  # fmt: skip
+    actor_cls: Any = ray.remote(cls)
+    return actor_cls.options(
+        name=name,
+        namespace=NAMESPACE,
+        lifetime="detached",
+        max_restarts=0,
+        max_concurrency=concurrency,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        memory=int(memory_gb * 2**30) or None,
+    ).remote(*args)
+
+
+def lookup(name: str) -> Any | None:
+    """A named actor's handle, or ``None`` if there is none."""
+    try:
+        return ray.get_actor(name, namespace=NAMESPACE)
+    except ValueError:
+        return None
+
+
+def kill(name: str) -> None:
+    """Kill a named actor for good, if it exists."""
+    handle = lookup(name)
+    if handle is not None:
+        ray.kill(handle, no_restart=True)
