@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from prsm import bootstrap
@@ -22,7 +23,7 @@ from prsm.cli_rollouts import rollout_app
 from prsm.client import PrsmAPIError, PrsmClient
 from prsm.config import Settings
 from prsm.domain.models import ModelStatus
-from prsm.domain.tasks import TaskStatus
+from prsm.domain.tasks import CoordinationStrategy, TaskStatus
 from prsm.serve.schemas import Resources, TaskOut
 
 app = typer.Typer(help="PRSM: AI work for scientific computing on Ray.", no_args_is_help=True)
@@ -172,17 +173,24 @@ def submit(
     gpu: Annotated[float, typer.Option(help="GPUs.")] = 0.0,
     memory_mb: Annotated[int, typer.Option(help="Memory in MiB.")] = 0,
     idempotency_key: Annotated[str | None, typer.Option(help="Makes retries safe.")] = None,
+    strategy: Annotated[
+        CoordinationStrategy | None, typer.Option(help="Default: the task type's own.")
+    ] = None,
+    depends_on: Annotated[
+        list[str] | None, typer.Option("--depends-on", help="A task that must succeed first.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Submit a task."""
+    """Submit a task: map, map_reduce, pipeline, sweep or prompt (see the README)."""
     try:
         parsed: Any = json.loads(params)
     except json.JSONDecodeError as exc:
         raise typer.BadParameter(f"--params is not JSON: {exc}") from None
     resources = Resources(cpu=cpu, gpu=gpu, memory_mb=memory_mb)
     task = _client(Settings()).submit(
-        task_type, parsed, priority=priority, resources=resources, idempotency_key=idempotency_key
-    )
+        task_type, parsed, priority=priority, resources=resources, strategy=strategy,
+        dependencies=depends_on, idempotency_key=idempotency_key,
+    )  # fmt: skip
     _show([task], as_json)
 
 
@@ -206,10 +214,54 @@ def get_task(task_id: str, as_json: JsonFlag = False) -> None:
     _show([_client(Settings()).get(task_id)], as_json)
 
 
+@tasks_app.command("watch")
+def watch_task(
+    task_id: str,
+    interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 0.5,
+    as_json: JsonFlag = False,
+) -> None:
+    """Follow a task with a live progress bar until it ends; then print it with its result."""
+    client = _client(Settings())
+    task = client.get(task_id)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=err,
+    ) as bar:  # fmt: skip
+        line = bar.add_task(f"{task.type} {task.id[:8]}", total=100, status=task.status.value)
+        while True:
+            bar.update(line, completed=task.progress, status=task.status.value)
+            if task.status.is_terminal:
+                break
+            time.sleep(interval)
+            task = client.get(task_id)
+    _show([task], as_json)
+    if not as_json:
+        if task.error:
+            err.print(f"[red]{task.status.value}[/] {task.error}")
+        if task.result is not None:
+            console.print_json(json.dumps(task.result))
+    if task.status is not TaskStatus.SUCCEEDED:
+        raise typer.Exit(1)
+
+
 @tasks_app.command("cancel")
 def cancel_task(task_id: str, as_json: JsonFlag = False) -> None:
     """Cancel a task that has not finished."""
     _show([_client(Settings()).cancel(task_id)], as_json)
+
+
+@app.command()
+def agents(as_json: JsonFlag = False) -> None:
+    """The orchestrator's agents, with their status and load."""
+    rows = _client(Settings()).agents()
+    if as_json:
+        console.print_json(json.dumps([a.model_dump(mode="json") for a in rows]))
+        return
+    table = Table("id", "type", "status", "load", "running", "done", "capabilities")
+    for a in rows:
+        table.add_row(a.id, a.type, a.status, f"{a.load:.0%}", str(a.running), str(a.done),
+                      ", ".join(a.capabilities))  # fmt: skip
+    console.print(table)
 
 
 def main() -> None:

@@ -13,9 +13,10 @@ from typing import Any, Generic, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from prsm.domain.tasks import TaskStatus
+from prsm.domain.tasks import CoordinationStrategy, TaskStatus
 from prsm.serve.model_schemas import DeploymentCreate, DeploymentList, DeploymentOut, ModelList
 from prsm.serve.rollout_schemas import RolloutCreate, RolloutList, RolloutOut
+from prsm.serve.routes_agents import AgentList, AgentOut
 from prsm.serve.routes_keys import KeyCreate, KeyCreated, KeyList, KeyOut
 from prsm.serve.schemas import (
     Resources,
@@ -75,6 +76,7 @@ class _Calls:
         priority: int = 0,
         resources: Resources | None = None,
         dependencies: list[str] | None = None,
+        strategy: CoordinationStrategy | None = None,
         idempotency_key: str | None = None,
     ) -> _Call[TaskOut]:
         body = TaskCreate.model_validate(
@@ -84,6 +86,7 @@ class _Calls:
                 "priority": priority,
                 "resources": (resources or Resources()).model_dump(),
                 "dependencies": dependencies or [],
+                "strategy": strategy,
             }
         )
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
@@ -235,6 +238,12 @@ class PrsmClient(_Calls):
     def revoke_key(self, key_id: str) -> KeyOut:
         return self._run(_Call("DELETE", f"/v1/keys/{key_id}", KeyOut))
 
+    def agents(self) -> list[AgentOut]:
+        return self._run(_Call("GET", "/v1/agents", AgentList)).agents
+
+    def drain_agent(self, agent_id: str) -> AgentOut:
+        return self._run(_Call("POST", f"/v1/agents/{agent_id}/drain", AgentList)).agents[0]
+
     def close(self) -> None:
         self._http.close()
 
@@ -325,6 +334,12 @@ class AsyncPrsmClient(_Calls):
 
     async def revoke_key(self, key_id: str) -> KeyOut:
         return await self._run(_Call("DELETE", f"/v1/keys/{key_id}", KeyOut))
+
+    async def agents(self) -> list[AgentOut]:
+        return (await self._run(_Call("GET", "/v1/agents", AgentList))).agents
+
+    async def drain_agent(self, agent_id: str) -> AgentOut:
+        return (await self._run(_Call("POST", f"/v1/agents/{agent_id}/drain", AgentList))).agents[0]
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -195,7 +195,9 @@ def _prompt_item(model: object, prompt: object, max_tokens: object) -> dict[str,
 
 
 def _is_number(x: object) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+    if isinstance(x, bool):
+        return False
+    return isinstance(x, int) or (isinstance(x, float) and math.isfinite(x))
 
 
 def _check_input(first: Skill, item: Any) -> None:

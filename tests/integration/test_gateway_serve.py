@@ -8,6 +8,7 @@ import datetime
 import ipaddress
 import logging
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +19,9 @@ from ray import serve
 
 from prsm import bootstrap
 from prsm.config import Settings
+from prsm.runtime import orchestrator
 from prsm.serve.deployment import gateway_app
-from tests.support import free_port
+from tests.support import DEMO_TASK, free_port
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -71,14 +73,17 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Set
         tls_certfile=str(certfile),
         tls_keyfile=str(keyfile),
     )
+    settings = settings.model_copy(update={"agents": {"compute": 1}})
     ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level=logging.ERROR)
     try:
+        bootstrap.start_orchestrator(settings)
         serve.start(http_options=bootstrap.http_options(settings))
         app = gateway_app(bootstrap.build_gateway, settings.for_replicas(), replicas=2)
         serve.run(app, name="prsm", route_prefix="/")
         assert settings.gateway_url.startswith("https://")
         yield settings.gateway_url, settings
     finally:
+        orchestrator.stop()
         serve.shutdown()
         ray.shutdown()
 
@@ -96,16 +101,29 @@ def test_two_replicas_serve_the_api_over_http(gateway: tuple[str, Settings]) -> 
 
         # Retries with one key land on either replica and still make one task.
         keyed = {"Idempotency-Key": "serve-1"}
-        ids = {
-            http.post("/v1/tasks", json={"type": "demo"}, headers=keyed).json()["id"]
-            for _ in range(6)
-        }
+        ids = {http.post("/v1/tasks", json=DEMO_TASK, headers=keyed).json()["id"] for _ in range(6)}
         assert len(ids) == 1
         task_id = ids.pop()
-        # Every replica reads what any replica wrote.
-        for _ in range(10):
-            assert http.get(f"/v1/tasks/{task_id}").json()["status"] == "QUEUED"
+        # Every replica reads what any replica wrote; the orchestrator's agent runs it.
+        deadline = time.monotonic() + 60
+        while (task := http.get(f"/v1/tasks/{task_id}").json())["status"] != "SUCCEEDED":
+            assert task["status"] in ("QUEUED", "SCHEDULED", "RUNNING"), task
+            assert time.monotonic() < deadline, task
+            time.sleep(0.1)
+        assert task["result"] == {"outputs": [1, 4, 9]} and task["progress"] == 100.0
         assert [t["id"] for t in http.get("/v1/tasks").json()["tasks"]] == [task_id]
+
+        [agent] = http.get("/v1/agents").json()["agents"]  # an admin sees where it runs
+        assert agent["type"] == "compute" and agent["status"] in ("AVAILABLE", "BUSY")
+        assert agent["node_id"] == ray.get_runtime_context().get_node_id()
+        viewer_token = bootstrap.issue_token(settings, "v", "lab", frozenset({"viewer"}))
+        viewer = {"Authorization": f"Bearer {viewer_token}"}
+        [seen] = http.get("/v1/agents", headers=viewer).json()["agents"]
+        assert seen["id"] == agent["id"] and seen["node_id"] is None
+        assert http.post(f"/v1/agents/{agent['id']}/drain", headers=viewer).status_code == 403
+        bad = http.post("/v1/tasks", json={**DEMO_TASK, "params": {"skill": "llm.complete",
+                                                                   "items": [1]}})  # fmt: skip
+        assert bad.status_code == 422
 
         missing = http.get("/v1/tasks/00000000-0000-0000-0000-000000000000")
         assert missing.status_code == 404
@@ -130,7 +148,7 @@ async def test_a_replica_killed_under_load_loses_no_accepted_task(
         while True:  # a client that retries with its key until the gateway answers
             try:
                 response = await http.post(
-                    "/v1/tasks", json={"type": "demo"}, headers={"Idempotency-Key": key}
+                    "/v1/tasks", json=DEMO_TASK, headers={"Idempotency-Key": key}
                 )
                 if response.status_code in (200, 201):
                     accepted[key] = response.json()["id"]
