@@ -12,7 +12,8 @@ HTTP statuses in one table (``prsm.serve.errors``).
     │   ├── IllegalTransition     a task status change the machine refuses  (illegal_transition)
     │   ├── IdempotencyConflict   a key reused with a different request     (idempotency_conflict)
     │   ├── ConcurrencyError      a stream moved past the expected version  (concurrency_conflict)
-    │   └── AgentUnavailable      the agent is busy, draining or offline    (agent_unavailable)
+    │   ├── AgentUnavailable      the agent is busy, draining or offline    (agent_unavailable)
+    │   └── InsufficientResources the cluster cannot hold the request now  (insufficient_resources)
     ├── AuthenticationError       no or invalid credentials                 (unauthenticated)
     ├── PermissionDenied          authenticated, but not allowed            (forbidden)
     ├── StoreUnavailable          the event store cannot be reached         (store_unavailable)
@@ -93,6 +94,13 @@ class AuthenticationError(PrsmError):
 
 class PermissionDenied(PrsmError):
     code = "forbidden"
+
+
+class InsufficientResources(Conflict):
+    """No placement fits the request on the nodes there are; the message says what is
+    missing and what the caller can change."""
+
+    code = "insufficient_resources"
 
 
 class StoreUnavailable(PrsmError):

@@ -1,6 +1,8 @@
 """The platform as a user meets it: `prsm up` (which serves the tiny test model), the model
-through the `openai` client, tasks through the SDK and the CLI, `prsm down`, `prsm up`
-again — every task still there, the model serving again."""
+through the `openai` client, tasks of each kind through the SDK and the CLI (one whose agents
+ask the model, a sweep whose outliers the model summarises), `prsm down` with a task still
+running, `prsm up` again — every task still there, the unfinished one finished, the model
+serving again."""
 
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
         "PRSM_RAY_PORT": str(free_port()),
         "PRSM_DASHBOARD_PORT": str(free_port()),
         "PRSM_RAY_NUM_CPUS": "4",
+        "PRSM_AGENTS": '{"compute": 1, "simulation": 1, "llm": 1}',
     }
     env.pop("PRSM_TOKEN", None)
     yield env
@@ -81,18 +84,36 @@ async def test_tasks_and_models_survive_down_and_up(env: dict[str, str]) -> None
     assert "tensor_parallel" in refused.stderr and "Traceback" not in refused.stderr
 
     client = PrsmClient(url, token)
-    first = client.submit("demo", {"n": 1})
-    keyed = client.submit("demo", {"n": 2}, idempotency_key="nightly")
-    assert client.submit("demo", {"n": 2}, idempotency_key="nightly").id == keyed.id
+    first = client.submit("map", {"skill": "math.primes_below", "items": [5_000_000] * 400})
     assert client.cancel(first.id).status == "CANCELLED"
-    from_cli = json.loads(prsm(env, "submit", "sweep", "--params", '{"points": 3}', "--json"))
+    squares = {"skill": "math.square", "items": [1, 2, 3], "reduce": "reduce.sum"}
+    keyed = client.submit("map_reduce", squares, idempotency_key="nightly")
+    assert client.submit("map_reduce", squares, idempotency_key="nightly").id == keyed.id
+
+    # The LLM skill: agents call the served model through the inference port.
+    prompts = '{"model": "prsm-tiny", "prompts": ["hello", "world"], "max_tokens": 4}'
+    [prompt] = json.loads(prsm(env, "submit", "prompt", "--params", prompts, "--json"))
+    [watched] = json.loads(prsm(env, "tasks", "watch", prompt["id"], "--json"))
+    assert watched["status"] == "SUCCEEDED" and watched["progress"] == 100.0
+    assert [type(o) for o in watched["result"]["outputs"]] == [str, str]
+    # A sweep of an ODE whose outliers a model summarises.
+    sweep = client.submit("sweep", {
+        "skill": "sim.logistic", "grid": {"r": [0.05, 1.0, 1.1, 1.2, 0.9, 1.05, 0.95, 1.15],
+                                          "K": [10.0, 12.0]},
+        "summarise_with": "prsm-tiny", "max_tokens": 8,
+    })  # fmt: skip
+    swept = json.loads(prsm(env, "tasks", "watch", sweep.id, "--json"))[0]["result"]
+    assert swept["count"] == 16 and {o["params"]["r"] for o in swept["outliers"]} == {0.05}
+    assert isinstance(swept["summary"], str)
+    assert client.get(keyed.id).result == {"value": 14, "count": 3}
+    agents = json.loads(prsm(env, "agents", "--json"))
+    assert {a["type"] for a in agents} == {"compute", "simulation", "llm"}
     listed = json.loads(prsm(env, "tasks", "list", "--json"))
     before = {t["id"]: t["status"] for t in listed}
     assert before == {
-        from_cli[0]["id"]: "QUEUED",
-        keyed.id: "QUEUED",
+        sweep.id: "SUCCEEDED", prompt["id"]: "SUCCEEDED", keyed.id: "SUCCEEDED",
         first.id: "CANCELLED",
-    }
+    }  # fmt: skip
 
     # Errors reach the user as the API's code, without a traceback.
     with pytest.raises(PrsmAPIError) as raised:
@@ -106,9 +127,9 @@ async def test_tasks_and_models_survive_down_and_up(env: dict[str, str]) -> None
     # API keys through the CLI: scoped, then revoked — refused from the next request on.
     key = json.loads(prsm(env, "keys", "create", "ci", "--scope", "tasks:read", "--json"))
     with_key = PrsmClient(url, key["key"])
-    assert len(with_key.list_tasks().tasks) == 3
+    assert len(with_key.list_tasks().tasks) == 4
     with pytest.raises(PrsmAPIError) as limited:
-        with_key.submit("demo")
+        with_key.submit("map_reduce", squares)
     assert limited.value.status == 403
     assert key["id"] in prsm(env, "keys", "list")
     prsm(env, "keys", "revoke", key["id"])
@@ -116,6 +137,9 @@ async def test_tasks_and_models_survive_down_and_up(env: dict[str, str]) -> None
         with_key.list_tasks()
     assert (revoked.value.status, revoked.value.code) == (401, "unauthenticated")
 
+    # A task still running when the platform stops resumes when it starts again.
+    unfinished = client.submit("map", {"skill": "math.primes_below", "items": [3_000_000] * 1000})
+    assert not client.get(unfinished.id).status.is_terminal
     assert "PRSM is down." in prsm(env, "down")
     async with httpx.AsyncClient(timeout=5) as http:
         with pytest.raises(httpx.ConnectError):
@@ -125,8 +149,11 @@ async def test_tasks_and_models_survive_down_and_up(env: dict[str, str]) -> None
     assert_the_test_model_answers(url, token)  # redeployed from the registry
     again = AsyncPrsmClient(url, token)
     try:
+        [resumed] = json.loads(prsm(env, "tasks", "watch", unfinished.id, "--json"))
+        assert resumed["status"] == "SUCCEEDED" and len(resumed["result"]["outputs"]) == 1000
+        assert set(resumed["result"]["outputs"]) == {216816}  # primes below 3,000,000
         page = await again.list_tasks()
-        assert {t.id: t.status.value for t in page.tasks} == before
+        assert {t.id: t.status.value for t in page.tasks if t.id != unfinished.id} == before
         assert (await again.get(first.id)).status == "CANCELLED"
     finally:
         await again.aclose()
