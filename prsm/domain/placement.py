@@ -142,7 +142,7 @@ class NodeIndex:
         )
 
     def _zone_cpu(self, zone: str) -> float:
-        return sum(n.cpu for n in self._zones.get(zone, ()))
+        return float(sum(n.cpu for n in self._zones.get(zone, ())))
 
     def _why(self, bundles: list[Bundle], strict: bool = False) -> str:
         alive = list(self._order)
