@@ -23,6 +23,12 @@ from tests.integration.test_gateway_api import ADMIN, CODEC
 EXAMPLES = 800
 
 
+def not_running(response: Any) -> bool:
+    """The one 5xx a valid request may get here: the runtime actors (orchestrator, scheduler)
+    do not run in this process, and their routes say so with a 503 of their own code."""
+    return response.status_code == 503 and '"orchestrator_unavailable"' in response.text
+
+
 def test_no_input_the_schema_admits_gets_a_5xx(tmp_path: Path) -> None:
     config = Settings(data_dir=tmp_path)
     store = asyncio.run(open_store(config))
@@ -47,7 +53,7 @@ def test_no_input_the_schema_admits_gets_a_5xx(tmp_path: Path) -> None:
     def fuzz(case: Any) -> None:
         response = case.call(headers=ADMIN)
         seen[response.status_code] = seen.get(response.status_code, 0) + 1
-        if response.status_code >= 500:
+        if response.status_code >= 500 and not not_running(response):
             server_errors.append(f"{case.method} {case.formatted_path}: {response.text[:300]}")
 
     try:
