@@ -139,29 +139,41 @@ async def build_gateway(raw_settings: dict[str, Any], in_ray: bool = True) -> Ga
         deps.record_call = rollout_stats.StatsRecorder().record
         deps.version_stats = rollout_stats.version_stats
         deps.agents = OrchestratorAgents()
+        deps.queue = SchedulerQueue()
     return deps
 
 
-class OrchestratorAgents:
-    """The orchestrator's agents, through its actor (looked up again after a failure)."""
+class _ActorPort:
+    """Calls to a named runtime actor, looked up again after a failure."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str, what: str) -> None:
+        self._name = name
+        self._what = what
         self._handle: Any = None
 
     async def _call(self, method: str, *args: Any) -> Any:
         from ray.exceptions import RayActorError
 
-        from prsm.runtime import orchestrator
+        from prsm.runtime import actors
 
         if self._handle is None:
-            self._handle = orchestrator.handle()
+            self._handle = actors.lookup(self._name)
         if self._handle is None:
-            raise OrchestratorUnavailable("the orchestrator is not running")
+            raise OrchestratorUnavailable(f"the {self._what} is not running")
         try:
             return await getattr(self._handle, method).remote(*args)
         except RayActorError as exc:
             self._handle = None
-            raise OrchestratorUnavailable("the orchestrator is restarting; retry") from exc
+            raise OrchestratorUnavailable(f"the {self._what} is restarting; retry") from exc
+
+
+class OrchestratorAgents(_ActorPort):
+    """The orchestrator's agents (``serve.deps.Agents``)."""
+
+    def __init__(self) -> None:
+        from prsm.runtime.orchestrator import NAME
+
+        super().__init__(NAME, "orchestrator")
 
     async def list(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = await self._call("agents")
@@ -169,6 +181,27 @@ class OrchestratorAgents:
 
     async def drain(self, agent_id: str) -> bool:
         return bool(await self._call("drain", agent_id))
+
+
+class SchedulerQueue(_ActorPort):
+    """The scheduler's queue and cluster view (``serve.deps.Queue``)."""
+
+    def __init__(self) -> None:
+        from prsm.runtime.scheduler import NAME
+
+        super().__init__(NAME, "scheduler")
+
+    async def where(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = await self._call("where", task_ids)
+        return found
+
+    async def estimate(self, tasks: list[tuple[int, str]]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = await self._call("estimate", tasks)
+        return out
+
+    async def cluster(self) -> dict[str, Any]:
+        view: dict[str, Any] = await self._call("cluster")
+        return view
 
 
 async def open_store_from(raw_settings: dict[str, Any]) -> Store:
@@ -194,9 +227,18 @@ async def agent_model_caller(raw_settings: dict[str, Any]) -> Complete:
     return complete
 
 
+def start_scheduler(settings: Settings) -> Any:
+    from prsm.runtime import scheduler
+
+    options = {"max_running": settings.tenant_max_running, "max_cpu": settings.tenant_max_cpu}
+    return scheduler.start(open_store_from, settings.for_replicas(), options)
+
+
 def start_orchestrator(settings: Settings) -> Any:
+    """The orchestrator, and the scheduler that hands it tasks."""
     from prsm.runtime import orchestrator
 
+    start_scheduler(settings)
     options = {"agents": settings.agents, "max_attempts": settings.task_max_attempts,
                "backoff_s": settings.task_retry_backoff_s}  # fmt: skip
     return orchestrator.start(open_store_from, agent_model_caller, settings.for_replicas(), options)
@@ -295,9 +337,10 @@ def deploy_gateway(settings: Settings) -> None:
 def shutdown_serve(settings: Settings) -> None:
     from ray import serve
 
-    from prsm.runtime import model_controller, orchestrator
+    from prsm.runtime import model_controller, orchestrator, scheduler
 
     cluster(settings).connect()
+    scheduler.stop()
     orchestrator.stop()
     model_controller.stop()
     serve.shutdown()  # type: ignore[no-untyped-call]

@@ -155,12 +155,18 @@ def _show(tasks: list[TaskOut], as_json: bool) -> None:
     if as_json:
         console.print_json(json.dumps([t.model_dump(mode="json") for t in tasks]))
         return
-    table = Table("type", "status", "priority", "progress")
+    table = Table("type", "status", "priority", "progress", "queue")
     table.add_column("id", no_wrap=True)
     table.add_column("submitted", no_wrap=True)
     for t in tasks:
         when = t.submitted_at.strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(t.type, t.status.value, str(t.priority), f"{t.progress:.0f}%", t.id, when)
+        queue = (
+            "" if t.queue is None else f"#{t.queue.position}, ~{t.queue.estimated_start_s:.0f} s"
+        )
+        if t.queue is not None and t.queue.reason:
+            queue += f" ({t.queue.reason})"
+        table.add_row(t.type, t.status.value, str(t.priority), f"{t.progress:.0f}%", queue, t.id,
+                      when)  # fmt: skip
     console.print(table)
 
 
@@ -179,6 +185,9 @@ def submit(
     depends_on: Annotated[
         list[str] | None, typer.Option("--depends-on", help="A task that must succeed first.")
     ] = None,
+    placement: Annotated[
+        str, typer.Option(help='Placement as JSON, e.g. \'{"strategy": "distribution"}\'.')
+    ] = "{}",
     as_json: JsonFlag = False,
 ) -> None:
     """Submit a task: map, map_reduce, pipeline, sweep or prompt (see the README)."""
@@ -187,9 +196,13 @@ def submit(
     except json.JSONDecodeError as exc:
         raise typer.BadParameter(f"--params is not JSON: {exc}") from None
     resources = Resources(cpu=cpu, gpu=gpu, memory_mb=memory_mb)
+    try:
+        where: Any = json.loads(placement)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"--placement is not JSON: {exc}") from None
     task = _client(Settings()).submit(
         task_type, parsed, priority=priority, resources=resources, strategy=strategy,
-        dependencies=depends_on, idempotency_key=idempotency_key,
+        placement=where, dependencies=depends_on, idempotency_key=idempotency_key,
     )  # fmt: skip
     _show([task], as_json)
 
@@ -262,6 +275,28 @@ def agents(as_json: JsonFlag = False) -> None:
         table.add_row(a.id, a.type, a.status, f"{a.load:.0%}", str(a.running), str(a.done),
                       ", ".join(a.capabilities))  # fmt: skip
     console.print(table)
+
+
+@app.command()
+def cluster(as_json: JsonFlag = False) -> None:
+    """The cluster's nodes: capacity, free resources, use; queued tasks and allocations."""
+    view = _client(Settings()).cluster()
+    if as_json:
+        console.print_json(view.model_dump_json())
+        return
+    table = Table("node", "zone", "CPU free/total", "GPU free/total", "memory GiB free/total",
+                  "CPU use (machine)", "allocations")  # fmt: skip
+    for n in view.nodes:
+        used = n.report.get("cpu_percent")
+        table.add_row(n.node_id[:12], n.zone or "-", f"{n.free['CPU']:g}/{n.total['CPU']:g}",
+                      f"{n.free['GPU']:g}/{n.total['GPU']:g}",
+                      f"{n.free['memory'] / 2**30:.1f}/{n.total['memory'] / 2**30:.1f}",
+                      "-" if used is None else f"{used:.0f}%", str(n.allocations))  # fmt: skip
+    console.print(table)
+    console.print(
+        f"{len(view.nodes)} node(s), {view.free['CPU']:g} of {view.total['CPU']:g} "
+        f"CPU free, {view.queued} task(s) queued, {view.allocations} allocation(s)"
+    )
 
 
 def main() -> None:

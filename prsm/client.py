@@ -17,6 +17,7 @@ from prsm.domain.tasks import CoordinationStrategy, TaskStatus
 from prsm.serve.model_schemas import DeploymentCreate, DeploymentList, DeploymentOut, ModelList
 from prsm.serve.rollout_schemas import RolloutCreate, RolloutList, RolloutOut
 from prsm.serve.routes_agents import AgentList, AgentOut
+from prsm.serve.routes_cluster import ClusterOut
 from prsm.serve.routes_keys import KeyCreate, KeyCreated, KeyList, KeyOut
 from prsm.serve.schemas import (
     Resources,
@@ -77,6 +78,7 @@ class _Calls:
         resources: Resources | None = None,
         dependencies: list[str] | None = None,
         strategy: CoordinationStrategy | None = None,
+        placement: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
     ) -> _Call[TaskOut]:
         body = TaskCreate.model_validate(
@@ -87,6 +89,7 @@ class _Calls:
                 "resources": (resources or Resources()).model_dump(),
                 "dependencies": dependencies or [],
                 "strategy": strategy,
+                "placement": placement or {},
             }
         )
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
@@ -241,6 +244,9 @@ class PrsmClient(_Calls):
     def agents(self) -> list[AgentOut]:
         return self._run(_Call("GET", "/v1/agents", AgentList)).agents
 
+    def cluster(self) -> ClusterOut:
+        return self._run(_Call("GET", "/v1/cluster", ClusterOut))
+
     def drain_agent(self, agent_id: str) -> AgentOut:
         return self._run(_Call("POST", f"/v1/agents/{agent_id}/drain", AgentList)).agents[0]
 
@@ -337,6 +343,9 @@ class AsyncPrsmClient(_Calls):
 
     async def agents(self) -> list[AgentOut]:
         return (await self._run(_Call("GET", "/v1/agents", AgentList))).agents
+
+    async def cluster(self) -> ClusterOut:
+        return await self._run(_Call("GET", "/v1/cluster", ClusterOut))
 
     async def drain_agent(self, agent_id: str) -> AgentOut:
         return (await self._run(_Call("POST", f"/v1/agents/{agent_id}/drain", AgentList))).agents[0]

@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     task_retry_backoff_s: float = Field(
         default=0.5, ge=0, le=600, description="Wait before a subtask's first retry (doubles)."
     )
+    tenant_max_running: int = Field(
+        default=50, ge=1, description="Tasks a tenant may have scheduled or running at once."
+    )
+    tenant_max_cpu: float = Field(
+        default=256, gt=0, description="CPUs a tenant's scheduled and running tasks may reserve."
+    )
     url: str = Field(default="", description="Gateway URL for the CLI and SDK.")
     token: str = Field(default="", description="Bearer token for the CLI and SDK.")
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from prsm.domain.identity import Principal
 from prsm.domain.models import Faults, ModelSpec
+from prsm.domain.placement import PlacementRequest
 from prsm.domain.rollout_policy import RolloutPolicy
 from prsm.domain.tasks import CoordinationStrategy, ResourceRequest
 
@@ -26,6 +27,7 @@ class TaskSpec:
     resources: ResourceRequest = field(default_factory=ResourceRequest)
     dependencies: tuple[str, ...] = ()
     strategy: CoordinationStrategy | None = None  # None: the task type's default
+    placement: PlacementRequest = field(default_factory=PlacementRequest)
     idempotency_key: str | None = None
 
 

@@ -74,6 +74,7 @@ class TaskSubmitted(Event):
     strategy: str
     submitted_at: datetime
     request_hash: str
+    placement: dict[str, Any] = field(default_factory=dict)  # a PlacementRequest
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,6 +119,24 @@ class TaskSucceeded(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AllocationMoved(Event):
+    """A node of the task's placement group left; Ray placed its bundles again here."""
+
+    task_id: str
+    at: datetime
+    nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AllocationReleased(Event):
+    """The task's placement group was removed (it ended, was cancelled, or requeued)."""
+
+    task_id: str
+    at: datetime
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class TaskFailed(Event):
     task_id: str
     at: datetime
@@ -143,6 +162,8 @@ TASK_EVENTS: tuple[type[Event], ...] = (
     TaskSucceeded,
     TaskFailed,
     TaskCancelled,
+    AllocationMoved,
+    AllocationReleased,
 )
 
 

@@ -20,11 +20,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import islice
+from typing import Any
 
 from sortedcontainers import SortedList
 
-from prsm.domain.errors import InsufficientResources
+from prsm.domain.errors import InsufficientResources, InvalidRequest
 
+MAX_BUNDLES = 64
 SCAN = 64  # nodes looked at past the largest before a bundle is declared not to fit
 
 
@@ -32,6 +34,37 @@ class PlacementStrategy(StrEnum):
     CONSOLIDATION = "consolidation"
     DISTRIBUTION = "distribution"
     LATENCY = "latency"
+
+
+@dataclass(frozen=True)
+class PlacementRequest:
+    """How a task asks for its resources to be placed: a strategy (``None``: the scheduler
+    chooses from the task's profile), ``strict`` (distribution: one node per bundle), a
+    ``zone`` to stay in (latency; empty: the best zone), and how many bundles to split the
+    request into."""
+
+    strategy: PlacementStrategy | None = None
+    strict: bool = False
+    zone: str = ""
+    bundles: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.bundles <= MAX_BUNDLES:
+            raise InvalidRequest(f"bundles must be within 1..{MAX_BUNDLES}, got {self.bundles}")
+        if self.strict and self.strategy is not PlacementStrategy.DISTRIBUTION:
+            raise InvalidRequest("strict applies to the distribution strategy only")
+        if self.zone and self.strategy is not PlacementStrategy.LATENCY:
+            raise InvalidRequest("zone applies to the latency strategy only")
+
+    def as_dict(self) -> dict[str, object]:
+        return {"strategy": self.strategy.value if self.strategy else None,
+                "strict": self.strict, "zone": self.zone, "bundles": self.bundles}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> PlacementRequest:
+        strategy = raw.get("strategy")
+        return cls(PlacementStrategy(strategy) if strategy else None, bool(raw.get("strict")),
+                   str(raw.get("zone") or ""), int(raw.get("bundles") or 1))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -100,13 +133,21 @@ class NodeIndex:
 
     # --- decisions -------------------------------------------------------------------------
 
-    def place(self, bundles: list[Bundle], strategy: PlacementStrategy, strict: bool = False,
-              caller_zone: str = "", caller_region: str = "") -> Placement:  # fmt: skip
-        """Choose a node per bundle (nothing is reserved: ``take`` does that)."""
+    def place(
+        self,
+        bundles: list[Bundle],
+        strategy: PlacementStrategy,
+        strict: bool = False,
+        caller_zone: str = "",
+        caller_region: str = "",
+        zone: str = "",
+    ) -> Placement:
+        """Choose a node per bundle (nothing is reserved: ``take`` does that). Latency: in
+        ``zone`` if given, else the caller's zone, its region, or the zone with most CPU."""
         if not bundles:
             raise InsufficientResources("a placement needs at least one bundle")
         if strategy is PlacementStrategy.LATENCY:
-            zone = self._zone_for(bundles, caller_zone, caller_region)
+            zone = self._zone_for(bundles, zone or caller_zone, caller_region, bool(zone))
             chosen = _pack(self._zones[zone], bundles)
             assert chosen is not None
             return Placement(strategy, "PACK" if len(set(chosen)) > 1 else "STRICT_PACK",
@@ -122,12 +163,18 @@ class NodeIndex:
             raise InsufficientResources(self._why(bundles, strict))
         return Placement(strategy, "STRICT_SPREAD" if strict else "SPREAD", tuple(chosen))
 
-    def _zone_for(self, bundles: list[Bundle], zone: str, region: str) -> str:
+    def _zone_for(self, bundles: list[Bundle], zone: str, region: str,
+                  required: bool = False) -> str:  # fmt: skip
         def fits(z: str) -> bool:
             return z in self._zones and _pack(self._zones[z], bundles) is not None
 
         if zone and fits(zone):
             return zone
+        if required:
+            raise InsufficientResources(
+                f"zone {zone!r} cannot hold {_describe(bundles)} now (free CPU there: "
+                f"{self._zone_cpu(zone):g}); wait, ask for less, or leave the zone open"
+            )
         same_region = {n.zone for n in self.nodes.values() if region and n.region == region}
         for z in sorted(same_region, key=lambda z: -self._zone_cpu(z)):
             if fits(z):
@@ -189,10 +236,11 @@ def _pack(order: SortedList, bundles: list[Bundle]) -> list[str] | None:
         if chosen and _fits(chosen[-1], b, used):
             node = chosen[-1]
         else:
-            found = [n for n in islice(order, SCAN + len(chosen)) if _fits(n, b, used)]
-            if not found:
+            first = (n for n in islice(order, SCAN + len(chosen)) if _fits(n, b, used))
+            found = next(first, None)
+            if found is None:
                 return None
-            node = found[0]
+            node = found
         _add(used, node.node_id, b)
         chosen.append(node)
     return _in_bundle_order(bundles, [n.node_id for n in chosen])
@@ -202,9 +250,14 @@ def _spread(order: SortedList, bundles: list[Bundle], strict: bool) -> list[str]
     """Each bundle on the node with the most CPU left (a node per bundle when strict)."""
     used: dict[str, Bundle] = {}
     chosen: list[str] = []
-    head = list(islice(order, SCAN + len(bundles)))
+    # Each bundle lowers one node, so the most-free node is among the first few; look further
+    # only when none of those fits (memory or GPU).
+    near = list(islice(order, 2 * len(bundles) + 2))
     for b in sorted(bundles, key=lambda b: -b.cpu):
-        fitting = [n for n in head if _fits(n, b, used) and not (strict and n.node_id in used)]
+        fitting = [n for n in near if _fits(n, b, used) and not (strict and n.node_id in used)]
+        if not fitting:
+            far = islice(order, SCAN + len(bundles))
+            fitting = [n for n in far if _fits(n, b, used) and not (strict and n.node_id in used)]
         if not fitting:
             return None
         node = max(fitting, key=lambda n: n.cpu - used.get(n.node_id, ZERO).cpu)

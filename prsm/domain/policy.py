@@ -23,10 +23,11 @@ class Scope(StrEnum):
     AUDIT_READ = "audit:read"
     AGENTS_READ = "agents:read"
     AGENTS_WRITE = "agents:write"  # drain an agent
+    CLUSTER_READ = "cluster:read"
 
 
 _VIEWER = frozenset({Scope.WHOAMI, Scope.TASKS_READ, Scope.MODELS_READ, Scope.ROLLOUTS_READ,
-                     Scope.AGENTS_READ})  # fmt: skip
+                     Scope.AGENTS_READ, Scope.CLUSTER_READ})  # fmt: skip
 _USER = _VIEWER | {
     Scope.TASKS_WRITE, Scope.INFERENCE, Scope.MODELS_WRITE, Scope.ROLLOUTS_WRITE, Scope.KEYS,
 }  # fmt: skip

@@ -18,6 +18,7 @@ from typing import Any
 
 from prsm.domain import events as ev
 from prsm.domain.errors import IllegalTransition, InvalidRequest
+from prsm.domain.placement import PlacementRequest
 
 
 class TaskStatus(StrEnum):
@@ -91,6 +92,7 @@ class Task:
     strategy: CoordinationStrategy
     submitted_at: datetime
     request_hash: str
+    placement: PlacementRequest = field(default_factory=PlacementRequest)
     status: TaskStatus = TaskStatus.SUBMITTED
     progress: float = 0.0
     result_ref: str | None = None
@@ -140,6 +142,7 @@ class Task:
             strategy=CoordinationStrategy(e.strategy),
             submitted_at=e.submitted_at,
             request_hash=e.request_hash,
+            placement=PlacementRequest.from_dict(e.placement),
         )
 
     def follow(self, event: ev.Event, version: int) -> None:

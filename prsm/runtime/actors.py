@@ -1,8 +1,10 @@
 """The one place that turns plain classes into Ray actors, with their lifetime and restart
-options. Everything else calls these two functions.
+options. Everything else calls these functions.
 
 - ``singleton``: a named, detached actor that Ray restarts whenever it dies (the model
   controller, the rollout stats, the orchestrator); a second call gets the running one.
+- ``pinned``: a named, detached actor fixed to one node (a compute-node monitor), gone with
+  its node;
 - ``agent``: a named, detached agent actor with its agent type's resources, not restarted
   (a dead agent is replaced by a new one, under a new id, by the orchestrator).
 """
@@ -26,6 +28,19 @@ def singleton(cls: type, name: str, *args: Any, **options: Any) -> Any:
         get_if_exists=True,
         max_restarts=-1,
         **opts,
+    ).remote(*args)
+
+
+def pinned(cls: type, name: str, scheduling_strategy: Any, *args: Any) -> Any:
+    actor_cls: Any = ray.remote(cls)
+    return actor_cls.options(
+        name=name,
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        max_restarts=0,
+        num_cpus=0,
+        scheduling_strategy=scheduling_strategy,
     ).remote(*args)
 
 

@@ -50,12 +50,13 @@ class AgentWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._complete: Future[Complete] | None = None
 
-    def run(self, owner: tuple[str, str], calls: list[tuple[str, str, Any]]) -> list[Outcome]:
-        """Run each ``(key, skill, input)`` in turn; ``owner`` is the task's (tenant, user)."""
+    def run(self, calls: list[tuple[tuple[str, str], str, str, Any]]) -> list[Outcome]:
+        """Run each ``(owner, key, skill, input)`` in turn; ``owner`` is the subtask's task's
+        (tenant, user), whom a model call acts for."""
         with self._lock:
             self._running += 1
         try:
-            return [self._one(owner, key, name, value) for key, name, value in calls]
+            return [self._one(owner, key, name, value) for owner, key, name, value in calls]
         finally:
             with self._lock:
                 self._running -= 1

@@ -177,6 +177,11 @@ class AgentRegistry:
             self.inflight[agent_id] -= 1
             self._set_load(agent_id)
 
+    def free_slots(self) -> int:
+        """Agent calls that can start now, over every agent that takes work."""
+        return sum(max(0, AGENT_TYPES[a.agent_type].capacity - self.inflight[a.agent_id])
+                   for a in self.pool.agents if a.status is not AgentStatus.DRAINING)  # fmt: skip
+
     def _set_load(self, agent_id: str) -> None:
         agent = self.pool.get(agent_id)
         agent.load = min(1.0, self.inflight[agent_id] / AGENT_TYPES[agent.agent_type].capacity)

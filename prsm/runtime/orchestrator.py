@@ -7,9 +7,9 @@ It holds nothing the store does not: restarted, it reads the log from the start,
 the agents that still run, and resumes every unfinished task, each finished subtask's output
 coming from its ``SubtaskCompleted`` event instead of running again.
 
-Seam with the scheduler: a task is the orchestrator's once it is SCHEDULED. Until the
-scheduler exists, the orchestrator admits a QUEUED task itself as soon as its dependencies
-have succeeded (and fails it when one failed or was cancelled).
+Seam with the scheduler: the scheduler decides when and where (admission, dependencies,
+quotas, the placement group); the orchestrator decides who and how. A task is the
+orchestrator's once the scheduler has marked it SCHEDULED.
 """
 
 from __future__ import annotations
@@ -28,27 +28,27 @@ import ray
 from ray.exceptions import RayActorError
 
 from prsm.domain import events as ev
-from prsm.domain.errors import AgentUnavailable, CapabilityMismatch, ConcurrencyError, PrsmError
+from prsm.domain.errors import AgentUnavailable, CapabilityMismatch, PrsmError
 from prsm.domain.orchestration import Call, TaskRun
 from prsm.domain.task_types import TASK_TYPES, plan
-from prsm.domain.tasks import STATUS_AFTER, Task, TaskStatus
+from prsm.domain.tasks import Task, TaskStatus
 from prsm.runtime import actors
 from prsm.runtime.agent import LlmBuilder
 from prsm.runtime.agent_registry import AgentRegistry, actor_name
 from prsm.service_layer import agents as agent_events
-from prsm.service_layer.handlers import load_task, task_stream
 from prsm.service_layer.ports import EventStore, StreamWrite
+from prsm.service_layer.task_log import Mutation, TaskLog
 
 log = logging.getLogger("prsm.orchestrator")
 
 NAME = "prsm-orchestrator"
-MAX_BATCH = 16  # subtasks per agent call
+MAX_BATCH = 256  # subtasks per agent call (batches shrink to keep every agent busy)
 PROGRESS_EVERY_S = 0.5
 HEARTBEAT_EVERY_S = 1.0
 READ_BATCH = 2000
 
+Item = tuple[str, TaskRun, Call]  # (task id, its run, a subtask)
 StoreBuilder = Callable[[dict[str, Any]], Awaitable[EventStore]]
-Mutation = Callable[[Task], None]
 
 
 def run_stream(task_id: str) -> str:
@@ -72,12 +72,12 @@ class Orchestrator:
         self._backoff_s = float(options.get("backoff_s", 0.5))
         self._agents = AgentRegistry(dict(options.get("agents", {})), build_llm, settings)
         self._store: EventStore | None = None
-        self._position = 0
-        self._status: dict[str, TaskStatus] = {}  # every task seen
-        self._tasks: dict[str, Task] = {}  # unfinished tasks of the built-in types
+        self._log = TaskLog(lambda e: e.task_type in TASK_TYPES, source="orchestrator")
+        self._tasks = self._log.tasks  # unfinished tasks of the built-in types
         self._runs: dict[str, TaskRun] = {}
         self._run_events: dict[str, list[ev.Event]] = {}
         self._progress_at: dict[str, tuple[float, float]] = {}  # task → (time, progress) written
+        self._touched: set[str] = set()  # runs with answers not yet reflected in the task
         self._snapshot: list[dict[str, Any]] = []
         self._loop = asyncio.new_event_loop()
         self._wake = asyncio.Event()
@@ -123,7 +123,7 @@ class Orchestrator:
                     await self._agents.heartbeats()
                     self._agents.retire_drained()
                     self._snapshot = self._agents.snapshot()
-                await self._follow_log()
+                await self._log.catch_up(self._store)
                 await self._admit()
                 self._dispatch()
                 await self._flush()
@@ -134,71 +134,30 @@ class Orchestrator:
                 await asyncio.wait_for(self._wake.wait(), timeout=0.05)
             self._wake.clear()
 
-    async def _follow_log(self) -> None:
-        assert self._store is not None
-        while True:
-            batch = await self._store.read_all(after=self._position, limit=READ_BATCH)
-            for r in batch:
-                self._position = r.position
-                self._follow(r)
-            if len(batch) < READ_BATCH:
-                return
-
-    def _follow(self, r: ev.RecordedEvent) -> None:
-        e = r.event
-        if isinstance(e, ev.TaskSubmitted):
-            self._status[e.task_id] = TaskStatus.SUBMITTED
-            if e.task_type in TASK_TYPES:
-                self._tasks[e.task_id] = Task.from_events([e], version=r.version)
-            return
-        status = STATUS_AFTER.get(type(e))
-        task_id = getattr(e, "task_id", None)
-        if status is None or task_id not in self._status:
-            return
-        self._status[task_id] = status
-        task = self._tasks.get(task_id)
-        if task is not None:
-            task.follow(e, r.version)
-
     # --- tasks -------------------------------------------------------------------------------
 
     async def _admit(self) -> None:
-        """Drop finished tasks; start QUEUED ones whose dependencies succeeded; resume the
-        runs of SCHEDULED and RUNNING ones."""
-        now, writes = _now(), list[tuple[Task, Mutation]]()
-        for task_id, task in list(self._tasks.items()):
-            if task.status.is_terminal:
-                del self._tasks[task_id]
-                self._runs.pop(task_id, None)
-                self._progress_at.pop(task_id, None)
-            elif task_id not in self._runs and task.status is TaskStatus.QUEUED:
-                verdict = self._dependencies(task)
-                if verdict == "wait":
-                    continue
-                if verdict:
-                    writes.append((task, partial(Task.fail, at=now, error=verdict)))
-                    continue
-                writes.append((task, partial(_begin, at=now)))
-            elif task_id not in self._runs and task.status is TaskStatus.SCHEDULED:
-                writes.append((task, partial(Task.start, at=now)))
-        await self._write_tasks(writes)
-        for task_id, task in list(self._tasks.items()):
-            if task.status is TaskStatus.RUNNING and task_id not in self._runs:
+        """Drop the runs of finished tasks; start the tasks the scheduler placed; take back
+        the runs of running ones (after a restart)."""
+        for task_id in [t for t in self._runs if t not in self._tasks]:
+            del self._runs[task_id]  # ended (e.g. cancelled): answers still due are dropped
+            self._progress_at.pop(task_id, None)
+            if self._log.status.get(task_id) is TaskStatus.CANCELLED:
+                self._run_events.pop(task_id, None)
+        if len(self._runs) == len(self._tasks):
+            return  # every task the orchestrator holds is running
+        now = _now()
+        waiting = [t for t in self._tasks.values() if t.task_id not in self._runs]
+        placed = [t for t in waiting if t.status is TaskStatus.SCHEDULED]
+        await self._write_tasks([(t, partial(Task.start, at=now)) for t in placed])
+        for task in placed:
+            if task.status is TaskStatus.RUNNING:  # started now: no subtask has run yet
+                await self._resume(task, fresh=True)
+        for task in waiting:
+            if task.status is TaskStatus.RUNNING and task.task_id not in self._runs:
                 await self._resume(task)
 
-    def _dependencies(self, task: Task) -> str:
-        """``""`` to go, ``"wait"``, or why the task cannot run."""
-        for dep in task.dependencies:
-            status = self._status.get(dep)
-            if status is None:
-                return f"dependency {dep} does not exist"
-            if status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
-                return f"dependency {dep} {status.value.lower()}"
-            if status is not TaskStatus.SUCCEEDED:
-                return "wait"
-        return ""
-
-    async def _resume(self, task: Task) -> None:
+    async def _resume(self, task: Task, fresh: bool = False) -> None:
         assert self._store is not None
         try:
             p = plan(task.task_type, task.params, task.strategy)
@@ -206,7 +165,9 @@ class Orchestrator:
             await self._write_tasks([(task, partial(Task.fail, at=_now(), error=str(exc)))])
             return
         run = TaskRun(task.task_id, p, self._max_attempts, self._backoff_s)
-        run.restore(r.event for r in await self._store.read_stream(run_stream(task.task_id)))
+        if not fresh:  # started before a restart: take back what its subtasks recorded
+            run.restore(r.event for r in await self._store.read_stream(run_stream(task.task_id)))
+            self._touched.add(task.task_id)  # perhaps finished already: its outcome is due
         self._runs[task.task_id] = run
         if run.outputs:
             log.info("task %s resumed with %d of %d subtasks done", task.task_id,
@@ -215,63 +176,73 @@ class Orchestrator:
     # --- subtasks ----------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
+        """Take ready subtasks from every run (higher priority first), group them by skill
+        across tasks — many small tasks share one agent call — and send each batch to the
+        most suitable agent. A retry goes alone, to an agent it has not failed on."""
         now = time.monotonic()
-        order = sorted(self._runs, key=lambda t: (-self._tasks[t].priority,
-                                                  self._tasks[t].submitted_at))  # fmt: skip
         agents = max(1, len(self._agents.pool))
+        ready = [t for t, run in self._runs.items() if run.waiting]
+        order = sorted(ready, key=lambda t: (-self._tasks[t].priority,
+                                             self._tasks[t].submitted_at))  # fmt: skip
+        waiting = sum(self._runs[t].waiting for t in order)
+        size = max(1, min(MAX_BATCH, waiting // (2 * agents)))
+        budget = size * self._agents.free_slots()
+        batches: list[list[Item]] = []
+        groups: dict[tuple[str, frozenset[str]], list[Item]] = {}
         for task_id in order:
             run = self._runs[task_id]
-            size = max(1, min(MAX_BATCH, run.waiting // (2 * agents)))
-            while self._dispatch_batch(task_id, run, now, size):
-                pass
+            for call in run.take(now, budget):
+                budget -= 1
+                item = (task_id, run, call)
+                if call.key in run.tried:
+                    batches.append([item])
+                else:
+                    kind = (call.skill, run.plan.requires)
+                    group = groups.setdefault(kind, [])
+                    group.append(item)
+                    if len(group) == size:
+                        batches.append(groups.pop(kind))
+            if budget <= 0:
+                break
+        batches.extend(groups.values())
+        unsent = [batch for batch in batches if not self._send(batch)]
+        for batch in reversed(unsent):  # back to the front of their queues, in order
+            for _, run, call in reversed(batch):
+                run.lost(call.key)
 
-    def _dispatch_batch(self, task_id: str, run: TaskRun, now: float, size: int) -> bool:
-        """Send one batch to the best agent; ``False`` when nothing more can go now."""
-        calls = run.take(now, size)
-        if not calls:
-            return False
-        fresh = [c for c in calls if c.key not in run.tried]
-        groups = [[c] for c in calls if c.key in run.tried]  # a retry goes alone, elsewhere
-        by_skill: dict[str, list[Call]] = {}
-        for c in fresh:
-            by_skill.setdefault(c.skill, []).append(c)
-        groups.extend(by_skill.values())
-        sent = True
-        for group in groups:
-            try:
-                if not sent:
-                    raise AgentUnavailable("stop")
-                agent = self._agents.pool.choose(run.needs(group[0].key),
-                                                 avoid=run.tried.get(group[0].key, ()))  # fmt: skip
-            except (AgentUnavailable, CapabilityMismatch):
-                sent = False
-                for c in reversed(group):
-                    run.lost(c.key)
-                continue
-            handle = self._agents.acquire(agent.agent_id)
-            task = self._tasks[task_id]
-            self._loop.create_task(self._call(task_id, run, agent.agent_id, handle,
-                                              (task.tenant_id, task.user_id), group))  # fmt: skip
-        return sent
-
-    async def _call(self, task_id: str, run: TaskRun, agent_id: str, handle: Any,
-                    owner: tuple[str, str], calls: list[Call]) -> None:  # fmt: skip
+    def _send(self, batch: list[Item]) -> bool:
+        _, run, first = batch[0]
         try:
-            outcomes = await handle.run.remote(owner, [(c.key, c.skill, c.input) for c in calls])
+            agent = self._agents.pool.choose(run.needs(first.key),
+                                             avoid=run.tried.get(first.key, ()))  # fmt: skip
+        except (AgentUnavailable, CapabilityMismatch):
+            return False
+        handle = self._agents.acquire(agent.agent_id)
+        self._loop.create_task(self._call(agent.agent_id, handle, batch))
+        return True
+
+    async def _call(self, agent_id: str, handle: Any, batch: list[Item]) -> None:
+        calls = [((self._tasks[t].tenant_id, self._tasks[t].user_id), c.key, c.skill, c.input)
+                 for t, _, c in batch if t in self._tasks]  # fmt: skip
+        try:
+            outcomes = await handle.run.remote(calls)
         except RayActorError as exc:
             self._agents.died(agent_id, f"{type(exc).__name__} while running subtasks")
-            for c in reversed(calls):
+            for _, run, c in reversed(batch):
                 run.lost(c.key)
             return
         except Exception as exc:  # the call itself failed (e.g. an input Ray cannot ship)
-            outcomes = [(c.key, False, f"{type(exc).__name__}: {exc}"[:500], 0.0) for c in calls]
+            outcomes = [(c.key, False, f"{type(exc).__name__}: {exc}"[:500], 0.0)
+                        for _, _, c in batch]  # fmt: skip
         finally:
             self._agents.release(agent_id)
             self._wake.set()
-        if self._runs.get(task_id) is not run:
-            return  # cancelled, or finished meanwhile: nothing to record
-        now, buffer = time.monotonic(), self._run_events.setdefault(task_id, [])
-        for key, ok, value, seconds in outcomes:
+        now = time.monotonic()
+        for (task_id, run, _), (key, ok, value, seconds) in zip(batch, outcomes, strict=False):
+            if self._runs.get(task_id) is not run:
+                continue  # cancelled, or finished meanwhile: nothing to record
+            self._touched.add(task_id)
+            buffer = self._run_events.setdefault(task_id, [])
             if ok and run.completed(key, value):
                 buffer.append(ev.SubtaskCompleted(task_id=task_id, key=key, agent_id=agent_id,
                                                   output=value, seconds=seconds))  # fmt: skip
@@ -304,8 +275,14 @@ class Orchestrator:
                 raise
         now, clock = _now(), time.monotonic()
         changes: list[tuple[Task, Mutation]] = []
-        for task_id, run in self._runs.items():
+        for task_id in list(self._touched):  # runs that got answers: finished, or progressed
+            run = self._runs.get(task_id)
+            if run is None or task_id not in self._tasks:
+                self._touched.discard(task_id)
+                continue
             task = self._tasks[task_id]
+            if task_id in self._run_events:
+                continue  # answers that came during the append: recorded before the outcome
             if run.finished:
                 ok, result, error = run.outcome()
                 if ok:
@@ -315,52 +292,24 @@ class Orchestrator:
                     changes.append((task, partial(Task.fail, at=now, error=error or "",
                                                   result=result)))  # fmt: skip
                 continue
-            at, written = self._progress_at.get(task_id, (0.0, -1.0))
-            if run.progress != written and clock - at >= PROGRESS_EVERY_S:
+            at, written = self._progress_at.get(task_id, (0.0, 0.0))
+            if run.progress == written:
+                self._touched.discard(task_id)
+            elif clock - at >= PROGRESS_EVERY_S:
+                self._touched.discard(task_id)
                 self._progress_at[task_id] = (clock, run.progress)
                 changes.append((task, partial(Task.report_progress, at=now,
                                               progress=run.progress)))  # fmt: skip
         await self._write_tasks(changes)
 
     async def _write_tasks(self, changes: Sequence[tuple[Task, Mutation]]) -> None:
-        """Apply each change to its task and append them all in one transaction; a task that
-        moved on meanwhile (e.g. cancelled by its owner) is reloaded and left out."""
         assert self._store is not None
-        pending: dict[str, Task] = {}
-        for task, change in changes:
-            try:
-                change(task)
-                pending[task.task_id] = task
-            except PrsmError:
-                task.changes.clear()
-        while pending:
-            writes = [StreamWrite(task_stream(t.task_id), t.version,
-                                  [self._new(e, t.task_id) for e in t.changes])
-                      for t in pending.values()]  # fmt: skip
-            try:
-                await self._store.append(writes)
-            except ConcurrencyError as exc:
-                stale = pending.pop(exc.stream_id.removeprefix("task-"))
-                self._tasks[stale.task_id] = await load_task(self._store, stale.task_id)
-                continue
-            except Exception:  # nothing was written: take the tasks back as stored
-                for t in pending.values():
-                    self._tasks[t.task_id] = await load_task(self._store, t.task_id)
-                raise
-            for t in pending.values():
-                t.version += len(t.changes)
-                t.changes.clear()
-            return
+        await self._log.write(self._store, changes, _now())
 
     def _new(self, event: ev.Event, correlation: str) -> ev.NewEvent:
         meta = ev.EventMetadata(occurred_at=_now(), source="orchestrator",
                                 correlation_id=correlation)  # fmt: skip
         return ev.NewEvent(event, meta)
-
-
-def _begin(task: Task, at: datetime) -> None:
-    task.schedule(at, {"agents": "pool"})
-    task.start(at)
 
 
 def start(build_store: StoreBuilder, build_llm: LlmBuilder | None, settings: dict[str, Any],

@@ -16,6 +16,7 @@ from prsm.serve import (
     errors,
     routes_agents,
     routes_audit,
+    routes_cluster,
     routes_deployments,
     routes_inference,
     routes_keys,
@@ -71,6 +72,7 @@ def create_app(deps: GatewayDeps) -> FastAPI:
     app.include_router(routes_keys.router)
     app.include_router(routes_audit.router)
     app.include_router(routes_agents.router)
+    app.include_router(routes_cluster.router)
     _deny_by_default(app)
     app.add_middleware(
         RequestContext,

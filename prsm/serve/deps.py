@@ -39,6 +39,16 @@ class Agents(Protocol):
     async def drain(self, agent_id: str) -> bool: ...
 
 
+class Queue(Protocol):
+    """The scheduler, as the gateway sees it."""
+
+    async def where(self, task_ids: list[str]) -> dict[str, dict[str, Any]]: ...
+
+    async def estimate(self, tasks: list[tuple[int, str]]) -> list[dict[str, Any]]: ...
+
+    async def cluster(self) -> dict[str, Any]: ...
+
+
 # Raises RateLimited when the principal has no token left for this class of route.
 RateLimit = Callable[[Principal, str], Awaitable[None]]
 
@@ -59,6 +69,7 @@ class GatewayDeps:
     version_stats: StatsSource | None = None
     rate_limit: RateLimit | None = None
     agents: Agents | None = None  # the orchestrator's agents (None: not on Ray)
+    queue: Queue | None = None  # the scheduler's queue and cluster view (None: not on Ray)
     audit: AuditLog = field(init=False)
 
     def __post_init__(self) -> None:
@@ -168,3 +179,4 @@ KeyOwner = Annotated[Principal, allow(Scope.KEYS)]
 Auditor = Annotated[Principal, allow(Scope.AUDIT_READ)]
 AgentsReader = Annotated[Principal, allow(Scope.AGENTS_READ)]
 AgentsWriter = Annotated[Principal, allow(Scope.AGENTS_WRITE)]
+ClusterReader = Annotated[Principal, allow(Scope.CLUSTER_READ)]

@@ -8,12 +8,15 @@ from fastapi import APIRouter, Header, Query, Response
 from pydantic import Discriminator, Tag
 
 from prsm.domain import commands as cmds
+from prsm.domain.errors import OrchestratorUnavailable
+from prsm.domain.placement import PlacementRequest
 from prsm.domain.tasks import ResourceRequest, TaskStatus
 from prsm.observability import metrics
 from prsm.observability.logging import correlation_id
-from prsm.serve.deps import Deps, TasksReader, TasksWriter
+from prsm.serve.deps import Deps, GatewayDeps, TasksReader, TasksWriter
 from prsm.serve.schemas import (
     ErrorResponse,
+    QueueInfo,
     TaskBatchCreate,
     TaskBatchOut,
     TaskCreate,
@@ -47,6 +50,7 @@ def _spec(body: TaskCreate, key: str | None) -> cmds.TaskSpec:
         resources=ResourceRequest(**body.resources.model_dump()),
         dependencies=tuple(str(d) for d in body.dependencies),
         strategy=body.strategy,
+        placement=PlacementRequest(**body.placement.model_dump()),
         idempotency_key=key,
     )
 
@@ -82,7 +86,7 @@ async def submit_tasks(
     metrics.TASKS_SUBMITTED.labels(principal.tenant_id).inc(created)
     if not created:
         response.status_code = 200
-    out = [TaskOut.model_validate(s.task) for s in submissions]
+    out = await _with_queue([TaskOut.model_validate(s.task) for s in submissions], deps)
     return TaskBatchOut(tasks=out) if isinstance(body, TaskBatchCreate) else out[0]
 
 
@@ -102,7 +106,26 @@ async def list_tasks(
 
 @router.get("/{task_id}", response_model=TaskOut, summary="A task's status")
 async def get_task(task_id: str, principal: TasksReader, deps: Deps) -> TaskOut:
-    return TaskOut.model_validate(await queries.get_task(deps.views, principal, task_id))
+    task = TaskOut.model_validate(await queries.get_task(deps.views, principal, task_id))
+    return (await _with_queue([task], deps))[0]
+
+
+async def _with_queue(tasks: list[TaskOut], deps: GatewayDeps) -> list[TaskOut]:
+    """Queued tasks with their position, estimated start and reason, from the scheduler (a
+    task it has not seen yet: where it would stand now). Without a scheduler, as they are."""
+    queued = [t for t in tasks if t.status in (TaskStatus.SUBMITTED, TaskStatus.QUEUED)]
+    if deps.queue is None or not queued:
+        return tasks
+    try:
+        known = await deps.queue.where([t.id for t in queued])
+        new = [t for t in queued if t.id not in known]
+        guesses = await deps.queue.estimate([(t.priority, t.type) for t in new]) if new else []
+    except OrchestratorUnavailable:
+        return tasks  # the status stands without it
+    known |= {t.id: g for t, g in zip(new, guesses, strict=True)}
+    for t in queued:
+        t.queue = QueueInfo(**known[t.id])
+    return tasks
 
 
 @router.delete("/{task_id}", response_model=TaskOut, summary="Cancel a task")

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from prsm.domain.placement import PlacementStrategy
 from prsm.domain.tasks import TASK_TYPE_PATTERN, CoordinationStrategy, TaskStatus
 
 
@@ -17,6 +18,21 @@ class Resources(BaseModel):
     cpu: float = Field(default=1.0, ge=0, le=4096, description="CPU cores")
     gpu: float = Field(default=0.0, ge=0, le=512, description="GPUs")
     memory_mb: int = Field(default=0, ge=0, le=64 * 1024 * 1024, description="Memory in MiB")
+
+
+class PlacementIn(BaseModel):
+    """Where the task's resources go; left out, the scheduler chooses from the task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: PlacementStrategy | None = Field(
+        default=None, description="consolidation (few nodes), distribution (spread) or "
+        "latency (one zone)",
+    )  # fmt: skip
+    strict: bool = Field(default=False, description="distribution: one node per bundle")
+    zone: str = Field(default="", max_length=63, pattern=r"^[A-Za-z0-9._-]*$",
+                      description="latency: the zone to stay in (empty: the best one)")  # fmt: skip
+    bundles: int = Field(default=1, ge=1, le=64, description="Split the request into bundles")
 
 
 class TaskCreate(BaseModel):
@@ -34,6 +50,7 @@ class TaskCreate(BaseModel):
     strategy: CoordinationStrategy | None = Field(
         default=None, description="Coordination strategy; the task type's default if left out"
     )
+    placement: PlacementIn = Field(default_factory=PlacementIn)
 
 
 class TaskBatchCreate(BaseModel):
@@ -42,6 +59,12 @@ class TaskBatchCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tasks: list[TaskCreate] = Field(min_length=1, max_length=1000)
+
+
+class QueueInfo(BaseModel):
+    position: int = Field(description="1: next to start")
+    estimated_start_s: float = Field(description="Seconds until it is expected to start")
+    reason: str | None = Field(default=None, description="Why it waits, when it cannot start")
 
 
 class TaskOut(BaseModel):
@@ -63,6 +86,7 @@ class TaskOut(BaseModel):
     result_ref: str | None = None
     error: str | None = None
     result: Any = Field(default=None, description="The result, once the task has finished")
+    queue: QueueInfo | None = Field(default=None, description="Where a queued task stands")
 
 
 class TaskBatchOut(BaseModel):

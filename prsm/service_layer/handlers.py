@@ -11,6 +11,7 @@ from prsm.domain import commands as cmds
 from prsm.domain import events as ev
 from prsm.domain.errors import ConcurrencyError, IdempotencyConflict, InvalidRequest, NotFound
 from prsm.domain.identity import Principal, can_see_task
+from prsm.domain.placement import PlacementRequest
 from prsm.domain.task_types import plan
 from prsm.domain.tasks import Task, request_hash
 from prsm.service_layer import agents, models, rollouts
@@ -79,6 +80,8 @@ def _new_task(spec: cmds.TaskSpec, principal: Principal, ctx: Context) -> Task:
         "dependencies": list(spec.dependencies),
         "strategy": strategy.value,
     }
+    if spec.placement != PlacementRequest():  # (absent before placement requests existed)
+        payload["placement"] = spec.placement.as_dict()
     return Task.submit(
         ev.TaskSubmitted(
             task_id=task_id_for(principal, spec.idempotency_key),
@@ -93,7 +96,9 @@ def _new_task(spec: cmds.TaskSpec, principal: Principal, ctx: Context) -> Task:
             dependencies=spec.dependencies,
             strategy=strategy.value,
             submitted_at=ctx.clock(),
-            request_hash=request_hash(payload),
+            # Only a key can be replayed: without one the id is new and the hash unused.
+            request_hash=request_hash(payload) if spec.idempotency_key else "",
+            placement=spec.placement.as_dict(),
         )
     )
 

@@ -19,7 +19,7 @@ from ray import serve
 
 from prsm import bootstrap
 from prsm.config import Settings
-from prsm.runtime import orchestrator
+from prsm.runtime import orchestrator, scheduler
 from prsm.serve.deployment import gateway_app
 from tests.support import DEMO_TASK, free_port
 
@@ -83,6 +83,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Set
         assert settings.gateway_url.startswith("https://")
         yield settings.gateway_url, settings
     finally:
+        scheduler.stop()
         orchestrator.stop()
         serve.shutdown()
         ray.shutdown()
@@ -121,6 +122,9 @@ def test_two_replicas_serve_the_api_over_http(gateway: tuple[str, Settings]) -> 
         [seen] = http.get("/v1/agents", headers=viewer).json()["agents"]
         assert seen["id"] == agent["id"] and seen["node_id"] is None
         assert http.post(f"/v1/agents/{agent['id']}/drain", headers=viewer).status_code == 403
+        [node] = http.get("/v1/cluster").json()["nodes"]
+        assert node["total"]["CPU"] == 4 and node["address"] and node["free"]["CPU"] <= 4
+        assert http.get("/v1/cluster", headers=viewer).json()["nodes"][0]["address"] is None
         bad = http.post("/v1/tasks", json={**DEMO_TASK, "params": {"skill": "llm.complete",
                                                                    "items": [1]}})  # fmt: skip
         assert bad.status_code == 422

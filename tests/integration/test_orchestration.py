@@ -24,7 +24,7 @@ from prsm.domain import commands as cmds
 from prsm.domain import events as ev
 from prsm.domain.identity import Principal
 from prsm.domain.tasks import CoordinationStrategy, Task, TaskStatus
-from prsm.runtime import actors, orchestrator
+from prsm.runtime import actors, orchestrator, scheduler
 from prsm.runtime.agent_registry import actor_name
 from prsm.service_layer.handlers import load_task
 from prsm.service_layer.messagebus import MessageBus
@@ -44,6 +44,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         wait_for(lambda: len(agents()) == sum(AGENTS.values()), 120, "agents to start")
         yield settings
     finally:
+        scheduler.stop()
         orchestrator.stop()
         ray.shutdown()
 

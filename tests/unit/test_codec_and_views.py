@@ -20,6 +20,7 @@ def submitted() -> ev.TaskSubmitted:
         task_id="t1", task_type="demo", params={"nested": {"a": [1, 2.5, None]}}, priority=3,
         user_id="u", tenant_id="acme", cpu=2.0, gpu=0.5, memory_mb=512, dependencies=("d1",),
         strategy="PIPELINE", submitted_at=T0, request_hash="h",
+        placement={"strategy": "latency", "strict": False, "zone": "z1", "bundles": 2},
     )  # fmt: skip
 
 
@@ -31,11 +32,31 @@ def test_every_event_type_round_trips() -> None:
         ev.TaskStarted(task_id="t1", at=T0),
         ev.TaskProgressed(task_id="t1", at=T0, progress=12.5),
         ev.TaskRequeued(task_id="t1", at=T0, reason="node lost"),
-        ev.TaskSucceeded(task_id="t1", at=T0, result_ref=None),
-        ev.TaskFailed(task_id="t1", at=T0, error="boom"),
+        ev.TaskSucceeded(task_id="t1", at=T0, result_ref=None, result={"value": [1, 2.5]}),
+        ev.TaskFailed(task_id="t1", at=T0, error="boom", result={"failed": [{"item": 3}]}),
         ev.TaskCancelled(task_id="t1", at=T0, reason="r", cancelled_by="u"),
+        ev.AllocationReleased(task_id="t1", at=T0, reason="succeeded"),
+        ev.AllocationMoved(task_id="t1", at=T0, nodes=("n2", "n3")),
+        ev.SubtaskCompleted(task_id="t1", key="0:3", agent_id="a", output={"x": 1.5}, seconds=0.01),
+        ev.SubtaskFailed(
+            task_id="t1", key="final", agent_id="a", attempt=2, error="E", final=False
+        ),
+        ev.AgentRegistered(
+            agent_id="a",
+            agent_type="compute",
+            capabilities=("compute",),
+            cpu=0.5,
+            gpu=0.0,
+            memory_gb=0.0,
+            region="r",
+            zone="z",
+            node_id="n",
+            at=T0,
+        ),
+        ev.AgentDrained(agent_id="a", reason="asked", at=T0),
+        ev.AgentRemoved(agent_id="a", reason="drained", at=T0),
     ]
-    assert {type(s) for s in samples} == set(ev.TASK_EVENTS)
+    assert {type(s) for s in samples} == {*ev.TASK_EVENTS, *ev.RUN_EVENTS, *ev.AGENT_EVENTS}
     for event in samples:
         event_id, name, data, meta = codec.encode(ev.NewEvent(event, META))
         assert event_id == META.event_id

@@ -63,6 +63,8 @@ def test_latency_keeps_every_bundle_in_one_zone_the_callers_first() -> None:
     assert p.zone == "eu-1a"  # no us zone holds 2 × 5 CPU
     with pytest.raises(InsufficientResources, match="no single zone"):
         idx.place([Bundle(cpu=9)] * 2, LAT)
+    with pytest.raises(InsufficientResources, match="zone 'us-1b' cannot hold"):
+        idx.place([Bundle(cpu=5)] * 2, LAT, zone="us-1b")  # asked for: no other zone will do
 
 
 def test_an_infeasible_request_says_what_is_missing() -> None:

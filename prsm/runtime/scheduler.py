@@ -1,0 +1,374 @@
+"""The scheduler: a named, detached Ray actor that Ray restarts when it dies. It decides when
+and where each task runs; the orchestrator then decides who runs its subtasks and how.
+
+Every pass it reads the event log (the queue is rebuilt from it after a restart), takes the
+queued tasks in priority order with aging, and admits each one whose dependencies have
+succeeded, whose tenant is within its quota and whose resources fit the cluster's free
+resources: it reserves them as a placement group with the task's strategy and marks the task
+SCHEDULED, with the placement. A task that cannot start stays QUEUED with its reason; one
+whose dependency failed or was cancelled fails with that reason. When a task ends (success,
+failure, cancel) its placement group is removed and the release recorded. Compute-node
+actors, one per node, report what each machine measures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import ray
+
+from prsm.domain import events as ev
+from prsm.domain.errors import InsufficientResources
+from prsm.domain.placement import Bundle, NodeIndex, Placement
+from prsm.domain.scheduling import (
+    PLACEMENT,
+    ClusterLoad,
+    Durations,
+    Queued,
+    TaskProfile,
+    bundles_for,
+    choose_strategy,
+    fits_quota,
+    order,
+)
+from prsm.domain.task_types import TASK_TYPES
+from prsm.domain.tasks import Task, TaskStatus
+from prsm.runtime import actors, allocations, cluster_state
+from prsm.runtime.node_monitor import NodeMonitors
+from prsm.service_layer.handlers import task_stream
+from prsm.service_layer.ports import EventStore, StreamWrite
+from prsm.service_layer.task_log import Mutation, TaskLog
+
+log = logging.getLogger("prsm.scheduler")
+
+NAME = "prsm-scheduler"
+NODES_EVERY_S = 1.0
+ACTIVE = (TaskStatus.SCHEDULED, TaskStatus.RUNNING)
+
+StoreBuilder = Callable[[dict[str, Any]], Awaitable[EventStore]]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Scheduler:
+    """``options``: ``max_running`` and ``max_cpu`` (per tenant), ``ready_timeout_s`` (how
+    long a placement group may take to be placed before the task waits again)."""
+
+    def __init__(self, build_store: StoreBuilder, settings: dict[str, Any],
+                 options: dict[str, Any]) -> None:  # fmt: skip
+        self._build_store = build_store
+        self._settings = settings
+        self._max_running = int(options.get("max_running", 100))
+        self._max_cpu = float(options.get("max_cpu", 1e9))
+        self._ready_timeout_s = float(options.get("ready_timeout_s", 5.0))
+        self._store: EventStore | None = None
+        self._log = TaskLog(lambda e: e.task_type in TASK_TYPES, source="scheduler")
+        self._allocated: dict[str, dict[str, Any]] = {}  # task → placement, while reserved
+        self._released: list[tuple[str, str]] = []  # (task, reason) to record
+        self._reasons: dict[str, str] = {}  # queued task → why it waits
+        self._started: dict[str, datetime] = {}
+        self._types: dict[str, str] = {}  # unfinished task → type
+        self._releasing: set[str] = set()
+        self._durations = Durations()
+        self._index = NodeIndex()
+        self._facts: list[cluster_state.NodeFacts] = []
+        self._monitors = NodeMonitors()
+        self._queue_view: dict[str, dict[str, Any]] = {}
+        self._loop = asyncio.new_event_loop()
+        self._wake = asyncio.Event()
+        self._up = threading.Event()
+        threading.Thread(target=self._loop.run_until_complete, args=(self._main(),),
+                         daemon=True, name="scheduler").start()  # fmt: skip
+
+    # --- actor methods -----------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        return self._up.wait(timeout=300)
+
+    def wake(self) -> None:
+        self._loop.call_soon_threadsafe(self._wake.set)
+
+    def where(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Of these tasks, the queued ones: position (1: next), estimated seconds to start,
+        and why it waits (if it cannot start now)."""
+        view = self._queue_view
+        return {t: view[t] for t in task_ids if t in view}
+
+    def estimate(self, priorities: list[tuple[int, str]]) -> list[dict[str, Any]]:
+        """Where newly submitted tasks ``(priority, type)`` would stand in the queue now."""
+        now, out = _now(), []
+        queued = self._queued(now)
+        slots = self._slots()
+        for priority, task_type in priorities:
+            ahead = [q for q in queued if q.priority + 0.0 >= priority]
+            work = sum(self._durations.of(q.task_type) for q in ahead)
+            out.append({"position": len(ahead) + 1, "estimated_start_s": work / slots})
+            queued.append(Queued("new", task_type, priority, now))
+        return out
+
+    def cluster(self) -> dict[str, Any]:
+        """The nodes (capacity, free, utilisation, what each machine reports) and totals."""
+        nodes: list[dict[str, Any]] = []
+        for f in self._facts:
+            report = self._monitors.reports.get(f.node_id, {})
+            nodes.append({
+                "node_id": f.node_id, "address": f.address, "zone": f.zone, "region": f.region,
+                "total": f.total, "free": f.free,
+                "utilisation": {k: (1 - f.free[k] / f.total[k]) if f.total[k] else 0.0
+                                for k in f.total},
+                "allocations": sum(f.node_id in a["nodes"] for a in self._allocated.values()),
+                "report": report,
+            })  # fmt: skip
+        total = {k: sum(f.total[k] for f in self._facts) for k in ("CPU", "GPU", "memory")}
+        free = {k: sum(f.free[k] for f in self._facts) for k in ("CPU", "GPU", "memory")}
+        return {"nodes": nodes, "total": total, "free": free,
+                "queued": len(self._queue_view), "allocations": len(self._allocated)}  # fmt: skip
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    async def _main(self) -> None:
+        self._store = await self._build_store(self._settings)
+        await self._catch_up()
+        self._recover()
+        self._up.set()
+        nodes_at = 0.0
+        while True:
+            try:
+                if time.monotonic() - nodes_at > NODES_EVERY_S:
+                    nodes_at = time.monotonic()
+                    await self._refresh_nodes()
+                await self._catch_up()
+                await self._admit()
+                await self._flush()
+            except Exception:  # the next pass retries from what the store holds
+                log.exception("scheduler pass failed")
+                await asyncio.sleep(1.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=0.05)
+            self._wake.clear()
+
+    async def _catch_up(self) -> None:
+        assert self._store is not None
+        for r in await self._log.catch_up(self._store):
+            e = r.event
+            if isinstance(e, ev.TaskScheduled) and e.placement.get("placement_group"):
+                self._allocated[e.task_id] = e.placement
+            elif isinstance(e, ev.AllocationReleased):
+                self._allocated.pop(e.task_id, None)
+            elif isinstance(e, ev.AllocationMoved) and e.task_id in self._allocated:
+                self._allocated[e.task_id] = {**self._allocated[e.task_id], "nodes": list(e.nodes)}
+            elif isinstance(e, ev.TaskSubmitted):
+                self._types[e.task_id] = e.task_type
+            elif isinstance(e, ev.TaskStarted):
+                self._started[e.task_id] = e.at
+            elif isinstance(e, ev.TaskSucceeded) and e.task_id in self._started:
+                seconds = (e.at - self._started.pop(e.task_id)).total_seconds()
+                self._durations.observe(self._types.get(e.task_id, ""), max(seconds, 0.0))
+            task_id = getattr(e, "task_id", "")
+            status = self._log.status.get(task_id)
+            if status is not None and status.is_terminal:
+                self._types.pop(task_id, None)
+                self._started.pop(task_id, None)
+            if status is None or not (status.is_terminal or status is TaskStatus.QUEUED):
+                continue
+            if task_id in self._allocated and task_id not in self._releasing:
+                self._release(task_id, status.value.lower())
+
+    def _recover(self) -> None:
+        """After a restart: allocations whose task ended before the release was recorded."""
+        for task_id in list(self._allocated):
+            status = self._log.status.get(task_id)
+            if status is None or status not in ACTIVE:
+                self._release(task_id, "ended")
+
+    def _release(self, task_id: str, reason: str) -> None:
+        allocations.remove(task_id)
+        self._releasing.add(task_id)
+        self._released.append((task_id, reason))
+
+    async def _refresh_nodes(self) -> None:
+        self._facts = await asyncio.to_thread(cluster_state.live_nodes)
+        index = NodeIndex()
+        index.upsert_many(f.as_node() for f in self._facts)
+        self._index = index
+        live = {f.node_id for f in self._facts}
+        self._monitors.follow(live)
+        await self._monitors.refresh()
+        await self._follow_moves(live)
+
+    async def _follow_moves(self, live: set[str]) -> None:
+        """Allocations that had a bundle on a node that left: once Ray has placed the bundles
+        again, record where (until then the task's work goes on on the agents left)."""
+        moved = []
+        for task_id, placed in list(self._allocated.items()):
+            nodes = placed.get("nodes") or []
+            if task_id in self._releasing or all(n in live for n in nodes):
+                continue
+            pg = await asyncio.to_thread(allocations.existing, task_id)
+            now_on = await asyncio.to_thread(allocations.nodes_of, pg) if pg else []
+            if now_on and all(n in live for n in now_on):
+                self._allocated[task_id] = {**placed, "nodes": now_on}
+                moved.append((task_id, now_on))
+        if moved and self._store is not None:
+            at = _now()
+            await self._store.append([StreamWrite(task_stream(t), None, [ev.NewEvent(
+                ev.AllocationMoved(task_id=t, at=at, nodes=tuple(nodes)),
+                ev.EventMetadata(occurred_at=at, source="scheduler", correlation_id=f"task-{t}"))])
+                for t, nodes in moved])  # fmt: skip
+
+    # --- admission ---------------------------------------------------------------------------
+
+    def _queued(self, now: datetime) -> list[Queued]:
+        queued = [self._log.tasks[t] for t in self._log.queued]
+        return order((Queued(t.task_id, t.task_type, t.priority, t.submitted_at) for t in queued),
+                     now)  # fmt: skip
+
+    def _slots(self) -> int:
+        return max(1, min(self._max_running, len(self._allocated) or 1))
+
+    async def _admit(self) -> None:
+        assert self._store is not None
+        if not self._log.queued:
+            self._queue_view = {}
+            return
+        now = _now()
+        queued = self._queued(now)
+        running: dict[str, tuple[int, float]] = {}
+        for t in self._log.tasks.values():
+            if t.status in ACTIVE:
+                n, cpu = running.get(t.tenant_id, (0, 0.0))
+                running[t.tenant_id] = (n + 1, cpu + t.resources.cpu)
+        changes: list[tuple[Task, Mutation]] = []
+        self._reasons = {}
+        for q in queued:
+            task = self._log.tasks[q.task_id]
+            verdict = self._dependencies(task)
+            if verdict == "wait":
+                self._reasons[q.task_id] = "waiting for its dependencies"
+                continue
+            if verdict:
+                changes.append((task, partial(Task.fail, at=now, error=verdict)))
+                continue
+            n, cpu = running.get(task.tenant_id, (0, 0.0))
+            why = fits_quota(n, cpu, task.resources.cpu, self._max_running, self._max_cpu)
+            if why:
+                self._reasons[q.task_id] = why
+                continue
+            placement = await self._allocate(task)
+            if isinstance(placement, str):
+                self._reasons[q.task_id] = placement
+                continue
+            running[task.tenant_id] = (n + 1, cpu + task.resources.cpu)
+            changes.append((task, partial(Task.schedule, at=now, placement=placement)))
+        await self._log.write(self._store, changes, now)
+        self._publish_queue([q for q in queued if q.task_id in self._reasons])
+
+    def _dependencies(self, task: Task) -> str:
+        """``""`` to go, ``"wait"``, or why the task cannot run."""
+        for dep in task.dependencies:
+            status = self._log.status.get(dep)
+            if status is None:
+                return f"dependency {dep} does not exist"
+            if status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+                return f"dependency {dep} {status.value.lower()}"
+            if status is not TaskStatus.SUCCEEDED:
+                return "wait"
+        return ""
+
+    async def _allocate(self, task: Task) -> dict[str, Any] | str:
+        """Reserve the task's resources; its placement, or why it has to wait."""
+        r = task.resources
+        memory_gb = r.memory_mb / 1024
+        if not (r.cpu or r.gpu or r.memory_mb):
+            return {"strategy": "none", "bundles": []}  # nothing to reserve
+        load = self._load()
+        profile = TaskProfile(cpu=r.cpu, memory_gb=memory_gb, gpu=r.gpu,
+                              parallel=len(task.params.get("items", [])) > 1,
+                              io_bound=task.task_type == "prompt")  # fmt: skip
+        strategy = choose_strategy(profile, load)
+        wanted = task.placement.strategy or PLACEMENT[strategy]
+        count = task.placement.bundles
+        if count > 1:
+            shapes = [(r.cpu / count, memory_gb / count, r.gpu / count)] * count
+        else:
+            shapes = bundles_for(r.cpu, memory_gb, r.gpu, strategy)
+        bundles = [Bundle(cpu, gpu, mem) for cpu, mem, gpu in shapes]
+        try:
+            decided = self._index.place(bundles, wanted, task.placement.strict,
+                                        zone=task.placement.zone)  # fmt: skip
+        except InsufficientResources as exc:
+            return str(exc)
+        return await self._reserve(task, bundles, decided, strategy.value)
+
+    async def _reserve(self, task: Task, bundles: list[Bundle], decided: Placement,
+                       strategy: str) -> dict[str, Any] | str:  # fmt: skip
+        zone_key = next((f.zone_key for f in self._facts if f.zone == decided.zone), "")
+        pg = await asyncio.to_thread(allocations.create, task.task_id, bundles, decided, zone_key)
+        if not await allocations.ready(pg, self._ready_timeout_s):
+            allocations.remove(task.task_id)
+            return f"waiting for Ray to place {len(bundles)} bundle(s) ({decided.ray_strategy})"
+        nodes = await asyncio.to_thread(allocations.nodes_of, pg)
+        for node, b in zip(nodes, bundles, strict=True):
+            if node in self._index.nodes:
+                self._index.take(node, b)
+        return {"strategy": decided.strategy.value, "ray_strategy": decided.ray_strategy,
+                "scheduling": strategy, "zone": decided.zone, "nodes": nodes,
+                "bundles": [[b.cpu, b.gpu, b.memory_gb] for b in bundles],
+                "placement_group": allocations.pg_name(task.task_id)}  # fmt: skip
+
+    def _load(self) -> ClusterLoad:
+        total = sum(f.total["CPU"] for f in self._facts) or 1.0
+        free = sum(f.free["CPU"] for f in self._facts)
+        memory = sum(f.free["memory"] for f in self._facts) / 2**30
+        return ClusterLoad(cpu_used=1.0 - free / total, memory_free_gb=memory)
+
+    def _publish_queue(self, waiting: list[Queued]) -> None:
+        """Positions and start estimates of the tasks still queued, in queue order."""
+        slots, work, view = self._slots(), 0.0, {}
+        for i, q in enumerate(waiting):
+            view[q.task_id] = {"position": i + 1, "estimated_start_s": work / slots,
+                               "reason": self._reasons.get(q.task_id)}  # fmt: skip
+            work += self._durations.of(q.task_type)
+        self._queue_view = view
+
+    async def _flush(self) -> None:
+        if not self._released:
+            return
+        assert self._store is not None
+        released, self._released = self._released, []
+        self._releasing -= {t for t, _ in released}
+        at = _now()
+        writes = [StreamWrite(task_stream(t), None, [ev.NewEvent(
+            ev.AllocationReleased(task_id=t, at=at, reason=why),
+            ev.EventMetadata(occurred_at=at, source="scheduler", correlation_id=f"task-{t}"))])
+            for t, why in released]  # fmt: skip
+        try:
+            await self._store.append(writes)
+        except Exception:
+            self._released = released + self._released
+            self._releasing |= {t for t, _ in released}
+            raise
+
+
+def start(build_store: StoreBuilder, settings: dict[str, Any], options: dict[str, Any]) -> Any:
+    handle = actors.singleton(Scheduler, NAME, build_store, settings, options)
+    ray.get(handle.ready.remote())
+    return handle
+
+
+def handle() -> Any | None:
+    return actors.lookup(NAME)
+
+
+def stop() -> None:
+    actors.kill(NAME)

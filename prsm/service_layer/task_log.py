@@ -1,0 +1,113 @@
+"""A follower of the event log that keeps tasks current: every task's status, and the whole
+aggregate of each unfinished task it cares about. The scheduler and the orchestrator each keep
+one; after a restart they read the log again from the start and know everything they knew.
+Their changes go back in one transaction per pass (``write``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from prsm.domain import events as ev
+from prsm.domain.errors import ConcurrencyError, PrsmError
+from prsm.domain.tasks import STATUS_AFTER, Task, TaskStatus
+from prsm.service_layer.handlers import load_task, task_stream
+from prsm.service_layer.ports import EventStore, StreamWrite
+
+READ_BATCH = 2000
+
+Mutation = Callable[[Task], None]
+
+
+class TaskLog:
+    def __init__(self, keep: Callable[[ev.TaskSubmitted], bool], source: str) -> None:
+        self._keep = keep
+        self.source = source
+        self.position = 0
+        self.status: dict[str, TaskStatus] = {}  # every task seen
+        self.tasks: dict[str, Task] = {}  # unfinished tasks that ``keep`` accepted
+        self.queued: set[str] = set()  # of those, the ones QUEUED now
+
+    async def catch_up(self, store: EventStore) -> list[ev.RecordedEvent]:
+        """Apply the events recorded since the last call; return them."""
+        seen: list[ev.RecordedEvent] = []
+        while True:
+            batch = await store.read_all(after=self.position, limit=READ_BATCH)
+            for r in batch:
+                self.position = r.position
+                self._apply(r)
+            seen.extend(batch)
+            if len(batch) < READ_BATCH:
+                return seen
+
+    def _apply(self, r: ev.RecordedEvent) -> None:
+        e = r.event
+        if isinstance(e, ev.TaskSubmitted):
+            self.status[e.task_id] = TaskStatus.SUBMITTED
+            if self._keep(e):
+                self.tasks[e.task_id] = Task.from_events([e], version=r.version)
+                self.queued.add(e.task_id)  # (submitted tasks are queued at once)
+            return
+        task_id = getattr(e, "task_id", None)
+        if task_id not in self.status or type(e) not in ev.TASK_EVENTS:
+            return
+        status = STATUS_AFTER.get(type(e))
+        if status is not None:
+            self.status[task_id] = status
+        task = self.tasks.get(task_id)
+        if task is not None:
+            task.follow(e, r.version)
+            self._track(task)
+
+    async def write(self, store: EventStore, changes: Sequence[tuple[Task, Mutation]],
+                    at: datetime) -> None:  # fmt: skip
+        """Apply each change to its task and append them all in one transaction. A task
+        that moved on meanwhile (e.g. cancelled by its owner) is reloaded and left out; a
+        change the task refuses (an illegal transition) is dropped."""
+        pending: dict[str, Task] = {}
+        for task, change in changes:
+            try:
+                change(task)
+                pending[task.task_id] = task
+            except PrsmError:
+                task.changes.clear()
+        while pending:
+            meta = ev.EventMetadata(occurred_at=at, source=self.source, correlation_id="")
+            writes = [StreamWrite(task_stream(t.task_id), t.version,
+                                  [ev.NewEvent(e, _meta(meta, t.task_id)) for e in t.changes])
+                      for t in pending.values()]  # fmt: skip
+            try:
+                await store.append(writes)
+            except ConcurrencyError as exc:
+                stale = pending.pop(exc.stream_id.removeprefix("task-"))
+                await self._reload(store, stale.task_id)
+                continue
+            except Exception:  # nothing was written: take the tasks back as stored
+                for t in pending.values():
+                    await self._reload(store, t.task_id)
+                raise
+            for t in pending.values():
+                t.version += len(t.changes)
+                t.changes.clear()
+                self.status[t.task_id] = t.status
+                self._track(t)
+            return
+
+    def _track(self, task: Task) -> None:
+        if task.status is TaskStatus.QUEUED:
+            self.queued.add(task.task_id)
+        else:
+            self.queued.discard(task.task_id)
+        if task.status.is_terminal:
+            self.tasks.pop(task.task_id, None)
+
+    async def _reload(self, store: EventStore, task_id: str) -> None:
+        fresh = await load_task(store, task_id)
+        self.status[task_id] = fresh.status
+        self.tasks[task_id] = fresh
+        self._track(fresh)
+
+
+def _meta(base: ev.EventMetadata, task_id: str) -> ev.EventMetadata:
+    return ev.EventMetadata(occurred_at=base.occurred_at, source=base.source,
+                            correlation_id=f"task-{task_id}")  # fmt: skip
