@@ -9,11 +9,9 @@ Killed, it restarts and carries on from the store, at the same step with the sam
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,8 +22,8 @@ from prsm.adapters.inference.vllm_serve import APP_PREFIX, VllmServeBackend, app
 from prsm.domain.model_registry import Deployment, ModelRegistry
 from prsm.domain.models import ModelStatus
 from prsm.runtime import actors, rollout_stats
+from prsm.runtime.loop_actor import LoopActor, StoreBuilder
 from prsm.service_layer.models import change_registry, controller_writer, load_registry
-from prsm.service_layer.ports import EventStore
 from prsm.service_layer.rollouts import evaluate_due
 
 log = logging.getLogger("prsm.models")
@@ -37,8 +35,6 @@ NAMESPACE = actors.NAMESPACE
 # going away.
 DRAIN = timedelta(seconds=3)
 
-StoreBuilder = Callable[[dict[str, Any]], Awaitable[EventStore]]
-
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -48,32 +44,12 @@ def serve_app(d: Deployment) -> str:
     return app_name(d.tenant_id, d.spec.name, d.spec.version)
 
 
-class ModelController:
-    """Runs its reconcile loop on a thread of its own, started by the constructor, so that a
-    restarted actor resumes without being asked."""
+class ModelController(LoopActor):
+    name = "model-reconcile"
 
     def __init__(self, build_store: StoreBuilder, settings: dict[str, Any], interval_s: float):
-        self._build_store = build_store
-        self._settings = settings
-        self._interval_s = interval_s
-        self._store: EventStore | None = None
-        self._loop = asyncio.new_event_loop()
-        self._wake = asyncio.Event()
-        self._started = threading.Event()
-        threading.Thread(
-            target=self._loop.run_until_complete,
-            args=(self._run(),),
-            daemon=True,
-            name="model-reconcile",
-        ).start()
-
-    def ready(self) -> bool:
-        """Wait until the controller has opened its store."""
-        return self._started.wait(timeout=120)
-
-    def wake(self) -> None:
-        """Reconcile now rather than at the next interval."""
-        self._loop.call_soon_threadsafe(self._wake.set)
+        super().__init__(build_store, settings, interval_s)
+        self._start()
 
     async def reconcile(self) -> dict[str, str]:
         """One pass; returns each deployment's status afterwards."""
@@ -104,18 +80,9 @@ class ModelController:
             log.info("rollout %s of %s: %s at %.1f %%", r.rollout_id, r.model,
                      type(r.history[-1]).__name__, r.percent)  # fmt: skip
 
-    async def _run(self) -> None:
-        self._store = await self._build_store(self._settings)
-        self._started.set()
-        while True:
-            try:
-                await self.reconcile()
-                await self.evaluate_rollouts()
-            except Exception:  # keep reconciling; the next pass retries
-                log.exception("model reconcile pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._interval_s)
-            self._wake.clear()
+    async def _pass(self) -> None:
+        await self.reconcile()
+        await self.evaluate_rollouts()
 
     async def _reconcile_one(
         self, d: Deployment, apps: dict[str, tuple[str, str]]

@@ -17,9 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -35,8 +34,9 @@ from prsm.domain.tasks import Task, TaskStatus
 from prsm.runtime import actors
 from prsm.runtime.agent import LlmBuilder
 from prsm.runtime.agent_registry import AgentRegistry, actor_name
+from prsm.runtime.loop_actor import LoopActor, StoreBuilder
 from prsm.service_layer import agents as agent_events
-from prsm.service_layer.ports import EventStore, StreamWrite
+from prsm.service_layer.ports import StreamWrite
 from prsm.service_layer.task_log import Mutation, TaskLog
 
 log = logging.getLogger("prsm.orchestrator")
@@ -48,7 +48,6 @@ HEARTBEAT_EVERY_S = 1.0
 READ_BATCH = 2000
 
 Item = tuple[str, TaskRun, Call]  # (task id, its run, a subtask)
-StoreBuilder = Callable[[dict[str, Any]], Awaitable[EventStore]]
 
 
 def run_stream(task_id: str) -> str:
@@ -59,19 +58,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Orchestrator:
-    """Runs its loop on a thread of its own, started by the constructor, so that a restarted
-    actor resumes without being asked. ``options``: ``agents`` (type → count),
-    ``max_attempts``, ``backoff_s``."""
+class Orchestrator(LoopActor):
+    """``options``: ``agents`` (type → count), ``max_attempts``, ``backoff_s``."""
+
+    name = "orchestrator"
 
     def __init__(self, build_store: StoreBuilder, build_llm: LlmBuilder | None,
                  settings: dict[str, Any], options: dict[str, Any]) -> None:  # fmt: skip
-        self._build_store = build_store
-        self._settings = settings
+        super().__init__(build_store, settings)
         self._max_attempts = int(options.get("max_attempts", 3))
         self._backoff_s = float(options.get("backoff_s", 0.5))
         self._agents = AgentRegistry(dict(options.get("agents", {})), build_llm, settings)
-        self._store: EventStore | None = None
         self._log = TaskLog(lambda e: e.task_type in TASK_TYPES, source="orchestrator")
         self._tasks = self._log.tasks  # unfinished tasks of the built-in types
         self._runs: dict[str, TaskRun] = {}
@@ -79,16 +76,10 @@ class Orchestrator:
         self._progress_at: dict[str, tuple[float, float]] = {}  # task → (time, progress) written
         self._touched: set[str] = set()  # runs with answers not yet reflected in the task
         self._snapshot: list[dict[str, Any]] = []
-        self._loop = asyncio.new_event_loop()
-        self._wake = asyncio.Event()
-        self._started = threading.Event()
-        threading.Thread(target=self._loop.run_until_complete, args=(self._main(),),
-                         daemon=True, name="orchestrator").start()  # fmt: skip
+        self._beat_at = 0.0
+        self._start()
 
     # --- actor methods (called from Ray's threads) ---------------------------------------
-
-    def ready(self) -> bool:
-        return self._started.wait(timeout=300)
 
     def agents(self) -> list[dict[str, Any]]:
         """Every agent with its type, status, load, speed and heartbeat age."""
@@ -102,37 +93,27 @@ class Orchestrator:
         done = asyncio.run_coroutine_threadsafe(self._drain(agent_id), self._loop)
         return done.result(timeout=10)
 
-    def wake(self) -> None:
-        self._loop.call_soon_threadsafe(self._wake.set)
-
     async def _drain(self, agent_id: str) -> bool:
         return self._agents.drain(agent_id)
 
     # --- the loop ----------------------------------------------------------------------------
 
-    async def _main(self) -> None:
-        self._store = await self._build_store(self._settings)
+    async def _setup(self) -> None:
+        assert self._store is not None
         await self._agents.restore(self._store)
-        self._started.set()
-        beat_at = 0.0
-        while True:
-            try:
-                self._agents.ensure()
-                if time.monotonic() - beat_at > HEARTBEAT_EVERY_S:
-                    beat_at = time.monotonic()
-                    await self._agents.heartbeats()
-                    self._agents.retire_drained()
-                    self._snapshot = self._agents.snapshot()
-                await self._log.catch_up(self._store)
-                await self._admit()
-                self._dispatch()
-                await self._flush()
-            except Exception:  # keep going: the next pass retries from what the store holds
-                log.exception("orchestrator pass failed")
-                await asyncio.sleep(1.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=0.05)
-            self._wake.clear()
+
+    async def _pass(self) -> None:
+        assert self._store is not None
+        self._agents.ensure()
+        if time.monotonic() - self._beat_at > HEARTBEAT_EVERY_S:
+            self._beat_at = time.monotonic()
+            await self._agents.heartbeats()
+            self._agents.retire_drained()
+            self._snapshot = self._agents.snapshot()
+        await self._log.catch_up(self._store)
+        await self._admit()
+        self._dispatch()
+        await self._flush()
 
     # --- tasks -------------------------------------------------------------------------------
 

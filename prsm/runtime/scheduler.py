@@ -14,11 +14,8 @@ actors, one per node, report what each machine measures.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import threading
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -42,9 +39,10 @@ from prsm.domain.scheduling import (
 from prsm.domain.task_types import TASK_TYPES
 from prsm.domain.tasks import Task, TaskStatus
 from prsm.runtime import actors, allocations, cluster_state
+from prsm.runtime.loop_actor import LoopActor, StoreBuilder
 from prsm.runtime.node_monitor import NodeMonitors
 from prsm.service_layer.handlers import task_stream
-from prsm.service_layer.ports import EventStore, StreamWrite
+from prsm.service_layer.ports import StreamWrite
 from prsm.service_layer.task_log import Mutation, TaskLog
 
 log = logging.getLogger("prsm.scheduler")
@@ -53,25 +51,23 @@ NAME = "prsm-scheduler"
 NODES_EVERY_S = 1.0
 ACTIVE = (TaskStatus.SCHEDULED, TaskStatus.RUNNING)
 
-StoreBuilder = Callable[[dict[str, Any]], Awaitable[EventStore]]
-
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Scheduler:
+class Scheduler(LoopActor):
     """``options``: ``max_running`` and ``max_cpu`` (per tenant), ``ready_timeout_s`` (how
     long a placement group may take to be placed before the task waits again)."""
 
+    name = "scheduler"
+
     def __init__(self, build_store: StoreBuilder, settings: dict[str, Any],
                  options: dict[str, Any]) -> None:  # fmt: skip
-        self._build_store = build_store
-        self._settings = settings
+        super().__init__(build_store, settings)
         self._max_running = int(options.get("max_running", 100))
         self._max_cpu = float(options.get("max_cpu", 1e9))
         self._ready_timeout_s = float(options.get("ready_timeout_s", 5.0))
-        self._store: EventStore | None = None
         self._log = TaskLog(lambda e: e.task_type in TASK_TYPES, source="scheduler")
         self._allocated: dict[str, dict[str, Any]] = {}  # task → placement, while reserved
         self._released: list[tuple[str, str]] = []  # (task, reason) to record
@@ -84,19 +80,10 @@ class Scheduler:
         self._facts: list[cluster_state.NodeFacts] = []
         self._monitors = NodeMonitors()
         self._queue_view: dict[str, dict[str, Any]] = {}
-        self._loop = asyncio.new_event_loop()
-        self._wake = asyncio.Event()
-        self._up = threading.Event()
-        threading.Thread(target=self._loop.run_until_complete, args=(self._main(),),
-                         daemon=True, name="scheduler").start()  # fmt: skip
+        self._nodes_at = 0.0
+        self._start()
 
     # --- actor methods -----------------------------------------------------------------------
-
-    def ready(self) -> bool:
-        return self._up.wait(timeout=300)
-
-    def wake(self) -> None:
-        self._loop.call_soon_threadsafe(self._wake.set)
 
     def where(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Of these tasks, the queued ones: position (1: next), estimated seconds to start,
@@ -136,29 +123,21 @@ class Scheduler:
 
     # --- the loop ----------------------------------------------------------------------------
 
-    async def _main(self) -> None:
-        self._store = await self._build_store(self._settings)
+    async def _setup(self) -> None:
         await self._catch_up()
         self._recover()
-        self._up.set()
-        nodes_at = 0.0
-        while True:
-            try:
-                if time.monotonic() - nodes_at > NODES_EVERY_S:
-                    nodes_at = time.monotonic()
-                    await self._refresh_nodes()
-                await self._catch_up()
-                await self._admit()
-                await self._flush()
-            except Exception:  # the next pass retries from what the store holds
-                log.exception("scheduler pass failed")
-                await asyncio.sleep(1.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=0.05)
-            self._wake.clear()
+
+    async def _pass(self) -> None:
+        if time.monotonic() - self._nodes_at > NODES_EVERY_S:
+            self._nodes_at = time.monotonic()
+            await self._refresh_nodes()
+        await self._catch_up()
+        await self._admit()
+        await self._flush()
 
     async def _catch_up(self) -> None:
         assert self._store is not None
+        ended: set[str] = set()
         for r in await self._log.catch_up(self._store):
             e = r.event
             if isinstance(e, ev.TaskScheduled) and e.placement.get("placement_group"):
@@ -179,10 +158,12 @@ class Scheduler:
             if status is not None and status.is_terminal:
                 self._types.pop(task_id, None)
                 self._started.pop(task_id, None)
-            if status is None or not (status.is_terminal or status is TaskStatus.QUEUED):
-                continue
-            if task_id in self._allocated and task_id not in self._releasing:
-                self._release(task_id, status.value.lower())
+            if status is not None and (status.is_terminal or status is TaskStatus.QUEUED):
+                ended.add(task_id)
+        # After the whole batch: a release recorded later in it (e.g. read again after a
+        # restart) must not be made twice.
+        for task_id in ended & set(self._allocated) - self._releasing:
+            self._release(task_id, self._log.status[task_id].value.lower())
 
     def _recover(self) -> None:
         """After a restart: allocations whose task ended before the release was recorded."""

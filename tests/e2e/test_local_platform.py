@@ -106,6 +106,8 @@ async def test_tasks_and_models_survive_down_and_up(env: dict[str, str]) -> None
     assert swept["count"] == 16 and {o["params"]["r"] for o in swept["outliers"]} == {0.05}
     assert isinstance(swept["summary"], str)
     assert client.get(keyed.id).result == {"value": 14, "count": 3}
+    [node] = json.loads(prsm(env, "cluster", "--json"))["nodes"]
+    assert node["total"]["CPU"] == 4 and node["report"]["memory_total_gb"] > 0
     agents = json.loads(prsm(env, "agents", "--json"))
     assert {a["type"] for a in agents} == {"compute", "simulation", "llm"}
     listed = json.loads(prsm(env, "tasks", "list", "--json"))

@@ -102,6 +102,8 @@ def test_two_replicas_serve_the_api_over_http(gateway: tuple[str, Settings]) -> 
 
         # Retries with one key land on either replica and still make one task.
         keyed = {"Idempotency-Key": "serve-1"}
+        first = http.post("/v1/tasks", json=DEMO_TASK, headers=keyed).json()
+        assert first["status"] == "QUEUED" and first["queue"]["position"] >= 1  # from the scheduler
         ids = {http.post("/v1/tasks", json=DEMO_TASK, headers=keyed).json()["id"] for _ in range(6)}
         assert len(ids) == 1
         task_id = ids.pop()

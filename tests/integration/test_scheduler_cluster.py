@@ -190,6 +190,10 @@ async def test_an_infeasible_request_waits_with_its_reason_then_runs_when_a_node
         assert placement_of(task, await history(bus, task_id))["nodes"] == [node.node_id]
     finally:
         nodes.remove_node(node)
+    # The restarted scheduler read every earlier release again and made none of them twice.
+    released = [r.event.task_id for r in await bus._context.store.read_all(limit=100_000)
+                if isinstance(r.event, ev.AllocationReleased)]  # fmt: skip
+    assert released and len(released) == len(set(released))
 
 
 async def test_a_node_removed_mid_run_its_bundle_is_re_placed_and_the_task_finishes(
