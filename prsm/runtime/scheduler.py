@@ -41,6 +41,7 @@ from prsm.domain.tasks import Task, TaskStatus
 from prsm.runtime import actors, allocations, cluster_state
 from prsm.runtime.loop_actor import LoopActor, StoreBuilder
 from prsm.runtime.node_monitor import NodeMonitors
+from prsm.runtime.node_monitor import actor_name as node_actor_name
 from prsm.service_layer.handlers import task_stream
 from prsm.service_layer.ports import StreamWrite
 from prsm.service_layer.task_log import Mutation, TaskLog
@@ -97,7 +98,7 @@ class Scheduler(LoopActor):
         queued = self._queued(now)
         slots = self._slots()
         for priority, task_type in priorities:
-            ahead = [q for q in queued if q.priority + 0.0 >= priority]
+            ahead = [q for q in queued if q.priority >= priority]  # ties: the older first
             work = sum(self._durations.of(q.task_type) for q in ahead)
             out.append({"position": len(ahead) + 1, "estimated_start_s": work / slots})
             queued.append(Queued("new", task_type, priority, now))
@@ -352,4 +353,8 @@ def handle() -> Any | None:
 
 
 def stop() -> None:
+    """Kill the scheduler and the compute-node actors for good (the placement groups stay
+    until their tasks end, or Ray stops)."""
     actors.kill(NAME)
+    for node in ray.nodes():  # type: ignore[no-untyped-call]
+        actors.kill(node_actor_name(node["NodeID"]))
