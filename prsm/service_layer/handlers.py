@@ -9,9 +9,17 @@ from typing import Any
 
 from prsm.domain import commands as cmds
 from prsm.domain import events as ev
-from prsm.domain.errors import ConcurrencyError, IdempotencyConflict, InvalidRequest, NotFound
+from prsm.domain.errors import (
+    ConcurrencyError,
+    IdempotencyConflict,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+)
 from prsm.domain.identity import Principal, can_see_task
 from prsm.domain.placement import PlacementRequest
+from prsm.domain.policy import Scope, granted
+from prsm.domain.skills import LLM
 from prsm.domain.task_types import plan
 from prsm.domain.tasks import Task, request_hash
 from prsm.service_layer import agents, models, rollouts
@@ -115,6 +123,9 @@ async def submit_tasks(cmd: cmds.SubmitTasks, ctx: Context) -> list[Submission]:
     each capability they need), then append all tasks in one transaction."""
     wanted = frozenset().union(*(plan(s.task_type, s.params, s.strategy).capabilities
                                  for s in cmd.specs))  # fmt: skip
+    if LLM in wanted and Scope.INFERENCE not in granted(cmd.principal):
+        # Agents call models as the task's owner: no more than the owner may do directly.
+        raise PermissionDenied("tasks that call a model need the inference scope")
     await agents.check_capabilities(ctx.store, wanted)
     tasks = [_new_task(spec, cmd.principal, ctx) for spec in cmd.specs]
     keys = [s.idempotency_key for s in cmd.specs if s.idempotency_key is not None]

@@ -16,6 +16,7 @@ from prsm.domain.errors import (
     IllegalTransition,
     InvalidRequest,
     NotFound,
+    PermissionDenied,
 )
 from prsm.domain.identity import Principal
 from prsm.domain.tasks import TaskStatus
@@ -189,3 +190,15 @@ async def test_concurrency_errors_name_the_stream(store: FakeStore) -> None:
     with pytest.raises(ConcurrencyError) as raised:
         await store.append([StreamWrite("s", 3, [])])
     assert raised.value.stream_id == "s"
+
+
+async def test_a_task_that_calls_a_model_needs_the_inference_scope(store: FakeStore) -> None:
+    await register_agent(store, ("llm",))
+    bus = MessageBus(store, store, lambda: NOW, source="tests")
+    prompt = spec(task_type="prompt", params={"model": "m", "prompts": ["hi"]})
+    narrow = Principal("alice", "acme", frozenset({"user"}), scopes=frozenset({"tasks:write"}))
+    with pytest.raises(PermissionDenied, match="inference scope"):
+        await bus.handle(submit(narrow, prompt))
+    assert task_log(store) == []
+    [ok] = await bus.handle(submit(ALICE, prompt))  # the user role has it
+    assert ok.created
