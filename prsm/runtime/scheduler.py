@@ -231,6 +231,7 @@ class Scheduler(LoopActor):
                 n, cpu = running.get(t.tenant_id, (0, 0.0))
                 running[t.tenant_id] = (n + 1, cpu + t.resources.cpu)
         changes: list[tuple[Task, Mutation]] = []
+        reserved: list[str] = []  # tasks given a placement group in this pass
         self._reasons = {}
         for q in queued:
             task = self._log.tasks[q.task_id]
@@ -252,7 +253,14 @@ class Scheduler(LoopActor):
                 continue
             running[task.tenant_id] = (n + 1, cpu + task.resources.cpu)
             changes.append((task, partial(Task.schedule, at=now, placement=placement)))
-        await self._log.write(self._store, changes, now)
+            if placement.get("placement_group"):
+                reserved.append(task.task_id)
+        try:
+            await self._log.write(self._store, changes, now)
+        finally:  # a group reserved for a task that moved on meanwhile (e.g. cancelled) goes
+            for task_id in reserved:
+                if self._log.status.get(task_id) not in ACTIVE:
+                    allocations.remove(task_id)
         self._publish_queue([q for q in queued if q.task_id in self._reasons])
 
     def _dependencies(self, task: Task) -> str:
