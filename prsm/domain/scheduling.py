@@ -146,10 +146,16 @@ def fits_quota(running: int, cpu: float, want_cpu: float, max_running: int,
     return ""
 
 
+Shape = tuple[float, float, float]  # (cpu, memory_gb, gpu)
+
+
 def bundles_for(cpu: float, memory_gb: float, gpu: float, strategy: SchedulingStrategy,
-                max_bundle_cpu: float = 1.0) -> list[tuple[float, float, float]]:  # fmt: skip
-    """The request split into bundles: parallel plans in ``max_bundle_cpu`` pieces (to be
-    spread), everything else one bundle."""
+                count: int = 1, max_bundle_cpu: float = 1.0) -> list[Shape]:  # fmt: skip
+    """The request split into bundles of ``(cpu, memory_gb, gpu)``: ``count`` equal ones when
+    the task asks for several; else parallel plans in ``max_bundle_cpu`` pieces (to be
+    spread), a token CPU share for I/O-bound ones, everything else one bundle."""
+    if count > 1:
+        return [(cpu / count, memory_gb / count, gpu / count)] * count
     if strategy is SchedulingStrategy.PARALLEL_CPU and cpu > max_bundle_cpu:
         n = math.ceil(cpu / max_bundle_cpu)
         return [(cpu / n, memory_gb / n, gpu / n)] * n

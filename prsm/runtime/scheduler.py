@@ -33,8 +33,10 @@ from prsm.domain.scheduling import (
     TaskProfile,
     bundles_for,
     choose_strategy,
+    estimated_start_s,
     fits_quota,
     order,
+    positions,
 )
 from prsm.domain.task_types import TASK_TYPES
 from prsm.domain.tasks import Task, TaskStatus
@@ -99,8 +101,8 @@ class Scheduler(LoopActor):
         slots = self._slots()
         for priority, task_type in priorities:
             ahead = [q for q in queued if q.priority >= priority]  # ties: the older first
-            work = sum(self._durations.of(q.task_type) for q in ahead)
-            out.append({"position": len(ahead) + 1, "estimated_start_s": work / slots})
+            wait = estimated_start_s(ahead, self._durations, slots)
+            out.append({"position": len(ahead) + 1, "estimated_start_s": wait})
             queued.append(Queued("new", task_type, priority, now))
         return out
 
@@ -261,7 +263,7 @@ class Scheduler(LoopActor):
             for task_id in reserved:
                 if self._log.status.get(task_id) not in ACTIVE:
                     allocations.remove(task_id)
-        self._publish_queue([q for q in queued if q.task_id in self._reasons])
+        self._publish_queue([q for q in queued if q.task_id in self._reasons], now)
 
     def _dependencies(self, task: Task) -> str:
         """``""`` to go, ``"wait"``, or why the task cannot run."""
@@ -287,11 +289,7 @@ class Scheduler(LoopActor):
                               io_bound=task.task_type == "prompt")  # fmt: skip
         strategy = choose_strategy(profile, load)
         wanted = task.placement.strategy or PLACEMENT[strategy]
-        count = task.placement.bundles
-        if count > 1:
-            shapes = [(r.cpu / count, memory_gb / count, r.gpu / count)] * count
-        else:
-            shapes = bundles_for(r.cpu, memory_gb, r.gpu, strategy)
+        shapes = bundles_for(r.cpu, memory_gb, r.gpu, strategy, task.placement.bundles)
         bundles = [Bundle(cpu, gpu, mem) for cpu, mem, gpu in shapes]
         try:
             decided = self._index.place(bundles, wanted, task.placement.strict,
@@ -322,14 +320,13 @@ class Scheduler(LoopActor):
         memory = sum(f.free["memory"] for f in self._facts) / 2**30
         return ClusterLoad(cpu_used=1.0 - free / total, memory_free_gb=memory)
 
-    def _publish_queue(self, waiting: list[Queued]) -> None:
-        """Positions and start estimates of the tasks still queued, in queue order."""
-        slots, work, view = self._slots(), 0.0, {}
-        for i, q in enumerate(waiting):
-            view[q.task_id] = {"position": i + 1, "estimated_start_s": work / slots,
-                               "reason": self._reasons.get(q.task_id)}  # fmt: skip
-            work += self._durations.of(q.task_type)
-        self._queue_view = view
+    def _publish_queue(self, waiting: list[Queued], now: datetime) -> None:
+        """Positions and start estimates of the tasks still queued, and why each waits."""
+        self._queue_view = {
+            task_id: {"position": pos, "estimated_start_s": wait, "reason": self._reasons[task_id]}
+            for task_id, (pos, wait) in positions(waiting, now, self._durations,
+                                                  self._slots()).items()
+        }  # fmt: skip
 
     async def _flush(self) -> None:
         if not self._released:

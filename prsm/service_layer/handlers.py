@@ -21,7 +21,7 @@ from prsm.domain.placement import PlacementRequest
 from prsm.domain.policy import Scope, granted
 from prsm.domain.skills import LLM
 from prsm.domain.task_types import plan
-from prsm.domain.tasks import Task, request_hash
+from prsm.domain.tasks import CoordinationStrategy, Task, request_hash
 from prsm.service_layer import agents, models, rollouts
 from prsm.service_layer.ports import Clock, EventStore, StreamWrite
 
@@ -78,8 +78,8 @@ def _write(task: Task, cmd: cmds.Command, ctx: Context) -> StreamWrite:
     )
 
 
-def _new_task(spec: cmds.TaskSpec, principal: Principal, ctx: Context) -> Task:
-    strategy = plan(spec.task_type, spec.params, spec.strategy).strategy
+def _new_task(spec: cmds.TaskSpec, strategy: CoordinationStrategy, principal: Principal,
+              ctx: Context) -> Task:  # fmt: skip
     payload = {
         "task_type": spec.task_type,
         "params": spec.params,
@@ -121,13 +121,14 @@ async def load_task(store: EventStore, task_id: str) -> Task:
 async def submit_tasks(cmd: cmds.SubmitTasks, ctx: Context) -> list[Submission]:
     """Check every definition (type, parameters, skills, and that some registered agent has
     each capability they need), then append all tasks in one transaction."""
-    wanted = frozenset().union(*(plan(s.task_type, s.params, s.strategy).capabilities
-                                 for s in cmd.specs))  # fmt: skip
+    plans = [plan(s.task_type, s.params, s.strategy) for s in cmd.specs]
+    wanted = frozenset().union(*(p.capabilities for p in plans))
     if LLM in wanted and Scope.INFERENCE not in granted(cmd.principal):
         # Agents call models as the task's owner: no more than the owner may do directly.
         raise PermissionDenied("tasks that call a model need the inference scope")
     await agents.check_capabilities(ctx.store, wanted)
-    tasks = [_new_task(spec, cmd.principal, ctx) for spec in cmd.specs]
+    tasks = [_new_task(spec, p.strategy, cmd.principal, ctx)
+             for spec, p in zip(cmd.specs, plans, strict=True)]  # fmt: skip
     keys = [s.idempotency_key for s in cmd.specs if s.idempotency_key is not None]
     if len(keys) != len(set(keys)):
         raise InvalidRequest("idempotency keys must be unique within one batch")

@@ -80,3 +80,4 @@ def test_parallel_plans_are_split_into_bundles_to_spread() -> None:
     assert bundles_for(4, 8, 0, S.PARALLEL_CPU) == [(1.0, 2.0, 0.0)] * 4
     assert bundles_for(4, 8, 0, S.SEQUENTIAL_CPU) == [(4, 8, 0)]
     assert bundles_for(2, 0, 0, S.IO_OPTIMIZED) == [(0.1, 0, 0)]
+    assert bundles_for(3, 6, 0, S.BALANCED, count=3) == [(1.0, 2.0, 0.0)] * 3  # as asked
