@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from prsm.domain.identity import Principal
+from prsm.domain.ids import new_id
 from prsm.domain.models import Faults, ModelSpec
 from prsm.domain.placement import PlacementRequest
 from prsm.domain.rollout_policy import RolloutPolicy
@@ -16,7 +16,7 @@ from prsm.domain.tasks import CoordinationStrategy, ResourceRequest
 @dataclass(frozen=True, kw_only=True)
 class Command:
     correlation_id: str
-    command_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    command_id: str = field(default_factory=new_id)
 
 
 @dataclass(frozen=True, kw_only=True)

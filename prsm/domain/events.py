@@ -3,16 +3,16 @@
 An event's payload is the dataclass; what the platform knows about it (id, correlation,
 causation, source, time, schema version) is its ``EventMetadata``. The aggregate id and version
 and the global position are given by the event store when it records the event
-(``RecordedEvent``).
+(``RecordedEvent``; ``LoggedEvent`` without the metadata).
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
+from prsm.domain.ids import new_id
 from prsm.domain.models import ModelSpec
 from prsm.domain.rollout_policy import RolloutPolicy
 
@@ -32,7 +32,7 @@ class EventMetadata:
     source: str
     correlation_id: str
     causation_id: str | None = None
-    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    event_id: str = field(default_factory=new_id)
     schema_version: int = 1
 
 
@@ -45,14 +45,21 @@ class NewEvent:
 
 
 @dataclass(frozen=True)
-class RecordedEvent:
-    """An event as stored: ``version`` counts from 1 within its stream, ``position`` from 1
-    across the whole log, gap-free and in commit order."""
+class LoggedEvent:
+    """An event at its place in the log: ``version`` counts from 1 within its stream,
+    ``position`` from 1 across the whole log, gap-free and in commit order. Followers of
+    the log read events in this form, without their metadata."""
 
     stream_id: str
     version: int
     position: int
     event: Event
+
+
+@dataclass(frozen=True)
+class RecordedEvent(LoggedEvent):
+    """An event as stored, with its metadata."""
+
     metadata: EventMetadata
 
 
@@ -165,6 +172,7 @@ TASK_EVENTS: tuple[type[Event], ...] = (
     AllocationMoved,
     AllocationReleased,
 )
+TASK_EVENT_NAMES: frozenset[str] = frozenset(cls.type_name() for cls in TASK_EVENTS)
 
 
 # --- model deployments (all in one stream: the model registry) --------------------------

@@ -17,6 +17,7 @@ from prsm.domain.errors import (
     PermissionDenied,
 )
 from prsm.domain.identity import Principal, can_see_task
+from prsm.domain.ids import new_id
 from prsm.domain.placement import PlacementRequest
 from prsm.domain.policy import Scope, granted
 from prsm.domain.skills import LLM
@@ -56,7 +57,7 @@ def parse_task_id(raw: str) -> str:
 
 def task_id_for(principal: Principal, idempotency_key: str | None) -> str:
     if idempotency_key is None:
-        return str(uuid.uuid4())
+        return new_id()
     name = f"{principal.tenant_id}\x00{principal.user_id}\x00{idempotency_key}"
     return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, name))
 

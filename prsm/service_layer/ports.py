@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from prsm.domain.events import NewEvent, RecordedEvent
+from prsm.domain.events import LoggedEvent, NewEvent, RecordedEvent
 from prsm.service_layer.views import TaskPage, TaskQuery, TaskView
 
 Clock = Callable[[], datetime]
@@ -24,6 +24,16 @@ class StreamWrite:
     events: Sequence[NewEvent]
 
 
+@dataclass(frozen=True)
+class LogPage:
+    """What one ``read_log`` found: the events of the asked types among the positions it
+    read, in position order, and where it stopped."""
+
+    events: list[LoggedEvent]
+    position: int  # the last position read: the next read starts after it
+    more: bool  # the log went on past ``position`` when it was read
+
+
 class EventStore(Protocol):
     async def append(self, writes: Sequence[StreamWrite]) -> list[RecordedEvent]:
         """Append all writes in one transaction, or none of them.
@@ -35,6 +45,12 @@ class EventStore(Protocol):
 
     async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         """Events with a global position above ``after``, in position order."""
+        ...
+
+    async def read_log(self, after: int, types: Collection[str], span: int = 2000) -> LogPage:
+        """Of the (at most ``span``) positions after ``after``, the events whose type name
+        is in ``types``: how a follower reads only what it needs and still knows how far
+        it has read."""
         ...
 
     async def ping(self) -> None:

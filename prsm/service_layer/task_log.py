@@ -14,7 +14,7 @@ from prsm.domain.tasks import STATUS_AFTER, Task, TaskStatus
 from prsm.service_layer.handlers import load_task, task_stream
 from prsm.service_layer.ports import EventStore, StreamWrite
 
-READ_BATCH = 2000
+READ_SPAN = 2000  # positions per read
 
 Mutation = Callable[[Task], None]
 
@@ -28,19 +28,19 @@ class TaskLog:
         self.tasks: dict[str, Task] = {}  # unfinished tasks that ``keep`` accepted
         self.queued: set[str] = set()  # of those, the ones QUEUED now
 
-    async def catch_up(self, store: EventStore) -> list[ev.RecordedEvent]:
-        """Apply the events recorded since the last call; return them."""
-        seen: list[ev.RecordedEvent] = []
+    async def catch_up(self, store: EventStore) -> list[ev.LoggedEvent]:
+        """Apply the task events recorded since the last call; return them."""
+        seen: list[ev.LoggedEvent] = []
         while True:
-            batch = await store.read_all(after=self.position, limit=READ_BATCH)
-            for r in batch:
-                self.position = r.position
+            page = await store.read_log(self.position, ev.TASK_EVENT_NAMES, READ_SPAN)
+            for r in page.events:
                 self._apply(r)
-            seen.extend(batch)
-            if len(batch) < READ_BATCH:
+            self.position = page.position
+            seen.extend(page.events)
+            if not page.more:
                 return seen
 
-    def _apply(self, r: ev.RecordedEvent) -> None:
+    def _apply(self, r: ev.LoggedEvent) -> None:
         e = r.event
         if isinstance(e, ev.TaskSubmitted):
             self.status[e.task_id] = TaskStatus.SUBMITTED

@@ -52,49 +52,62 @@ class TaskPage:
     next_cursor: int | None
 
 
-def project_task(row: TaskView | None, recorded: ev.RecordedEvent) -> TaskView | None:
-    """The task view after ``recorded``; ``None`` when the event does not concern tasks."""
-    event = recorded.event
-    if isinstance(event, ev.TaskSubmitted):
-        return TaskView(
-            task_id=event.task_id,
-            seq=recorded.position,
-            task_type=event.task_type,
-            status=TaskStatus.SUBMITTED,
-            priority=event.priority,
-            progress=0.0,
-            user_id=event.user_id,
-            tenant_id=event.tenant_id,
-            strategy=event.strategy,
-            params=event.params,
-            dependencies=event.dependencies,
-            resources=ResourceRequest(cpu=event.cpu, gpu=event.gpu, memory_mb=event.memory_mb),
-            submitted_at=event.submitted_at,
-            updated_at=event.submitted_at,
-        )
-    if row is None or type(event) not in ev.TASK_EVENTS:
-        return None
-    changes: dict[str, Any] = {"updated_at": getattr(event, "at", row.updated_at)}
+@dataclass
+class ViewChanges:
+    """What a batch of events does to the task view: the rows of tasks submitted in the
+    batch (with what later events of the batch did to them), and the columns to set on rows
+    already stored. A change to a task the view does not hold changes nothing."""
+
+    new: dict[str, TaskView] = dataclasses.field(default_factory=dict)
+    updates: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+
+def submitted_view(event: ev.TaskSubmitted, position: int) -> TaskView:
+    return TaskView(
+        task_id=event.task_id,
+        seq=position,
+        task_type=event.task_type,
+        status=TaskStatus.SUBMITTED,
+        priority=event.priority,
+        progress=0.0,
+        user_id=event.user_id,
+        tenant_id=event.tenant_id,
+        strategy=event.strategy,
+        params=event.params,
+        dependencies=event.dependencies,
+        resources=ResourceRequest(cpu=event.cpu, gpu=event.gpu, memory_mb=event.memory_mb),
+        submitted_at=event.submitted_at,
+        updated_at=event.submitted_at,
+    )
+
+
+def view_changes(event: ev.Event) -> dict[str, Any]:
+    """The columns a task event (other than ``TaskSubmitted``) sets on its task's view."""
+    changes: dict[str, Any] = {}
+    at = getattr(event, "at", None)
+    if at is not None:
+        changes["updated_at"] = at
     status = STATUS_AFTER.get(type(event))
     if status is not None:
         changes["status"] = status
-    return dataclasses.replace(row, **changes, **fields_set_by(event))
+    changes.update(fields_set_by(event))
+    return changes
 
 
-def task_id_of(event: ev.Event) -> str | None:
-    return getattr(event, "task_id", None) if type(event) in ev.TASK_EVENTS else None
-
-
-def project_tasks(rows: dict[str, TaskView], batch: Iterable[ev.RecordedEvent]) -> set[str]:
-    """Apply ``batch`` in order to ``rows`` (the current views of the tasks it concerns);
-    return the ids of the rows that changed."""
-    changed = set()
+def project_tasks(batch: Iterable[ev.LoggedEvent]) -> ViewChanges:
+    """The changes ``batch`` (in log order) makes to the task view."""
+    out = ViewChanges()
     for recorded in batch:
-        task_id = task_id_of(recorded.event)
-        if task_id is None:
+        event = recorded.event
+        if isinstance(event, ev.TaskSubmitted):
+            out.new[event.task_id] = submitted_view(event, recorded.position)
             continue
-        view = project_task(rows.get(task_id), recorded)
-        if view is not None:
-            rows[task_id] = view
-            changed.add(task_id)
-    return changed
+        if type(event) not in ev.TASK_EVENTS:
+            continue
+        task_id: str = event.task_id  # type: ignore[attr-defined]
+        changes = view_changes(event)
+        if task_id in out.new:
+            out.new[task_id] = dataclasses.replace(out.new[task_id], **changes)
+        else:
+            out.updates.setdefault(task_id, {}).update(changes)
+    return out

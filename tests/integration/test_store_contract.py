@@ -16,7 +16,7 @@ from prsm.domain.tasks import TaskStatus
 from prsm.service_layer.ports import StreamWrite
 from prsm.service_layer.views import TaskQuery
 from tests.integration import store_workers
-from tests.support import StoreSpec, queued, submitted
+from tests.support import StoreSpec, meta, now, queued, submitted
 
 
 async def test_append_then_read_stream_in_version_order(store: Any) -> None:
@@ -64,6 +64,21 @@ async def test_read_all_from_a_position_with_a_limit(store: Any) -> None:
     assert [r.position for r in page] == [5, 6, 7]
     assert [r.event.task_id for r in page] == ["2", "2'", "3"]
     assert await store.read_all(after=10) == []
+
+
+async def test_read_log_reads_only_the_asked_types_and_says_how_far_it_read(store: Any) -> None:
+    for i in range(4):  # positions 1..8: queued, progressed, queued, progressed, ...
+        progressed = ev.NewEvent(ev.TaskProgressed(task_id="p", at=now(), progress=1.0), meta())
+        await store.append([StreamWrite(f"s{i}", 0, [queued(str(i)), progressed])])
+    page = await store.read_log(0, {"TaskQueued"}, span=5)
+    assert [r.position for r in page.events] == [1, 3, 5]
+    assert (page.position, page.more) == (5, True)
+    page = await store.read_log(page.position, {"TaskQueued"}, span=5)
+    assert ([r.position for r in page.events], page.position, page.more) == ([7], 8, False)
+    # Nothing of the asked type left: the read still moves to the head.
+    page = await store.read_log(7, {"TaskSucceeded"}, span=5)
+    assert (page.events, page.position, page.more) == ([], 8, False)
+    assert (await store.read_log(8, {"TaskQueued"})).events == []
 
 
 async def test_events_round_trip_with_their_metadata(store: Any) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Collection, Sequence
 
 from prsm.domain.errors import ConcurrencyError
-from prsm.domain.events import RecordedEvent
-from prsm.service_layer.ports import StreamWrite
+from prsm.domain.events import LoggedEvent, RecordedEvent
+from prsm.service_layer.ports import LogPage, StreamWrite
 from prsm.service_layer.views import TaskPage, TaskQuery, TaskView, project_tasks
 
 
@@ -39,6 +40,12 @@ class FakeStore:
     async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         return self.log[after : after + limit]
 
+    async def read_log(self, after: int, types: Collection[str], span: int = 2000) -> LogPage:
+        end = max(after, min(after + span, len(self.log)))
+        found = [LoggedEvent(r.stream_id, r.version, r.position, r.event)
+                 for r in self.log[after:end] if r.event.type_name() in types]  # fmt: skip
+        return LogPage(found, end, len(self.log) > end)
+
     async def ping(self) -> None:
         return None
 
@@ -47,7 +54,11 @@ class FakeStore:
 
     async def catch_up(self) -> int:
         batch = self.log[self.position :]
-        project_tasks(self.views, batch)
+        changes = project_tasks(batch)
+        self.views.update(changes.new)
+        for task_id, columns in changes.updates.items():
+            if task_id in self.views:
+                self.views[task_id] = dataclasses.replace(self.views[task_id], **columns)
         self.position = len(self.log)
         return len(batch)
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from prsm.adapters.store import codec, migrations
 from prsm.domain import errors
 from prsm.domain import events as ev
 from prsm.domain.tasks import TaskStatus
 from prsm.serve.errors import status_of
-from prsm.service_layer.views import project_task
+from prsm.service_layer.views import project_tasks
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 META = ev.EventMetadata(occurred_at=T0, source="tests", correlation_id="c")
@@ -69,26 +69,32 @@ def _recorded(event: ev.Event, position: int) -> ev.RecordedEvent:
 
 
 def test_the_task_view_follows_its_events() -> None:
-    view = project_task(None, _recorded(submitted(), 7))
-    assert view is not None
-    assert (view.seq, view.status, view.resources.memory_mb) == (7, TaskStatus.SUBMITTED, 512)
-    for position, event in enumerate(
-        [
-            ev.TaskQueued(task_id="t1", at=T0),
-            ev.TaskScheduled(task_id="t1", at=T0, placement={}),
-            ev.TaskStarted(task_id="t1", at=T0),
-            ev.TaskProgressed(task_id="t1", at=T0, progress=50),
-            ev.TaskFailed(task_id="t1", at=T0, error="boom"),
-        ],
-        start=8,
-    ):
-        view = project_task(view, _recorded(event, position))
-        assert view is not None
-    assert (view.status, view.progress, view.error, view.seq) == (TaskStatus.FAILED, 50, "boom", 7)
-
-
-def test_events_for_unknown_tasks_are_ignored() -> None:
-    assert project_task(None, _recorded(ev.TaskQueued(task_id="t1", at=T0), 1)) is None
+    later = [
+        ev.TaskQueued(task_id="t1", at=T0),
+        ev.TaskScheduled(task_id="t1", at=T0, placement={}),
+        ev.TaskStarted(task_id="t1", at=T0),
+        ev.SubtaskCompleted(task_id="t1", key="0:0", agent_id="a", output=1, seconds=0.1),
+        ev.TaskProgressed(task_id="t1", at=T0, progress=50),
+        ev.TaskFailed(task_id="t1", at=T0 + timedelta(seconds=3), error="boom"),
+    ]
+    # Submitted and then changed within one batch: one new row, as it ends.
+    together = project_tasks([_recorded(e, p) for p, e in enumerate([submitted(), *later], 7)])
+    [view] = together.new.values()
+    assert together.updates == {}
+    assert (view.seq, view.status, view.progress, view.error) == (7, TaskStatus.FAILED, 50, "boom")
+    assert (view.resources.memory_mb, view.updated_at) == (512, T0 + timedelta(seconds=3))
+    # Changed in a later batch: only the columns its events set, the last value winning.
+    apart = project_tasks([_recorded(e, p) for p, e in enumerate(later, 8)])
+    assert apart.new == {}
+    assert apart.updates == {
+        "t1": {
+            "status": TaskStatus.FAILED,
+            "progress": 50,
+            "error": "boom",
+            "result": None,
+            "updated_at": T0 + timedelta(seconds=3),
+        }
+    }
 
 
 def test_migrations_are_numbered_and_split_into_statements() -> None:

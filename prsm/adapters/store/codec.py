@@ -16,7 +16,9 @@ _METADATA: TypeAdapter[EventMetadata] = TypeAdapter(EventMetadata)
 def encode(new: NewEvent) -> tuple[str, str, str, str]:
     """(event_id, type name, data JSON, metadata JSON) of an event about to be stored."""
     name = new.event.type_name()
-    metadata = dataclasses.replace(new.metadata, schema_version=type(new.event).schema_version)
+    metadata = new.metadata
+    if metadata.schema_version != type(new.event).schema_version:
+        metadata = dataclasses.replace(metadata, schema_version=type(new.event).schema_version)
     return (
         metadata.event_id,
         name,

@@ -8,7 +8,7 @@ id, so a retry never writes an event twice.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
@@ -19,10 +19,16 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_e
 from prsm.adapters.store import migrations, rows
 from prsm.adapters.store.codec import encode
 from prsm.domain.errors import ConcurrencyError, StoreUnavailable
-from prsm.domain.events import RecordedEvent
+from prsm.domain.events import TASK_EVENT_NAMES, RecordedEvent
 from prsm.observability.metrics import count_appended
-from prsm.service_layer.ports import StreamWrite
-from prsm.service_layer.views import TaskPage, TaskQuery, TaskView, project_tasks, task_id_of
+from prsm.service_layer.ports import LogPage, StreamWrite
+from prsm.service_layer.views import (
+    TaskPage,
+    TaskQuery,
+    TaskView,
+    ViewChanges,
+    project_tasks,
+)
 
 T = TypeVar("T")
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -247,42 +253,64 @@ class PostgresStore:
         )
         return [rows.recorded(r) for r in found]
 
+    async def read_log(self, after: int, types: Collection[str], span: int = 2000) -> LogPage:
+        async def attempt(_: int) -> LogPage:
+            async with self._pool.acquire() as conn:
+                return await self._read_log(conn, after, types, span)
+
+        return await self._retrying(attempt)
+
+    @staticmethod
+    async def _read_log(conn: Conn, after: int, types: Collection[str], span: int) -> LogPage:
+        # The committed head: appends commit in position order (the head row's lock).
+        head = await conn.fetchval("SELECT position FROM event_log_head WHERE id = 1")
+        end = max(after, min(after + span, head))
+        found = await conn.fetch(
+            f"SELECT {rows.LOGGED_COLUMNS} FROM events WHERE position > $1 AND position <= $2"
+            " AND event_type = ANY($3::text[]) ORDER BY position",
+            after,
+            end,
+            sorted(types),
+        )
+        return LogPage([rows.logged(r) for r in found], end, head > end)
+
     # -- task views ----------------------------------------------------------------------
 
     async def catch_up(self, batch: int = 2000) -> int:
-        async def one_batch(_: int) -> int:
+        async def one_batch(_: int) -> LogPage:
             async with self._transaction() as conn:
                 position = await conn.fetchval(
                     "SELECT position FROM projections WHERE name = $1 FOR UPDATE", _VIEW
                 )
-                events = await self._read_all(conn, position, batch)
-                if not events:
-                    return 0
-                ids = list({tid for e in events if (tid := task_id_of(e.event)) is not None})
-                found = await conn.fetch(
-                    "SELECT * FROM task_view WHERE task_id = ANY($1::text[])", ids
-                )
-                current = {r["task_id"]: rows.task_view(r, _same) for r in found}
-                changed = project_tasks(current, events)
-                cols = ", ".join(rows.TASK_VIEW_COLUMNS)
-                marks = ", ".join(f"${i + 1}" for i in range(len(rows.TASK_VIEW_COLUMNS)))
-                updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in rows.TASK_VIEW_COLUMNS[1:])
-                await conn.executemany(
-                    f"INSERT INTO task_view ({cols}) VALUES ({marks})"
-                    f" ON CONFLICT (task_id) DO UPDATE SET {updates}",
-                    [rows.task_view_values(current[t], _same) for t in changed],
-                )
+                page = await self._read_log(conn, position, TASK_EVENT_NAMES, batch)
+                await self._apply_view(conn, project_tasks(page.events))
                 await conn.execute(
-                    "UPDATE projections SET position = $1 WHERE name = $2",
-                    events[-1].position,
-                    _VIEW,
+                    "UPDATE projections SET position = $1 WHERE name = $2", page.position, _VIEW
                 )
-                return len(events)
+                return page
 
         applied = 0
-        while count := await self._retrying(one_batch):
-            applied += count
-        return applied
+        while True:
+            page = await self._retrying(one_batch)
+            applied += len(page.events)
+            if not page.more:
+                return applied
+
+    @staticmethod
+    async def _apply_view(conn: Conn, changes: ViewChanges) -> None:
+        cols = ", ".join(rows.TASK_VIEW_COLUMNS)
+        marks = ", ".join(f"${i + 1}" for i in range(len(rows.TASK_VIEW_COLUMNS)))
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in rows.TASK_VIEW_COLUMNS[1:])
+        await conn.executemany(
+            f"INSERT INTO task_view ({cols}) VALUES ({marks})"
+            f" ON CONFLICT (task_id) DO UPDATE SET {updates}",
+            [rows.task_view_values(v, _same) for v in changes.new.values()],
+        )
+        for columns, values in rows.view_updates(changes.updates, _same).items():
+            sets = ", ".join(f"{c} = ${i + 1}" for i, c in enumerate(columns))
+            await conn.executemany(
+                f"UPDATE task_view SET {sets} WHERE task_id = ${len(columns) + 1}", values
+            )
 
     async def view_position(self) -> int:
         found = await self._pool.fetchval("SELECT position FROM projections WHERE name = $1", _VIEW)

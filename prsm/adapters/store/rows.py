@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from prsm.adapters.store.codec import decode_event, decode_metadata
-from prsm.domain.events import RecordedEvent
+from prsm.domain.events import LoggedEvent, RecordedEvent
 from prsm.domain.tasks import ResourceRequest, TaskStatus
 from prsm.service_layer.views import TaskView
 
@@ -20,6 +20,7 @@ class Row(Protocol):
 
 
 EVENT_COLUMNS = "position, stream_id, version, event_type, data, metadata"
+LOGGED_COLUMNS = "position, stream_id, version, event_type, data"
 
 TASK_VIEW_COLUMNS = (
     "task_id", "seq", "tenant_id", "user_id", "task_type", "status", "priority", "progress",
@@ -38,6 +39,15 @@ def recorded(row: Row) -> RecordedEvent:
     )
 
 
+def logged(row: Row) -> LoggedEvent:
+    return LoggedEvent(
+        stream_id=row["stream_id"],
+        version=row["version"],
+        position=row["position"],
+        event=decode_event(row["event_type"], row["data"]),
+    )
+
+
 def task_view_values(view: TaskView, when: Callable[[datetime], Any]) -> tuple[Any, ...]:
     """The view as a row, in ``TASK_VIEW_COLUMNS`` order; ``when`` encodes datetimes."""
     return (
@@ -48,6 +58,28 @@ def task_view_values(view: TaskView, when: Callable[[datetime], Any]) -> tuple[A
         when(view.updated_at), view.result_ref, view.error,
         None if view.result is None else json.dumps(view.result),
     )  # fmt: skip
+
+
+def view_updates(updates: dict[str, dict[str, Any]], when: Callable[[datetime], Any]
+                 ) -> dict[tuple[str, ...], list[tuple[Any, ...]]]:  # fmt: skip
+    """Column changes of task views (``ViewChanges.updates``), grouped by the columns they
+    set, each as ``(values..., task_id)`` in the columns' order."""
+    grouped: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    for task_id, changes in updates.items():
+        columns = tuple(sorted(changes))
+        values = tuple(_column(c, changes[c], when) for c in columns)
+        grouped.setdefault(columns, []).append((*values, task_id))
+    return grouped
+
+
+def _column(name: str, value: Any, when: Callable[[datetime], Any]) -> Any:
+    if name == "status":
+        return value.value
+    if name == "updated_at":
+        return when(value)
+    if name == "result":
+        return None if value is None else json.dumps(value)
+    return value
 
 
 def task_view(row: Row, when: Callable[[Any], datetime]) -> TaskView:

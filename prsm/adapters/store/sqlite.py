@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -20,10 +20,16 @@ import aiosqlite
 from prsm.adapters.store import migrations, rows
 from prsm.adapters.store.codec import encode
 from prsm.domain.errors import ConcurrencyError, StoreUnavailable
-from prsm.domain.events import RecordedEvent
+from prsm.domain.events import TASK_EVENT_NAMES, RecordedEvent
 from prsm.observability.metrics import count_appended
-from prsm.service_layer.ports import StreamWrite
-from prsm.service_layer.views import TaskPage, TaskQuery, TaskView, project_tasks, task_id_of
+from prsm.service_layer.ports import LogPage, StreamWrite
+from prsm.service_layer.views import (
+    TaskPage,
+    TaskQuery,
+    TaskView,
+    ViewChanges,
+    project_tasks,
+)
 
 BUSY_TIMEOUT_MS = 60_000
 CACHE_KIB = 65_536  # per connection
@@ -174,6 +180,24 @@ class SqliteStore:
         )
         return [rows.recorded(r) for r in found]
 
+    async def read_log(self, after: int, types: Collection[str], span: int = 2000) -> LogPage:
+        return await self._read_log(self._reader, after, types, span)
+
+    @staticmethod
+    async def _read_log(db: aiosqlite.Connection, after: int, types: Collection[str],
+                        span: int) -> LogPage:  # fmt: skip
+        # Positions up to the head read first are all committed (writers commit in order).
+        head = (await _fetch(db, "SELECT coalesce(max(position), 0) FROM events"))[0][0]
+        end = max(after, min(after + span, head))
+        names = sorted(types)
+        found = await _fetch(
+            db,
+            f"SELECT {rows.LOGGED_COLUMNS} FROM events WHERE position > ? AND position <= ?"
+            f" AND event_type IN ({','.join('?' * len(names))}) ORDER BY position",
+            (after, end, *names),
+        )
+        return LogPage([rows.logged(r) for r in found], end, head > end)
+
     # -- task views ----------------------------------------------------------------------
 
     async def catch_up(self, batch: int = 2000) -> int:
@@ -191,39 +215,29 @@ class SqliteStore:
                 found = await _fetch(
                     db, "SELECT position FROM projections WHERE name = ?", (_VIEW,)
                 )
-                events = await self._read_all(db, found[0][0], batch)
-                if not events:
-                    continue
-                ids = list({tid for e in events if (tid := task_id_of(e.event)) is not None})
-                current = await self._views(db, ids)
-                changed = project_tasks(current, events)
-                marks = ",".join("?" * len(rows.TASK_VIEW_COLUMNS))
-                await db.executemany(
-                    f"INSERT OR REPLACE INTO task_view VALUES ({marks})",
-                    [rows.task_view_values(current[t], _dt) for t in changed],
-                )
+                page = await self._read_log(db, found[0][0], TASK_EVENT_NAMES, batch)
+                await self._apply_view(db, project_tasks(page.events))
                 await db.execute(
-                    "UPDATE projections SET position = ? WHERE name = ?",
-                    (events[-1].position, _VIEW),
+                    "UPDATE projections SET position = ? WHERE name = ?", (page.position, _VIEW)
                 )
-                applied += len(events)
+                applied += len(page.events)
+
+    @staticmethod
+    async def _apply_view(db: aiosqlite.Connection, changes: ViewChanges) -> None:
+        marks = ",".join("?" * len(rows.TASK_VIEW_COLUMNS))
+        await db.executemany(
+            f"INSERT OR REPLACE INTO task_view VALUES ({marks})",
+            [rows.task_view_values(v, _dt) for v in changes.new.values()],
+        )
+        for columns, values in rows.view_updates(changes.updates, _dt).items():
+            sets = ", ".join(f"{c} = ?" for c in columns)
+            await db.executemany(f"UPDATE task_view SET {sets} WHERE task_id = ?", values)
 
     async def view_position(self) -> int:
         found = await _fetch(
             self._reader, "SELECT position FROM projections WHERE name = ?", (_VIEW,)
         )
         return int(found[0][0])
-
-    @staticmethod
-    async def _views(db: aiosqlite.Connection, ids: list[str]) -> dict[str, TaskView]:
-        found: dict[str, TaskView] = {}
-        for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i : i + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT * FROM task_view WHERE task_id IN ({marks})"
-            for r in await _fetch(db, sql, chunk):
-                found[r["task_id"]] = rows.task_view(r, datetime.fromisoformat)
-        return found
 
     async def get(self, task_id: str) -> TaskView | None:
         found = await _fetch(self._reader, "SELECT * FROM task_view WHERE task_id = ?", (task_id,))
