@@ -1,7 +1,8 @@
 """Durable queue throughput: N trivial tasks (`map` of `math.square` over one item, nothing
 to reserve) submitted in batches of 1,000 through the service layer, then queued, admitted by
 the scheduler, run by the orchestrator on agent actors and finished — every task's events
-stored in SQLite (submitted, queued, scheduled, started, its subtask, succeeded). Timed from
+stored in SQLite (submitted, queued, scheduled, started, its subtask, succeeded). The
+service layer is built as a gateway replica builds it (``bootstrap.build_gateway``). Timed from
 the first submit to the last success. Baseline in the same run, on the same local Ray:
 ``ray.get([f.remote() for _ in range(N)])`` of a trivial remote function. Targets: ≥ 50,000
 tasks/min and ≥ 1.0 × the baseline's rate.
@@ -30,7 +31,6 @@ from prsm.domain import commands as cmds
 from prsm.domain.identity import Principal
 from prsm.domain.tasks import ResourceRequest
 from prsm.runtime import orchestrator, scheduler
-from prsm.service_layer.messagebus import MessageBus
 
 BATCH = 1000
 USER = Principal(user_id="bench", tenant_id="bench", roles=frozenset({"user"}))
@@ -54,8 +54,8 @@ def succeeded(db: Path) -> int:
 
 
 async def platform(settings: Settings, n: int) -> dict[str, float]:
-    store = await bootstrap.open_store(settings)
-    bus = MessageBus(store, store, bootstrap.utc_now, source="bench")
+    gateway = await bootstrap.build_gateway(settings.for_replicas(), in_ray=False)
+    bus = gateway.bus  # the service layer as a gateway replica builds it
     trivial_task = {"skill": "math.square"}
     started = time.perf_counter()
     for first in range(0, n, BATCH):
@@ -68,7 +68,7 @@ async def platform(settings: Settings, n: int) -> dict[str, float]:
         await asyncio.sleep(0.2)  # the store is polled: another process writes it
     took = time.perf_counter() - started
     events = await asyncio.to_thread(_count_events, settings.sqlite_path)
-    await store.close()
+    await gateway.store.close()
     return {"seconds": took, "submit_seconds": submitted, "succeeded": done,
             "events_per_task": events / n}  # fmt: skip
 

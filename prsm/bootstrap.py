@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -140,6 +141,9 @@ async def build_gateway(raw_settings: dict[str, Any], in_ray: bool = True) -> Ga
         deps.version_stats = rollout_stats.version_stats
         deps.agents = OrchestratorAgents()
         deps.queue = SchedulerQueue()
+    # What the replica holds now (Ray, FastAPI, imports: hundreds of thousands of objects)
+    # stays: out of the collector's reach, a full collection walks only what came later.
+    gc.freeze()
     return deps
 
 

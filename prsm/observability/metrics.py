@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -29,8 +30,9 @@ EVENTS_APPENDED = Counter(
 
 
 def count_appended(recorded: Iterable[RecordedEvent]) -> None:
-    for r in recorded:
-        EVENTS_APPENDED.labels(r.event.type_name(), r.metadata.source).inc()
+    counts = collections.Counter((r.event.type_name(), r.metadata.source) for r in recorded)
+    for (event_type, source), count in counts.items():
+        EVENTS_APPENDED.labels(event_type, source).inc(count)
 
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
