@@ -154,6 +154,34 @@ async def test_views_follow_the_log_exactly_once_across_restarts(
         await reopened.close()
 
 
+async def test_the_view_sets_what_later_events_change_and_skips_the_rest(store: Any) -> None:
+    new = submitted(user="erin")
+    tid = new.event.task_id
+    await store.append([StreamWrite(f"task-{tid}", 0, [new, queued(tid)])])
+    assert await store.catch_up() == 2
+    subtask = ev.SubtaskCompleted(task_id=tid, key="0:0", agent_id="a", output=1, seconds=0.1)
+    await store.append([
+        StreamWrite(f"run-{tid}", 0, [ev.NewEvent(subtask, meta())]),
+        StreamWrite("task-ghost", 0, [queued("ghost")]),  # a task the view does not hold
+        StreamWrite(f"task-{tid}", 2, [
+            ev.NewEvent(ev.TaskScheduled(task_id=tid, at=now(), placement={}), meta()),
+            ev.NewEvent(ev.TaskStarted(task_id=tid, at=now()), meta()),
+            ev.NewEvent(ev.TaskProgressed(task_id=tid, at=now(), progress=40.0), meta()),
+        ]),
+    ])  # fmt: skip
+    await store.append([StreamWrite(f"task-{tid}", 5, [ev.NewEvent(
+        ev.TaskSucceeded(task_id=tid, at=now(), result_ref=None, result={"sum": [1, 2.5]}),
+        meta())])])  # fmt: skip
+    assert await store.catch_up() == 5  # the task events only, not the subtask's
+    assert await store.view_position() == 8
+    assert await store.get("ghost") is None
+    view = await store.get(tid)
+    assert view is not None
+    assert (view.status, view.progress, view.result) == (
+        TaskStatus.SUCCEEDED, 100.0, {"sum": [1, 2.5]})  # fmt: skip
+    assert (view.task_type, view.user_id) == ("demo", "erin")  # the rest as submitted
+
+
 async def test_concurrent_catch_up_applies_each_event_once(
     store_spec: StoreSpec, store: Any
 ) -> None:
