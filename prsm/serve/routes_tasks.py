@@ -96,7 +96,9 @@ async def list_tasks(
     deps: Deps,
     status: TaskStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
-    cursor: Annotated[int | None, Query(ge=1, description="`next_cursor` of a page")] = None,
+    cursor: Annotated[
+        int | None, Query(ge=1, le=queries.MAX_CURSOR, description="`next_cursor` of a page")
+    ] = None,
 ) -> TaskList:
     page = await queries.list_tasks(deps.views, principal, status, limit, cursor)
     return TaskList(

@@ -62,8 +62,8 @@ class EventStore(Protocol):
 
 class TaskViews(Protocol):
     async def catch_up(self) -> int:
-        """Apply every event recorded since the view's stored position, each exactly once;
-        return how many were applied."""
+        """Apply every task event recorded since the view's stored position, each exactly
+        once, passing over events of other kinds; return how many were applied."""
         ...
 
     async def get(self, task_id: str) -> TaskView | None: ...

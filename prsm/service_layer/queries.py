@@ -10,6 +10,7 @@ from prsm.service_layer.ports import TaskViews
 from prsm.service_layer.views import TaskPage, TaskQuery, TaskView
 
 MAX_PAGE = 500
+MAX_CURSOR = 2**63 - 1  # cursors are log positions: 64-bit integers in both stores
 
 
 async def get_task(views: TaskViews, principal: Principal, task_id: str) -> TaskView:
@@ -29,6 +30,8 @@ async def list_tasks(
     """The caller's own tasks, newest first."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit must be within 1..{MAX_PAGE}, got {limit}")
+    if cursor is not None and not 1 <= cursor <= MAX_CURSOR:
+        raise InvalidRequest(f"cursor must be within 1..{MAX_CURSOR}, got {cursor}")
     query = TaskQuery(
         tenant_id=principal.tenant_id,
         user_id=principal.user_id,

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Collection, Sequence
 
 from prsm.domain.errors import ConcurrencyError
-from prsm.domain.events import LoggedEvent, RecordedEvent
+from prsm.domain.events import TASK_EVENT_NAMES, LoggedEvent, RecordedEvent
 from prsm.service_layer.ports import LogPage, StreamWrite
 from prsm.service_layer.views import TaskPage, TaskQuery, TaskView, project_tasks
 
@@ -53,7 +53,7 @@ class FakeStore:
         return None
 
     async def catch_up(self) -> int:
-        batch = self.log[self.position :]
+        batch = [r for r in self.log[self.position :] if r.event.type_name() in TASK_EVENT_NAMES]
         changes = project_tasks(batch)
         self.views.update(changes.new)
         for task_id, columns in changes.updates.items():

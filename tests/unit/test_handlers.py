@@ -184,6 +184,8 @@ async def test_listing_shows_only_your_tasks_by_status(bus: MessageBus, store: F
     assert [t.task_id for t in cancelled.tasks] == [a.task.task_id]
     with pytest.raises(InvalidRequest):
         await queries.list_tasks(store, ALICE, limit=0)
+    with pytest.raises(InvalidRequest, match="cursor"):  # beyond a 64-bit log position
+        await queries.list_tasks(store, ALICE, cursor=2**63)
 
 
 async def test_concurrency_errors_name_the_stream(store: FakeStore) -> None:
