@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from prsm.domain import events as ev
+from prsm.domain import registry_events as rev
 from prsm.domain.errors import Conflict, NotFound, PermissionDenied
 from prsm.domain.identity import Principal
 from prsm.domain.models import SHARED_TENANT, Faults, ModelSpec, ModelStatus, validated
@@ -88,17 +89,17 @@ class ModelRegistry:
         self.deployments: dict[str, Deployment] = {}
         self.rollouts: dict[str, Rollout] = {}
         self.version = 0
-        self.changes: list[ev.ModelEvent | ev.RolloutEvent] = []
+        self.changes: list[rev.ModelEvent | rev.RolloutEvent] = []
 
     @classmethod
     def from_events(cls, events: Iterable[ev.Event], version: int) -> ModelRegistry:
         registry = cls()
         for event in events:
-            if isinstance(event, ev.ModelEvent):
+            if isinstance(event, rev.ModelEvent):
                 registry._apply(event)
-            elif isinstance(event, ev.RolloutStarted):
+            elif isinstance(event, rev.RolloutStarted):
                 registry.rollouts[event.rollout_id] = Rollout(event)
-            elif isinstance(event, ev.RolloutEvent):
+            elif isinstance(event, rev.RolloutEvent):
                 registry.rollouts[event.rollout_id]._apply(event)
         registry.version = version
         return registry
@@ -175,7 +176,7 @@ class ModelRegistry:
                 "undeploy it first or choose another version"
             )
         self._record(
-            ev.ModelDeployRequested(
+            rev.ModelDeployRequested(
                 tenant_id=tenant,
                 name=spec.name,
                 version=spec.version,
@@ -228,7 +229,7 @@ class ModelRegistry:
                 current.spec, version=new_version, source=source or current.spec.source
             )
             self._record(
-                ev.ModelDeployRequested(
+                rev.ModelDeployRequested(
                     tenant_id=route.tenant_id,
                     name=model,
                     version=new_version,
@@ -293,7 +294,7 @@ class ModelRegistry:
             self._retire(found, rollout.last_evaluated_at, f"rollout {rollout.rollout_id}")
 
     def _retire(self, d: Deployment, at: datetime, by: str) -> None:
-        self._record(ev.ModelUndeployRequested(**_ids(d), at=at, requested_by=by))
+        self._record(rev.ModelUndeployRequested(**_ids(d), at=at, requested_by=by))
 
     def set_faults(
         self, principal: Principal, name: str, version: str, faults: Faults, at: datetime
@@ -304,7 +305,7 @@ class ModelRegistry:
         if found.faults == faults:
             return
         self._record(
-            ev.ModelFaultsSet(
+            rev.ModelFaultsSet(
                 **_ids(found),
                 at=at,
                 error_rate=faults.error_rate,
@@ -318,32 +319,32 @@ class ModelRegistry:
     def deployed(self, key: str, at: datetime) -> None:
         d = self.deployments[key]
         if d.status is ModelStatus.DEPLOYING:
-            self._record(ev.ModelDeployed(**_ids(d), at=at))
+            self._record(rev.ModelDeployed(**_ids(d), at=at))
 
     def failed(self, key: str, at: datetime, error: str) -> None:
         d = self.deployments[key]
         if d.status is ModelStatus.DEPLOYING:
-            self._record(ev.ModelDeployFailed(**_ids(d), at=at, error=error[:2000]))
+            self._record(rev.ModelDeployFailed(**_ids(d), at=at, error=error[:2000]))
 
     def health(self, key: str, at: datetime, healthy: bool, detail: str) -> None:
         d = self.deployments[key]
         if d.status is ModelStatus.READY and (d.healthy, d.detail) != (healthy, detail):
-            self._record(ev.ModelHealthChanged(**_ids(d), at=at, healthy=healthy, detail=detail))
+            self._record(rev.ModelHealthChanged(**_ids(d), at=at, healthy=healthy, detail=detail))
 
     def undeployed(self, key: str, at: datetime) -> None:
         d = self.deployments[key]
         if d.status is ModelStatus.UNDEPLOYING:
-            self._record(ev.ModelUndeployed(**_ids(d), at=at))
+            self._record(rev.ModelUndeployed(**_ids(d), at=at))
 
     # --- state -----------------------------------------------------------------------
 
-    def _record(self, event: ev.ModelEvent) -> None:
+    def _record(self, event: rev.ModelEvent) -> None:
         self._apply(event)
         self.changes.append(event)
 
-    def _apply(self, event: ev.ModelEvent) -> None:
+    def _apply(self, event: rev.ModelEvent) -> None:
         key = deployment_key(event.tenant_id, event.name, event.version)
-        if isinstance(event, ev.ModelDeployRequested):
+        if isinstance(event, rev.ModelDeployRequested):
             self.deployments[key] = Deployment(
                 spec=event.spec,
                 tenant_id=event.tenant_id,
@@ -357,17 +358,17 @@ class ModelRegistry:
             return
         d = self.deployments[key]
         change: dict[str, object] = {"updated_at": event.at}
-        if isinstance(event, ev.ModelDeployed):
+        if isinstance(event, rev.ModelDeployed):
             change |= {"status": ModelStatus.READY, "healthy": True, "detail": "serving"}
-        elif isinstance(event, ev.ModelDeployFailed):
+        elif isinstance(event, rev.ModelDeployFailed):
             change |= {"status": ModelStatus.FAILED, "healthy": False, "detail": event.error}
-        elif isinstance(event, ev.ModelHealthChanged):
+        elif isinstance(event, rev.ModelHealthChanged):
             change |= {"healthy": event.healthy, "detail": event.detail}
-        elif isinstance(event, ev.ModelUndeployRequested):
+        elif isinstance(event, rev.ModelUndeployRequested):
             change |= {"status": ModelStatus.UNDEPLOYING, "detail": "undeploying"}
-        elif isinstance(event, ev.ModelFaultsSet):
+        elif isinstance(event, rev.ModelFaultsSet):
             change["faults"] = Faults(event.error_rate, event.latency_ms)
-        elif isinstance(event, ev.ModelUndeployed):
+        elif isinstance(event, rev.ModelUndeployed):
             change |= {"status": ModelStatus.UNDEPLOYED, "healthy": False, "detail": "removed"}
         self.deployments[key] = dataclasses.replace(d, **change)  # type: ignore[arg-type]
 

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from prsm.domain import events as ev
+from prsm.domain import registry_events as rev
 from prsm.domain.errors import Conflict, InvalidRequest
 from prsm.domain.rollout_policy import NoDataAction, RolloutPolicy, RolloutStatus, VersionStats
 
@@ -18,7 +19,7 @@ from prsm.domain.rollout_policy import NoDataAction, RolloutPolicy, RolloutStatu
 class Rollout:
     """One rollout of ``new_version`` of ``model`` over ``current_version``."""
 
-    def __init__(self, started: ev.RolloutStarted) -> None:
+    def __init__(self, started: rev.RolloutStarted) -> None:
         self.rollout_id = started.rollout_id
         self.tenant_id = started.tenant_id
         self.model = started.model
@@ -32,9 +33,9 @@ class Rollout:
         self.empty_intervals = 0
         self.started_at = started.at
         self.started_by = started.started_by
-        self.history: list[ev.RolloutEvent] = []  # every decision after the start, in order
+        self.history: list[rev.RolloutEvent] = []  # every decision after the start, in order
         self.version = 0
-        self.changes: list[ev.RolloutEvent] = []
+        self.changes: list[rev.RolloutEvent] = []
 
     # --- building ----------------------------------------------------------------------
 
@@ -52,7 +53,7 @@ class Rollout:
     ) -> Rollout:
         if current_version == new_version:
             raise InvalidRequest("the new version must differ from the current one")
-        started = ev.RolloutStarted(
+        started = rev.RolloutStarted(
             rollout_id=rollout_id,
             tenant_id=tenant_id,
             model=model,
@@ -70,9 +71,9 @@ class Rollout:
     def from_events(cls, events: Iterable[ev.Event], version: int) -> Rollout:
         rollout: Rollout | None = None
         for event in events:
-            if isinstance(event, ev.RolloutStarted):
+            if isinstance(event, rev.RolloutStarted):
                 rollout = cls(event)
-            elif rollout is not None and isinstance(event, ev.RolloutEvent):
+            elif rollout is not None and isinstance(event, rev.RolloutEvent):
                 rollout._apply(event)
         if rollout is None:
             raise ValueError("a rollout's stream starts with RolloutStarted")
@@ -119,7 +120,7 @@ class Rollout:
         failures = self._failures(current, candidate)
         if failures:
             self._record(
-                ev.RolloutRolledBack(
+                rev.RolloutRolledBack(
                     **self._ids(now), percent=0.0, reason="; ".join(failures), figures=figures
                 )
             )
@@ -130,7 +131,7 @@ class Rollout:
         window = timedelta(seconds=p.min_window_s)
         if now - self.step_started_at < window:
             self._record(
-                ev.RolloutHeld(
+                rev.RolloutHeld(
                     **self._ids(now),
                     percent=self.percent,
                     reason="healthy; observation window not over",
@@ -140,15 +141,15 @@ class Rollout:
             return
         target = self.percent * p.step_factor
         if target >= 100:
-            self._record(ev.RolloutCompleted(**self._ids(now), percent=100.0, figures=figures))
+            self._record(rev.RolloutCompleted(**self._ids(now), percent=100.0, figures=figures))
             return
-        self._record(ev.RolloutAdvanced(**self._ids(now), percent=target, figures=figures))
+        self._record(rev.RolloutAdvanced(**self._ids(now), percent=target, figures=figures))
 
     def wait(self, now: datetime, reason: str) -> None:
         """The new version is not serving yet: hold, and start the step's window again."""
         self._require_in_progress()
         self._record(
-            ev.RolloutHeld(
+            rev.RolloutHeld(
                 **self._ids(now), percent=self.percent, reason=reason, figures={}, waiting=True
             )
         )
@@ -156,13 +157,13 @@ class Rollout:
     def promote(self, now: datetime, by: str) -> None:
         self._require_in_progress()
         self._record(
-            ev.RolloutCompleted(**self._ids(now), percent=100.0, figures={"promoted_by": by})
+            rev.RolloutCompleted(**self._ids(now), percent=100.0, figures={"promoted_by": by})
         )
 
     def abort(self, now: datetime, by: str, reason: str = "aborted by user") -> None:
         self._require_in_progress()
         self._record(
-            ev.RolloutAborted(**self._ids(now), percent=0.0, reason=f"{reason} ({by})", figures={})
+            rev.RolloutAborted(**self._ids(now), percent=0.0, reason=f"{reason} ({by})", figures={})
         )
 
     def _failures(self, current: VersionStats, candidate: VersionStats) -> list[str]:
@@ -195,13 +196,13 @@ class Rollout:
             and self.policy.on_no_data is NoDataAction.ABORT
         ):
             self._record(
-                ev.RolloutAborted(
+                rev.RolloutAborted(
                     **self._ids(now), percent=0.0, reason=f"no data: {reason}", figures=figures
                 )
             )
             return
         self._record(
-            ev.RolloutHeld(
+            rev.RolloutHeld(
                 **self._ids(now), percent=self.percent, reason=reason, figures=figures, no_data=True
             )
         )
@@ -220,24 +221,24 @@ class Rollout:
         if self.status is not RolloutStatus.IN_PROGRESS:
             raise Conflict(f"rollout {self.rollout_id} is {self.status.value.lower()}")
 
-    def _record(self, event: ev.RolloutEvent) -> None:
+    def _record(self, event: rev.RolloutEvent) -> None:
         self._apply(event)
         self.changes.append(event)
 
-    def _apply(self, event: ev.RolloutEvent) -> None:
+    def _apply(self, event: rev.RolloutEvent) -> None:
         self.last_evaluated_at = event.at
         self.history.append(event)
-        if isinstance(event, ev.RolloutHeld):
+        if isinstance(event, rev.RolloutHeld):
             self.empty_intervals = self.empty_intervals + 1 if event.no_data else 0
             if event.waiting:
                 self.step_started_at = event.at
             return
         self.empty_intervals = 0
-        if isinstance(event, ev.RolloutAdvanced):
+        if isinstance(event, rev.RolloutAdvanced):
             self.percent, self.step_started_at = event.percent, event.at
-        elif isinstance(event, ev.RolloutCompleted):
+        elif isinstance(event, rev.RolloutCompleted):
             self.percent, self.status = 100.0, RolloutStatus.COMPLETED
-        elif isinstance(event, ev.RolloutRolledBack):
+        elif isinstance(event, rev.RolloutRolledBack):
             self.percent, self.status = 0.0, RolloutStatus.ROLLED_BACK
-        elif isinstance(event, ev.RolloutAborted):
+        elif isinstance(event, rev.RolloutAborted):
             self.percent, self.status = 0.0, RolloutStatus.ABORTED

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from prsm.domain import commands as cmds
 from prsm.domain import events as ev
+from prsm.domain import registry_events as rev
 from prsm.domain.errors import ConcurrencyError
 from prsm.domain.model_registry import STREAM, Deployment, ModelRegistry, deployment_key
 from prsm.service_layer.ports import Clock, EventStore, StreamWrite
@@ -74,7 +75,7 @@ async def deploy_model(cmd: cmds.DeployModel, ctx: Context) -> Deployment:
         _writer(cmd, ctx), lambda r: r.deploy(cmd.principal, cmd.spec, at, cmd.shared)
     )
     last = registry.changes[-1]
-    assert isinstance(last, ev.ModelDeployRequested)
+    assert isinstance(last, rev.ModelDeployRequested)
     return registry.deployments[deployment_key(last.tenant_id, last.name, last.version)]
 
 

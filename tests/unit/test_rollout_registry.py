@@ -12,6 +12,7 @@ import pytest
 
 from prsm.domain import commands as cmds
 from prsm.domain import events as ev
+from prsm.domain import registry_events as rev
 from prsm.domain.errors import Conflict, NotFound, PermissionDenied
 from prsm.domain.identity import Principal
 from prsm.domain.model_registry import ModelRegistry, deployment_key
@@ -223,7 +224,7 @@ async def test_the_controller_evaluates_on_schedule_from_the_store() -> None:
     clock[0] = at(10)
     [held] = await evaluate_due(writer, stats)  # v2 still deploying: waits
     assert held.in_progress and held.step_started_at == at(10)
-    await _append(store, [ev.ModelDeployed(tenant_id="lab", name="tiny", version="v2", at=at(11))])
+    await _append(store, [rev.ModelDeployed(tenant_id="lab", name="tiny", version="v2", at=at(11))])
     clock[0] = at(20)
     [empty] = await evaluate_due(writer, stats)  # no traffic yet: one empty interval
     assert empty.empty_intervals == 1

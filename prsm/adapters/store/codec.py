@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from prsm.domain.events import EVENT_TYPES, Event, EventMetadata, NewEvent
+from prsm.domain.event_types import EVENT_TYPES
+from prsm.domain.events import Event, EventMetadata, NewEvent
 
 _EVENTS: dict[str, TypeAdapter[Any]] = {name: TypeAdapter(cls) for name, cls in EVENT_TYPES.items()}
 _METADATA: TypeAdapter[EventMetadata] = TypeAdapter(EventMetadata)
