@@ -30,20 +30,24 @@ from prsm.serve.middleware import RequestContext
 log = logging.getLogger("prsm.gateway")
 
 
-async def _follow_log(deps: GatewayDeps) -> None:
-    """Keep the read views current with events other components append."""
+async def follow_log(deps: GatewayDeps) -> None:
+    """Keep the read views current with events other components append. A failed catch-up
+    is logged and tried again on the next tick: a follower that died would leave the views
+    stale for the replica's whole life."""
     while True:
         try:
             await deps.views.catch_up()
         except PrsmError as exc:
             log.warning("read views could not catch up: %s", exc.message)
+        except Exception:
+            log.exception("read views could not catch up")
         await asyncio.sleep(deps.projection_interval_s)
 
 
 def create_app(deps: GatewayDeps) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        follower = asyncio.create_task(_follow_log(deps))
+        follower = asyncio.create_task(follow_log(deps))
         try:
             yield
         finally:

@@ -5,13 +5,15 @@ never answers 5xx. Bounded: a fixed number of examples, no deadline per example.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from prsm.bootstrap import backend_factory, open_store, utc_now
+from prsm.bootstrap import Store, backend_factory, open_store, utc_now
 from prsm.config import Settings
 from prsm.security.tokens import VerifiedTokens
 from prsm.serve.app import create_app
@@ -29,9 +31,21 @@ def not_running(response: Any) -> bool:
     return response.status_code == 503 and '"orchestrator_unavailable"' in response.text
 
 
-def test_no_input_the_schema_admits_gets_a_5xx(tmp_path: Path) -> None:
-    config = Settings(data_dir=tmp_path)
-    store = asyncio.run(open_store(config))
+@pytest.fixture
+def config(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path)
+
+
+@pytest.fixture
+def store(config: Settings) -> Iterator[Store]:
+    """Closed as a fixture, i.e. after schemathesis has ended the application's lifespan at
+    teardown: closed earlier, the lifespan's log follower would still be reading from it."""
+    opened = asyncio.run(open_store(config))
+    yield opened
+    asyncio.run(opened.close())
+
+
+def test_no_input_the_schema_admits_gets_a_5xx(config: Settings, store: Store) -> None:
     deps = GatewayDeps(
         bus=MessageBus(store, store, utc_now, source="gateway"),
         store=store,
@@ -56,9 +70,6 @@ def test_no_input_the_schema_admits_gets_a_5xx(tmp_path: Path) -> None:
         if response.status_code >= 500 and not not_running(response):
             server_errors.append(f"{case.method} {case.formatted_path}: {response.text[:300]}")
 
-    try:
-        fuzz()
-    finally:
-        asyncio.run(store.close())
+    fuzz()
     assert not server_errors, server_errors[:5]
     assert sum(seen.values()) >= EXAMPLES // 2 and any(s < 300 for s in seen), seen
