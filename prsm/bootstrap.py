@@ -15,7 +15,7 @@ from prsm.adapters.store.postgres import PostgresStore
 from prsm.adapters.store.sqlite import SqliteStore
 from prsm.config import Settings
 from prsm.domain.commands import DeployModel
-from prsm.domain.errors import OrchestratorUnavailable
+from prsm.domain.errors import OrchestratorUnavailable, RuntimeUnavailable, SchedulerUnavailable
 from prsm.domain.identity import Principal
 from prsm.domain.model_registry import LIVE, Deployment, deployment_key
 from prsm.domain.models import SHARED_TENANT, Framework, ModelSpec
@@ -150,9 +150,10 @@ async def build_gateway(raw_settings: dict[str, Any], in_ray: bool = True) -> Ga
 class _ActorPort:
     """Calls to a named runtime actor, looked up again after a failure."""
 
-    def __init__(self, name: str, what: str) -> None:
+    def __init__(self, name: str, what: str, error: type[RuntimeUnavailable]) -> None:
         self._name = name
         self._what = what
+        self._error = error
         self._handle: Any = None
 
     async def _call(self, method: str, *args: Any) -> Any:
@@ -163,12 +164,12 @@ class _ActorPort:
         if self._handle is None:
             self._handle = actors.lookup(self._name)
         if self._handle is None:
-            raise OrchestratorUnavailable(f"the {self._what} is not running")
+            raise self._error(f"the {self._what} is not running")
         try:
             return await getattr(self._handle, method).remote(*args)
         except RayActorError as exc:
             self._handle = None
-            raise OrchestratorUnavailable(f"the {self._what} is restarting; retry") from exc
+            raise self._error(f"the {self._what} is restarting; retry") from exc
 
 
 class OrchestratorAgents(_ActorPort):
@@ -177,7 +178,7 @@ class OrchestratorAgents(_ActorPort):
     def __init__(self) -> None:
         from prsm.runtime.orchestrator import NAME
 
-        super().__init__(NAME, "orchestrator")
+        super().__init__(NAME, "orchestrator", OrchestratorUnavailable)
 
     async def list(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = await self._call("agents")
@@ -193,7 +194,7 @@ class SchedulerQueue(_ActorPort):
     def __init__(self) -> None:
         from prsm.runtime.scheduler import NAME
 
-        super().__init__(NAME, "scheduler")
+        super().__init__(NAME, "scheduler", SchedulerUnavailable)
 
     async def where(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = await self._call("where", task_ids)

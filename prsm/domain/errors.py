@@ -19,7 +19,9 @@ HTTP statuses in one table (``prsm.serve.errors``).
     ├── StoreUnavailable          the event store cannot be reached         (store_unavailable)
     ├── RateLimited               too many requests; retry later            (rate_limited)
     ├── RateLimiterUnavailable    no limiter, failing closed   (rate_limiter_unavailable)
-    ├── OrchestratorUnavailable   the orchestrator is not running (orchestrator_unavailable)
+    ├── RuntimeUnavailable        a runtime actor is not running            (runtime_unavailable)
+    │   ├── OrchestratorUnavailable   the orchestrator   (orchestrator_unavailable)
+    │   └── SchedulerUnavailable      the scheduler      (scheduler_unavailable)
     └── UpstreamError             a model backend failed                    (upstream_error)
         ├── UpstreamAuthFailed    the backend refused PRSM's credentials    (upstream_auth_failed)
         ├── UpstreamTimeout       the backend did not answer in time        (upstream_timeout)
@@ -122,9 +124,19 @@ class RateLimiterUnavailable(PrsmError):
     recoverable = True
 
 
-class OrchestratorUnavailable(PrsmError):
-    code = "orchestrator_unavailable"
+class RuntimeUnavailable(PrsmError):
+    """A runtime actor the request needs is not running (or restarting); retry later."""
+
+    code = "runtime_unavailable"
     recoverable = True
+
+
+class OrchestratorUnavailable(RuntimeUnavailable):
+    code = "orchestrator_unavailable"
+
+
+class SchedulerUnavailable(RuntimeUnavailable):
+    code = "scheduler_unavailable"
 
 
 class UpstreamError(PrsmError):

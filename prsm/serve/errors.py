@@ -26,7 +26,7 @@ STATUS: dict[type[errors.PrsmError], int] = {
     errors.StoreUnavailable: 503,
     errors.RateLimited: 429,
     errors.RateLimiterUnavailable: 503,
-    errors.OrchestratorUnavailable: 503,
+    errors.RuntimeUnavailable: 503,
     errors.UpstreamAuthFailed: 502,
     errors.UpstreamTimeout: 504,
     errors.ModelUnavailable: 503,

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from prsm.domain.errors import OrchestratorUnavailable
+from prsm.domain.errors import SchedulerUnavailable
 from prsm.domain.policy import Scope, granted
 from prsm.serve.deps import ClusterReader, Deps
 from prsm.serve.schemas import ErrorResponse
@@ -42,7 +42,7 @@ class ClusterOut(BaseModel):
 @router.get("", response_model=ClusterOut, summary="Nodes, capacity, free resources, use")
 async def cluster(principal: ClusterReader, deps: Deps) -> ClusterOut:
     if deps.queue is None:
-        raise OrchestratorUnavailable("the scheduler does not run beside this gateway")
+        raise SchedulerUnavailable("the scheduler does not run beside this gateway")
     view = await deps.queue.cluster()
     if Scope.AGENTS_WRITE not in granted(principal):  # operators see where nodes are
         view = {**view, "nodes": [{**n, "address": None} for n in view["nodes"]]}

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Response
 from pydantic import Discriminator, Tag
 
 from prsm.domain import commands as cmds
-from prsm.domain.errors import OrchestratorUnavailable
+from prsm.domain.errors import SchedulerUnavailable
 from prsm.domain.placement import PlacementRequest
 from prsm.domain.tasks import ResourceRequest, TaskStatus
 from prsm.observability import metrics
@@ -122,7 +122,7 @@ async def _with_queue(tasks: list[TaskOut], deps: GatewayDeps) -> list[TaskOut]:
         known = await deps.queue.where([t.id for t in queued])
         new = [t for t in queued if t.id not in known]
         guesses = await deps.queue.estimate([(t.priority, t.type) for t in new]) if new else []
-    except OrchestratorUnavailable:
+    except SchedulerUnavailable:
         return tasks  # the status stands without it
     known |= {t.id: g for t, g in zip(new, guesses, strict=True)}
     for t in queued:

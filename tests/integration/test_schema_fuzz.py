@@ -28,7 +28,8 @@ EXAMPLES = 800
 def not_running(response: Any) -> bool:
     """The one 5xx a valid request may get here: the runtime actors (orchestrator, scheduler)
     do not run in this process, and their routes say so with a 503 of their own code."""
-    return response.status_code == 503 and '"orchestrator_unavailable"' in response.text
+    codes = ('"orchestrator_unavailable"', '"scheduler_unavailable"')
+    return response.status_code == 503 and any(code in response.text for code in codes)
 
 
 @pytest.fixture
