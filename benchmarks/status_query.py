@@ -30,6 +30,7 @@ from prsm.bootstrap import utc_now
 from prsm.domain import commands as cmds
 from prsm.domain.identity import Principal
 from prsm.service_layer import handlers, queries
+from prsm.service_layer.unit_of_work import Context
 
 DSN = "postgresql://postgres@127.0.0.1:5432/test"
 BATCH = 1000
@@ -38,7 +39,7 @@ USERS = [Principal(f"user{u}", f"tenant{u % 10}", frozenset({"user"})) for u in 
 
 async def fill(store: Any, tasks: int) -> tuple[list[tuple[Principal, str]], float]:
     """Submit through the service layer's handler in batches, then let the view catch up."""
-    context = handlers.Context(store=store, clock=utc_now, source="benchmark")
+    context = Context(store=store, clock=utc_now, source="benchmark")
     started, ids = time.perf_counter(), []
     for b in range(tasks // BATCH):
         principal = USERS[b % len(USERS)]

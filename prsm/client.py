@@ -13,22 +13,14 @@ from typing import Any, Generic, TypeVar
 import httpx
 from pydantic import BaseModel
 
+from prsm.api.agents import AgentList, AgentOut
+from prsm.api.cluster import ClusterOut
+from prsm.api.keys import KeyCreate, KeyCreated, KeyList, KeyOut
+from prsm.api.models import DeploymentCreate, DeploymentList, DeploymentOut, ModelList
+from prsm.api.rollouts import RolloutCreate, RolloutList, RolloutOut
+from prsm.api.system import Status, WhoAmI
+from prsm.api.tasks import Resources, TaskBatchCreate, TaskBatchOut, TaskCreate, TaskList, TaskOut
 from prsm.domain.tasks import CoordinationStrategy, TaskStatus
-from prsm.serve.model_schemas import DeploymentCreate, DeploymentList, DeploymentOut, ModelList
-from prsm.serve.rollout_schemas import RolloutCreate, RolloutList, RolloutOut
-from prsm.serve.routes_agents import AgentList, AgentOut
-from prsm.serve.routes_cluster import ClusterOut
-from prsm.serve.routes_keys import KeyCreate, KeyCreated, KeyList, KeyOut
-from prsm.serve.schemas import (
-    Resources,
-    Status,
-    TaskBatchCreate,
-    TaskBatchOut,
-    TaskCreate,
-    TaskList,
-    TaskOut,
-    WhoAmI,
-)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -66,6 +58,12 @@ class _Call(Generic[M]):
         )
 
 
+def _sent(body: BaseModel) -> Any:
+    """A request body as JSON, without the fields the caller left unset: the server fills
+    in its own defaults (one source for each)."""
+    return body.model_dump(mode="json", exclude_unset=True)
+
+
 class _Calls:
     """What each API call sends and how its answer is read; the clients only send."""
 
@@ -74,26 +72,22 @@ class _Calls:
         task_type: str,
         params: dict[str, Any] | None = None,
         *,
-        priority: int = 0,
+        priority: int | None = None,
         resources: Resources | None = None,
         dependencies: list[str] | None = None,
         strategy: CoordinationStrategy | None = None,
         placement: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
     ) -> _Call[TaskOut]:
+        """What is left out (``None``) is not sent: the server's defaults apply."""
+        given = {"priority": priority, "resources": resources, "dependencies": dependencies,
+                 "strategy": strategy, "placement": placement}  # fmt: skip
         body = TaskCreate.model_validate(
-            {
-                "type": task_type,
-                "params": params or {},
-                "priority": priority,
-                "resources": (resources or Resources()).model_dump(),
-                "dependencies": dependencies or [],
-                "strategy": strategy,
-                "placement": placement or {},
-            }
+            {"type": task_type, "params": params or {}}
+            | {k: v for k, v in given.items() if v is not None}
         )
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return _Call("POST", "/v1/tasks", TaskOut, body.model_dump(mode="json"), headers=headers)
+        return _Call("POST", "/v1/tasks", TaskOut, _sent(body), headers=headers)
 
     @staticmethod
     def _submit_batch(
@@ -117,7 +111,7 @@ class _Calls:
     @staticmethod
     def _deploy(name: str, version: str, **fields: Any) -> _Call[DeploymentOut]:
         body = DeploymentCreate.model_validate({"name": name, "version": version, **fields})
-        return _Call("POST", "/v1/deployments", DeploymentOut, body.model_dump(mode="json"))
+        return _Call("POST", "/v1/deployments", DeploymentOut, _sent(body))
 
     @staticmethod
     def _deployment(method: str, name: str, version: str) -> _Call[DeploymentOut]:
@@ -131,7 +125,7 @@ class _Calls:
     @staticmethod
     def _start_rollout(model: str, version: str, **fields: Any) -> _Call[RolloutOut]:
         body = RolloutCreate.model_validate({"model": model, "version": version, **fields})
-        return _Call("POST", "/v1/rollouts", RolloutOut, body.model_dump(mode="json"))
+        return _Call("POST", "/v1/rollouts", RolloutOut, _sent(body))
 
     @staticmethod
     def _rollouts(model: str | None) -> _Call[RolloutList]:

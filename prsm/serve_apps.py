@@ -16,9 +16,9 @@ from typing import Any
 
 from prsm import bootstrap
 from prsm.adapters.inference import tiny_model
+from prsm.api.models import DeploymentCreate
 from prsm.config import Settings
 from prsm.domain.models import ModelSpec, validated
-from prsm.serve.model_schemas import DeploymentCreate
 
 TINY_SOURCE = "prsm:tiny"
 

@@ -18,15 +18,6 @@ from prsm.domain.policy import Scope, granted
 PREFIX = "prsm_"
 
 
-def key_stream(key_id: str) -> str:
-    return f"apikey-{key_id}"
-
-
-def owner_stream(tenant_id: str, user_id: str) -> str:
-    digest = hashlib.sha256(f"{tenant_id}/{user_id}".encode()).hexdigest()[:32]
-    return f"apikeys-of-{digest}"
-
-
 def _sha256(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 

@@ -19,7 +19,6 @@ from prsm.domain.models import SHARED_TENANT, Faults, ModelSpec, ModelStatus, va
 from prsm.domain.rollout_policy import RolloutPolicy, VersionStats
 from prsm.domain.rollouts import Rollout
 
-STREAM = "model-registry"
 LIVE = (ModelStatus.DEPLOYING, ModelStatus.READY, ModelStatus.UNDEPLOYING)
 
 

@@ -27,6 +27,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from prsm.domain import events as ev
+from prsm.domain import streams
 from prsm.domain.errors import AgentUnavailable, CapabilityMismatch, PrsmError
 from prsm.domain.orchestration import Call, TaskRun
 from prsm.domain.task_types import TASK_TYPES, plan
@@ -35,7 +36,6 @@ from prsm.runtime import actors
 from prsm.runtime.agent import LlmBuilder
 from prsm.runtime.agent_registry import AgentRegistry, actor_name
 from prsm.runtime.loop_actor import LoopActor, StoreBuilder
-from prsm.service_layer import agents as agent_events
 from prsm.service_layer.ports import StreamWrite
 from prsm.service_layer.task_log import Mutation, TaskLog
 
@@ -48,10 +48,6 @@ HEARTBEAT_EVERY_S = 1.0
 READ_BATCH = 2000
 
 Item = tuple[str, TaskRun, Call]  # (task id, its run, a subtask)
-
-
-def run_stream(task_id: str) -> str:
-    return f"run-{task_id}"
 
 
 def _now() -> datetime:
@@ -147,7 +143,7 @@ class Orchestrator(LoopActor):
             return
         run = TaskRun(task.task_id, p, self._max_attempts, self._backoff_s)
         if not fresh:  # started before a restart: take back what its subtasks recorded
-            run.restore(r.event for r in await self._store.read_stream(run_stream(task.task_id)))
+            run.restore(r.event for r in await self._store.read_stream(streams.run(task.task_id)))
             self._touched.add(task.task_id)  # perhaps finished already: its outcome is due
         self._runs[task.task_id] = run
         if run.outputs:
@@ -240,11 +236,11 @@ class Orchestrator(LoopActor):
         # Take the buffers first: agent answers arriving during the append go to new ones.
         runs, self._run_events = self._run_events, {}
         agents, self._agents.events = self._agents.events, []
-        writes = [StreamWrite(run_stream(t), None, [self._new(e, t) for e in events])
+        writes = [StreamWrite(streams.run(t), None, [self._new(e, t) for e in events])
                   for t, events in runs.items() if events]  # fmt: skip
         if agents:
             news = [self._new(e, "agents") for e in agents]
-            writes.append(StreamWrite(agent_events.STREAM, None, news))
+            writes.append(StreamWrite(streams.AGENTS, None, news))
         if writes:
             try:
                 await self._store.append(writes)

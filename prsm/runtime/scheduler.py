@@ -23,6 +23,7 @@ from typing import Any
 import ray
 
 from prsm.domain import events as ev
+from prsm.domain import streams
 from prsm.domain.errors import InsufficientResources
 from prsm.domain.placement import Bundle, NodeIndex, Placement
 from prsm.domain.scheduling import (
@@ -44,7 +45,6 @@ from prsm.runtime import actors, allocations, cluster_state
 from prsm.runtime.loop_actor import LoopActor, StoreBuilder
 from prsm.runtime.node_monitor import NodeMonitors
 from prsm.runtime.node_monitor import actor_name as node_actor_name
-from prsm.service_layer.handlers import task_stream
 from prsm.service_layer.ports import StreamWrite
 from prsm.service_layer.task_log import Mutation, TaskLog
 
@@ -205,9 +205,8 @@ class Scheduler(LoopActor):
                 moved.append((task_id, now_on))
         if moved and self._store is not None:
             at = _now()
-            await self._store.append([StreamWrite(task_stream(t), None, [ev.NewEvent(
-                ev.AllocationMoved(task_id=t, at=at, nodes=tuple(nodes)),
-                ev.EventMetadata(occurred_at=at, source="scheduler", correlation_id=f"task-{t}"))])
+            await self._store.append([
+                _note(t, ev.AllocationMoved(task_id=t, at=at, nodes=tuple(nodes)), at)
                 for t, nodes in moved])  # fmt: skip
 
     # --- admission ---------------------------------------------------------------------------
@@ -335,10 +334,8 @@ class Scheduler(LoopActor):
         released, self._released = self._released, []
         self._releasing -= {t for t, _ in released}
         at = _now()
-        writes = [StreamWrite(task_stream(t), None, [ev.NewEvent(
-            ev.AllocationReleased(task_id=t, at=at, reason=why),
-            ev.EventMetadata(occurred_at=at, source="scheduler", correlation_id=f"task-{t}"))])
-            for t, why in released]  # fmt: skip
+        writes = [_note(t, ev.AllocationReleased(task_id=t, at=at, reason=why), at)
+                  for t, why in released]  # fmt: skip
         try:
             await self._store.append(writes)
         except Exception:
@@ -363,3 +360,12 @@ def stop() -> None:
     actors.kill(NAME)
     for node in ray.nodes():  # type: ignore[no-untyped-call]
         actors.kill(node_actor_name(node["NodeID"]))
+
+
+def _note(task_id: str, event: ev.Event, at: datetime) -> StreamWrite:
+    """A fact about a task's allocation, appended whatever the task's version (it changes
+    no status)."""
+    meta = ev.EventMetadata(
+        occurred_at=at, source="scheduler", correlation_id=streams.task(task_id)
+    )
+    return StreamWrite(streams.task(task_id), None, [ev.NewEvent(event, meta)])

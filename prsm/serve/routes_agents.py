@@ -5,37 +5,16 @@ shown to operators and admins only."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
 
+from prsm.api.agents import AgentList, AgentOut
+from prsm.api.errors import error_responses
 from prsm.domain.errors import NotFound, OrchestratorUnavailable
 from prsm.domain.policy import Scope, granted
 from prsm.serve.deps import Agents, AgentsReader, AgentsWriter, Deps
-from prsm.serve.schemas import ErrorResponse
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorResponse} for s in (401, 403, 404, 503)
-}
+ERRORS = error_responses(401, 403, 404, 503)
 router = APIRouter(prefix="/v1/agents", tags=["agents"], responses=ERRORS)
-
-
-class AgentOut(BaseModel):
-    id: str
-    type: str
-    status: str = Field(description="AVAILABLE, BUSY, DRAINING or OFFLINE")
-    load: float = Field(description="Share of its capacity in use, 0..1")
-    capabilities: list[str]
-    running: int = Field(description="Batches of subtasks running now")
-    done: int = Field(description="Subtasks run since the agent started")
-    speed: dict[str, float] = Field(description="Observed speed per skill (1.0: nominal)")
-    last_heartbeat_s: float | None = Field(description="Seconds since its last heartbeat")
-    node_id: str | None = None
-
-
-class AgentList(BaseModel):
-    agents: list[AgentOut]
 
 
 def _agents(agents: Agents | None) -> Agents:

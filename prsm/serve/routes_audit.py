@@ -3,36 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
 
+from prsm.api.audit import AuditEntry, AuditList
+from prsm.api.errors import error_responses
 from prsm.serve.deps import Auditor, Deps
-from prsm.serve.schemas import ErrorResponse
 from prsm.service_layer.audit import AuditQuery, read_audit
 
-ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorResponse} for s in (401, 403, 422)}
+ERRORS = error_responses(401, 403, 422)
 router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=ERRORS)
-
-
-class AuditEntry(BaseModel):
-    at: datetime
-    allowed: bool
-    stage: str
-    reason: str
-    method: str
-    route: str
-    scope: str
-    user_id: str | None
-    tenant_id: str | None
-    credential: str | None
-    correlation_id: str
-    client: str | None
-
-
-class AuditList(BaseModel):
-    entries: list[AuditEntry]
 
 
 @router.get(

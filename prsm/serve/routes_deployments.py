@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
+from prsm.api.errors import error_responses
+from prsm.api.models import DeploymentCreate, DeploymentList, DeploymentOut, FaultsBody
 from prsm.domain import commands as cmds
 from prsm.domain.model_registry import Deployment
 from prsm.domain.models import Faults, ModelSpec
 from prsm.observability.logging import correlation_id
 from prsm.serve.deps import Deps, ModelsReader, ModelsWriter
-from prsm.serve.model_schemas import DeploymentCreate, DeploymentList, DeploymentOut, FaultsBody
-from prsm.serve.schemas import ErrorResponse
 from prsm.service_layer.models import load_registry
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorResponse} for s in (401, 403, 404, 409, 422, 503)
-}
+ERRORS = error_responses(401, 403, 404, 409, 422, 503)
 router = APIRouter(prefix="/v1/deployments", tags=["deployments"], responses=ERRORS)
 
 

@@ -18,6 +18,8 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from prsm.api.errors import error_responses
+from prsm.api.models import ChatCompletionBody, CompletionBody, ModelCard, ModelList
 from prsm.domain.errors import InjectedFault, ModelUnavailable, NotFound, PrsmError
 from prsm.domain.identity import Principal
 from prsm.domain.model_registry import Deployment
@@ -26,12 +28,8 @@ from prsm.observability import metrics
 from prsm.serve.deps import Deps, GatewayDeps, InferenceCaller, ModelsReader
 from prsm.serve.errors import status_of
 from prsm.serve.model_catalog import ModelCatalog
-from prsm.serve.model_schemas import ChatCompletionBody, CompletionBody, ModelCard, ModelList
-from prsm.serve.schemas import ErrorResponse
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorResponse} for s in (400, 401, 404, 422, 429, 502, 503, 504)
-}
+ERRORS = error_responses(400, 401, 404, 422, 429, 502, 503, 504)
 router = APIRouter(prefix="/v1", tags=["inference (OpenAI-compatible)"], responses=ERRORS)
 
 

@@ -3,68 +3,21 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
 
-from prsm.domain.api_keys import ApiKey
+from prsm.api.errors import error_responses
+from prsm.api.keys import KeyCreate, KeyCreated, KeyList, KeyOut
 from prsm.observability.logging import correlation_id
 from prsm.serve.deps import Deps, KeyOwner
-from prsm.serve.schemas import ErrorResponse
 from prsm.service_layer.api_keys import create_key, list_keys, revoke_key
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorResponse} for s in (401, 403, 404, 422)
-}
+ERRORS = error_responses(401, 403, 404, 422)
 router = APIRouter(prefix="/v1/keys", tags=["API keys"], responses=ERRORS)
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=128, examples=["nightly sweeps"])
-    scopes: list[str] | None = Field(
-        default=None,
-        max_length=32,
-        description="What the key may do, within your own scopes (default: all of them)",
-        examples=[["tasks:write", "tasks:read"]],
-    )
-    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
-
-
-class KeyOut(BaseModel):
-    id: str
-    name: str
-    user_id: str
-    tenant_id: str
-    roles: list[str]
-    scopes: list[str] | None
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-
-    @classmethod
-    def of(cls, key: ApiKey) -> KeyOut:
-        c = key.created
-        return cls(
-            id=c.key_id, name=c.name, user_id=c.user_id, tenant_id=c.tenant_id,
-            roles=list(c.roles), scopes=None if c.scopes is None else list(c.scopes),
-            created_at=c.at, expires_at=c.expires_at,
-            revoked_at=None if key.revoked is None else key.revoked.at,
-        )  # fmt: skip
-
-
-class KeyCreated(KeyOut):
-    key: str = Field(description="The key itself: shown this once, store it now")
-
-
-class KeyList(BaseModel):
-    keys: list[KeyOut]
 
 
 @router.post("", status_code=201, response_model=KeyCreated, summary="Create an API key")

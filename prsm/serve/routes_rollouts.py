@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Query
 
+from prsm.api.errors import error_responses
+from prsm.api.rollouts import RolloutCreate, RolloutList, RolloutOut
 from prsm.domain import commands as cmds
 from prsm.domain.rollout_policy import RolloutPolicy, RolloutStatus, VersionStats
 from prsm.domain.rollouts import Rollout
 from prsm.observability.logging import correlation_id
 from prsm.serve.deps import Deps, GatewayDeps, RolloutsReader, RolloutsWriter
-from prsm.serve.rollout_schemas import RolloutCreate, RolloutList, RolloutOut
-from prsm.serve.schemas import ErrorResponse
 from prsm.service_layer.models import load_registry
 from prsm.service_layer.rollouts import window_stats
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorResponse} for s in (401, 403, 404, 409, 422, 503)
-}
+ERRORS = error_responses(401, 403, 404, 409, 422, 503)
 router = APIRouter(prefix="/v1/rollouts", tags=["rollouts"], responses=ERRORS)
 
 

@@ -6,9 +6,10 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from prsm.api.errors import error_responses
+from prsm.api.system import Status, WhoAmI
 from prsm.domain.errors import PrsmError
 from prsm.serve.deps import Deps, WhoAmIScope
-from prsm.serve.schemas import ErrorResponse, Status, WhoAmI
 
 router = APIRouter(tags=["system"])
 
@@ -45,7 +46,7 @@ async def metrics() -> Response:
 @router.get(
     "/v1/whoami",
     response_model=WhoAmI,
-    responses={401: {"model": ErrorResponse}},
+    responses=error_responses(401),
     summary="The principal of the token",
 )
 async def whoami(principal: WhoAmIScope) -> WhoAmI:

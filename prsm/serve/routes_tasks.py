@@ -7,6 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import Discriminator, Tag
 
+from prsm.api.errors import error_responses
+from prsm.api.tasks import QueueInfo, TaskBatchCreate, TaskBatchOut, TaskCreate, TaskList, TaskOut
 from prsm.domain import commands as cmds
 from prsm.domain.errors import SchedulerUnavailable
 from prsm.domain.placement import PlacementRequest
@@ -14,15 +16,6 @@ from prsm.domain.tasks import ResourceRequest, TaskStatus
 from prsm.observability import metrics
 from prsm.observability.logging import correlation_id
 from prsm.serve.deps import Deps, GatewayDeps, TasksReader, TasksWriter
-from prsm.serve.schemas import (
-    ErrorResponse,
-    QueueInfo,
-    TaskBatchCreate,
-    TaskBatchOut,
-    TaskCreate,
-    TaskList,
-    TaskOut,
-)
 from prsm.service_layer import queries
 from prsm.service_layer.handlers import Submission
 
@@ -36,9 +29,7 @@ SubmitBody = Annotated[
     Discriminator(_shape),
 ]
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorResponse} for s in (401, 404, 409, 413, 422, 503)
-}
+ERRORS = error_responses(401, 404, 409, 413, 422, 503)
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=ERRORS)
 
 

@@ -7,11 +7,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from prsm.domain import events as ev
+from prsm.domain import streams
 from prsm.domain.agents import Agent, AgentStatus, Location, Resources
 from prsm.domain.errors import CapabilityMismatch
 from prsm.service_layer.ports import EventStore
-
-STREAM = "agents"
 
 
 @dataclass
@@ -41,7 +40,7 @@ def fold(history: Iterable[ev.Event]) -> dict[str, Registered]:
 
 
 async def registered(store: EventStore) -> dict[str, Registered]:
-    return fold(r.event for r in await store.read_stream(STREAM))
+    return fold(r.event for r in await store.read_stream(streams.AGENTS))
 
 
 async def check_capabilities(store: EventStore, wanted: frozenset[str]) -> None:

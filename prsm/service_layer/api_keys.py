@@ -8,7 +8,8 @@ import uuid
 from datetime import datetime, timedelta
 
 from prsm.domain import events as ev
-from prsm.domain.api_keys import ApiKey, fold, key_stream, new_key, owner_stream, parse
+from prsm.domain import streams
+from prsm.domain.api_keys import ApiKey, fold, new_key, parse
 from prsm.domain.errors import AuthenticationError, NotFound
 from prsm.domain.identity import Principal
 from prsm.service_layer.ports import Clock, EventStore, StreamWrite
@@ -35,9 +36,9 @@ async def create_key(
     raw, created = new_key(owner, name, scopes, now, ttl)
     await store.append(
         [
-            StreamWrite(key_stream(created.key_id), 0, [_new(created, now, correlation_id)]),
+            StreamWrite(streams.api_key(created.key_id), 0, [_new(created, now, correlation_id)]),
             StreamWrite(
-                owner_stream(owner.tenant_id, owner.user_id),
+                streams.api_keys_of(owner.tenant_id, owner.user_id),
                 None,
                 [_new(created, now, correlation_id)],
             ),
@@ -47,7 +48,7 @@ async def create_key(
 
 
 async def list_keys(store: EventStore, owner: Principal) -> list[ApiKey]:
-    records = await store.read_stream(owner_stream(owner.tenant_id, owner.user_id))
+    records = await store.read_stream(streams.api_keys_of(owner.tenant_id, owner.user_id))
     return sorted(fold(r.event for r in records).values(), key=lambda k: k.created.at)
 
 
@@ -59,7 +60,7 @@ async def revoke_key(
     correlation_id: str | None = None,
 ) -> ApiKey:
     """Revoke one's own key (admins: any key of their tenant); another's is 404."""
-    records = await store.read_stream(key_stream(key_id))
+    records = await store.read_stream(streams.api_key(key_id))
     key = fold(r.event for r in records).get(key_id)
     mine = (
         key is not None
@@ -72,10 +73,12 @@ async def revoke_key(
         return key
     now = clock()
     revoked = ev.ApiKeyRevoked(key_id=key_id, at=now, revoked_by=principal.user_id)
-    owner = owner_stream(key.created.tenant_id, key.created.user_id)
+    owner = streams.api_keys_of(key.created.tenant_id, key.created.user_id)
     await store.append(
         [
-            StreamWrite(key_stream(key_id), len(records), [_new(revoked, now, correlation_id)]),
+            StreamWrite(
+                streams.api_key(key_id), len(records), [_new(revoked, now, correlation_id)]
+            ),
             StreamWrite(owner, None, [_new(revoked, now, correlation_id)]),
         ]
     )
@@ -84,7 +87,7 @@ async def revoke_key(
 
 async def authenticate(store: EventStore, raw: str, now: datetime) -> Principal:
     key_id, secret = parse(raw)
-    records = await store.read_stream(key_stream(key_id))
+    records = await store.read_stream(streams.api_key(key_id))
     key = fold(r.event for r in records).get(key_id)
     if key is None:
         raise AuthenticationError("invalid API key")

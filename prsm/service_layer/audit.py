@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from prsm.domain import events as ev
+from prsm.domain import streams
 from prsm.service_layer.ports import EventStore, StreamWrite
 
-STREAM = "audit"
 FLUSH_S = 0.5
 log = logging.getLogger("prsm.audit")
 
@@ -54,7 +54,7 @@ class AuditLog:
             for e in batch
         ]
         try:
-            await self._store.append([StreamWrite(STREAM, None, events)])
+            await self._store.append([StreamWrite(streams.AUDIT, None, events)])
         except Exception:
             self.lost += len(batch)
             log.exception("could not append %d audit entries", len(batch))
@@ -81,7 +81,7 @@ class AuditQuery:
 async def read_audit(store: EventStore, query: AuditQuery) -> list[ev.AccessDecided]:
     """Matching entries, newest first."""
     out: list[ev.AccessDecided] = []
-    for record in reversed(await store.read_stream(STREAM)):
+    for record in reversed(await store.read_stream(streams.AUDIT)):
         e = record.event
         if not isinstance(e, ev.AccessDecided):
             continue

@@ -9,6 +9,7 @@ from typing import Any
 
 from prsm.domain import commands as cmds
 from prsm.domain import events as ev
+from prsm.domain import streams
 from prsm.domain.errors import (
     ConcurrencyError,
     IdempotencyConflict,
@@ -24,27 +25,21 @@ from prsm.domain.skills import LLM
 from prsm.domain.task_types import plan
 from prsm.domain.tasks import CoordinationStrategy, Task, request_hash
 from prsm.service_layer import agents, models, rollouts
-from prsm.service_layer.ports import Clock, EventStore, StreamWrite
+from prsm.service_layer.ports import EventStore, StreamWrite
+from prsm.service_layer.unit_of_work import (
+    Context,
+    Writer,
+    append_leaving_out_conflicts,
+    decide_and_append,
+)
 
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c1e7a-3f0e-4c43-9d8e-5b2d7c1a9e10")
-MAX_CONFLICT_RETRIES = 5
-
-
-@dataclass(frozen=True)
-class Context:
-    store: EventStore
-    clock: Clock
-    source: str
 
 
 @dataclass(frozen=True)
 class Submission:
     task: Task
     created: bool  # False: an idempotent replay of an earlier submission
-
-
-def task_stream(task_id: str) -> str:
-    return f"task-{task_id}"
 
 
 def parse_task_id(raw: str) -> str:
@@ -62,21 +57,8 @@ def task_id_for(principal: Principal, idempotency_key: str | None) -> str:
     return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, name))
 
 
-def _metadata(cmd: cmds.Command, ctx: Context) -> ev.EventMetadata:
-    return ev.EventMetadata(
-        occurred_at=ctx.clock(),
-        source=ctx.source,
-        correlation_id=cmd.correlation_id,
-        causation_id=cmd.command_id,
-    )
-
-
-def _write(task: Task, cmd: cmds.Command, ctx: Context) -> StreamWrite:
-    return StreamWrite(
-        stream_id=task_stream(task.task_id),
-        expected_version=task.version,
-        events=[ev.NewEvent(e, _metadata(cmd, ctx)) for e in task.changes],
-    )
+def _write(task: Task, writer: Writer) -> StreamWrite:
+    return StreamWrite(streams.task(task.task_id), task.version, writer.events(task.changes))
 
 
 def _new_task(spec: cmds.TaskSpec, strategy: CoordinationStrategy, principal: Principal,
@@ -113,7 +95,7 @@ def _new_task(spec: cmds.TaskSpec, strategy: CoordinationStrategy, principal: Pr
 
 
 async def load_task(store: EventStore, task_id: str) -> Task:
-    records = await store.read_stream(task_stream(task_id))
+    records = await store.read_stream(streams.task(task_id))
     if not records:
         raise NotFound(f"task {task_id} not found")
     return Task.from_events([r.event for r in records], version=records[-1].version)
@@ -133,37 +115,36 @@ async def submit_tasks(cmd: cmds.SubmitTasks, ctx: Context) -> list[Submission]:
     keys = [s.idempotency_key for s in cmd.specs if s.idempotency_key is not None]
     if len(keys) != len(set(keys)):
         raise InvalidRequest("idempotency keys must be unique within one batch")
-    pending = {t.task_id: t for t in tasks}
+    mine = {t.task_id: t for t in tasks}
     replayed: dict[str, Task] = {}
-    while pending:
-        try:
-            await ctx.store.append([_write(t, cmd, ctx) for t in pending.values()])
-            break
-        except ConcurrencyError as exc:
-            # Only a stream named by an idempotency key can exist already: a replay.
-            existing = await load_task(ctx.store, exc.stream_id.removeprefix("task-"))
-            mine = pending.pop(existing.task_id)
-            if existing.request_hash != mine.request_hash:
-                raise IdempotencyConflict(
-                    "this Idempotency-Key was already used for a different request"
-                ) from exc
-            replayed[existing.task_id] = existing
+
+    async def replay(exc: ConcurrencyError) -> None:
+        # Only a stream named by an idempotency key can exist already: a replay.
+        existing = await load_task(ctx.store, streams.task_id_of(exc.stream_id))
+        if existing.request_hash != mine[existing.task_id].request_hash:
+            raise IdempotencyConflict(
+                "this Idempotency-Key was already used for a different request"
+            ) from exc
+        replayed[existing.task_id] = existing
+
+    writer = Writer.of(cmd, ctx)
+    writes = {streams.task(t.task_id): _write(t, writer) for t in tasks}
+    await append_leaving_out_conflicts(ctx.store, writes, replay)
     return [Submission(replayed.get(t.task_id, t), t.task_id not in replayed) for t in tasks]
 
 
 async def cancel_task(cmd: cmds.CancelTask, ctx: Context) -> Task:
     task_id = parse_task_id(cmd.task_id)
-    for _ in range(MAX_CONFLICT_RETRIES):
+    writer = Writer.of(cmd, ctx)
+
+    async def decide() -> tuple[Task, list[StreamWrite]]:
         task = await load_task(ctx.store, task_id)
         if not can_see_task(cmd.principal, task.tenant_id, task.user_id):
             raise NotFound(f"task {task_id} not found")
         task.cancel(ctx.clock(), cmd.reason, cancelled_by=cmd.principal.user_id)
-        try:
-            await ctx.store.append([_write(task, cmd, ctx)])
-            return task
-        except ConcurrencyError:
-            continue  # the task moved on meanwhile: decide again on its new state
-    raise ConcurrencyError(task_stream(task_id), expected=-1, actual=-1)
+        return task, [_write(task, writer)]
+
+    return await decide_and_append(ctx.store, decide)
 
 
 Handler = Callable[[Any, Context], Awaitable[Any]]

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from prsm.domain.commands import Command
-from prsm.service_layer.handlers import HANDLERS, Context
+from prsm.service_layer.handlers import HANDLERS
 from prsm.service_layer.ports import Clock, EventStore, TaskViews
+from prsm.service_layer.unit_of_work import Context
 
 
 class MessageBus:

@@ -7,23 +7,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from prsm.domain import commands as cmds
 from prsm.domain.model_registry import ModelRegistry
 from prsm.domain.rollout_policy import VersionStats
 from prsm.domain.rollouts import Rollout
-from prsm.service_layer.models import Writer, change_registry, load_registry
-
-if TYPE_CHECKING:
-    from prsm.service_layer.handlers import Context
+from prsm.service_layer.models import change_registry, load_registry
+from prsm.service_layer.unit_of_work import Context, Writer
 
 # (tenant, model, version, since) → that version's figures from ``since`` until now
 StatsSource = Callable[[str, str, str, datetime], Awaitable[VersionStats]]
-
-
-def _writer(cmd: cmds.Command, ctx: Context) -> Writer:
-    return Writer(ctx.store, ctx.clock, ctx.source, cmd.correlation_id, cmd.command_id)
 
 
 def new_rollout_id() -> str:
@@ -39,14 +32,14 @@ async def start_rollout(cmd: cmds.StartRollout, ctx: Context) -> Rollout:
             current_version=cmd.current_version, source=cmd.source,
         )  # fmt: skip
 
-    registry = await change_registry(_writer(cmd, ctx), decide)
+    registry = await change_registry(Writer.of(cmd, ctx), decide)
     return registry.rollouts[rollout_id]
 
 
 async def promote_rollout(cmd: cmds.PromoteRollout, ctx: Context) -> Rollout:
     at = ctx.clock()
     registry = await change_registry(
-        _writer(cmd, ctx), lambda r: r.promote_rollout(cmd.principal, cmd.rollout_id, at)
+        Writer.of(cmd, ctx), lambda r: r.promote_rollout(cmd.principal, cmd.rollout_id, at)
     )
     return registry.rollouts[cmd.rollout_id]
 
@@ -54,7 +47,7 @@ async def promote_rollout(cmd: cmds.PromoteRollout, ctx: Context) -> Rollout:
 async def abort_rollout(cmd: cmds.AbortRollout, ctx: Context) -> Rollout:
     at = ctx.clock()
     registry = await change_registry(
-        _writer(cmd, ctx), lambda r: r.abort_rollout(cmd.principal, cmd.rollout_id, at)
+        Writer.of(cmd, ctx), lambda r: r.abort_rollout(cmd.principal, cmd.rollout_id, at)
     )
     return registry.rollouts[cmd.rollout_id]
 

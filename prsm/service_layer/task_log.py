@@ -9,10 +9,12 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from prsm.domain import events as ev
+from prsm.domain import streams
 from prsm.domain.errors import ConcurrencyError, PrsmError
 from prsm.domain.tasks import STATUS_AFTER, Task, TaskStatus
-from prsm.service_layer.handlers import load_task, task_stream
+from prsm.service_layer.handlers import load_task
 from prsm.service_layer.ports import EventStore, StreamWrite
+from prsm.service_layer.unit_of_work import append_leaving_out_conflicts
 
 READ_SPAN = 2000  # positions per read
 
@@ -71,27 +73,32 @@ class TaskLog:
                 pending[task.task_id] = task
             except PrsmError:
                 task.changes.clear()
-        while pending:
-            meta = ev.EventMetadata(occurred_at=at, source=self.source, correlation_id="")
-            writes = [StreamWrite(task_stream(t.task_id), t.version,
-                                  [ev.NewEvent(e, _meta(meta, t.task_id)) for e in t.changes])
-                      for t in pending.values()]  # fmt: skip
-            try:
-                await store.append(writes)
-            except ConcurrencyError as exc:
-                stale = pending.pop(exc.stream_id.removeprefix("task-"))
-                await self._reload(store, stale.task_id)
-                continue
-            except Exception:  # nothing was written: take the tasks back as stored
-                for t in pending.values():
-                    await self._reload(store, t.task_id)
-                raise
-            for t in pending.values():
-                t.version += len(t.changes)
-                t.changes.clear()
-                self.status[t.task_id] = t.status
-                self._track(t)
-            return
+        writes = {streams.task(t.task_id): StreamWrite(streams.task(t.task_id), t.version,
+                                                       self._events(t, at))
+                  for t in pending.values()}  # fmt: skip
+
+        async def reload(exc: ConcurrencyError) -> None:  # it moved on: take it as stored
+            await self._reload(store, streams.task_id_of(exc.stream_id))
+
+        try:
+            written = await append_leaving_out_conflicts(store, writes, reload)
+        except Exception:  # nothing was written: take the tasks back as stored
+            for stream_id in writes:
+                await self._reload(store, streams.task_id_of(stream_id))
+            raise
+        for stream_id in written:
+            t = pending[streams.task_id_of(stream_id)]
+            t.version += len(t.changes)
+            t.changes.clear()
+            self.status[t.task_id] = t.status
+            self._track(t)
+
+    def _events(self, task: Task, at: datetime) -> list[ev.NewEvent]:
+        # The correlation id of the runtime's own writes is the task's stream; an event id each.
+        correlation = streams.task(task.task_id)
+        return [ev.NewEvent(e, ev.EventMetadata(occurred_at=at, source=self.source,
+                                                correlation_id=correlation))
+                for e in task.changes]  # fmt: skip
 
     def _track(self, task: Task) -> None:
         if task.status is TaskStatus.QUEUED:
@@ -106,8 +113,3 @@ class TaskLog:
         self.status[task_id] = fresh.status
         self.tasks[task_id] = fresh
         self._track(fresh)
-
-
-def _meta(base: ev.EventMetadata, task_id: str) -> ev.EventMetadata:
-    return ev.EventMetadata(occurred_at=base.occurred_at, source=base.source,
-                            correlation_id=f"task-{task_id}")  # fmt: skip

@@ -22,10 +22,10 @@ from ray import serve
 
 from prsm.adapters.inference import tiny_model
 from prsm.adapters.inference.vllm_serve import app_name
+from prsm.api.rollouts import RolloutOut
 from prsm.client import PrsmClient
 from prsm.config import Settings
 from prsm.runtime import model_controller
-from prsm.serve.rollout_schemas import RolloutOut
 from tests.e2e.platform import running
 from tests.e2e.test_model_serving import wait_for
 from tests.support import free_port

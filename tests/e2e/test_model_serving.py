@@ -19,10 +19,10 @@ from ray import serve
 
 from prsm import bootstrap
 from prsm.adapters.inference.vllm_serve import app_name
+from prsm.api.models import DeploymentOut
 from prsm.client import PrsmClient
 from prsm.config import Settings
 from prsm.runtime import model_controller
-from prsm.serve.model_schemas import DeploymentOut
 from tests.e2e.platform import running
 from tests.support import free_port
 

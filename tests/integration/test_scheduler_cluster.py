@@ -20,12 +20,13 @@ from prsm import bootstrap
 from prsm.config import Settings
 from prsm.domain import commands as cmds
 from prsm.domain import events as ev
+from prsm.domain import streams
 from prsm.domain.identity import Principal
 from prsm.domain.placement import PlacementRequest, PlacementStrategy
 from prsm.domain.tasks import ResourceRequest, Task, TaskStatus
 from prsm.runtime import orchestrator, scheduler
 from prsm.runtime.allocations import pg_name
-from prsm.service_layer.handlers import load_task, task_stream
+from prsm.service_layer.handlers import load_task
 from prsm.service_layer.messagebus import MessageBus
 
 ALICE = Principal(user_id="alice", tenant_id="lab", roles=frozenset({"user"}))
@@ -98,7 +99,7 @@ def placement_of(task: Task, history: list[ev.Event]) -> dict[str, Any]:
 
 
 async def history(bus: MessageBus, task_id: str) -> list[ev.Event]:
-    return [r.event for r in await bus._context.store.read_stream(task_stream(task_id))]
+    return [r.event for r in await bus._context.store.read_stream(streams.task(task_id))]
 
 
 def zone_of(node_id: str) -> str:

@@ -10,6 +10,7 @@ import pytest
 
 from prsm.domain import commands as cmds
 from prsm.domain import events as ev
+from prsm.domain import streams
 from prsm.domain.errors import (
     ConcurrencyError,
     IdempotencyConflict,
@@ -21,7 +22,7 @@ from prsm.domain.errors import (
 from prsm.domain.identity import Principal
 from prsm.domain.tasks import TaskStatus
 from prsm.service_layer import queries
-from prsm.service_layer.handlers import Submission, task_stream
+from prsm.service_layer.handlers import Submission
 from prsm.service_layer.messagebus import MessageBus
 from prsm.service_layer.ports import StreamWrite
 from tests.support import register_agent
@@ -70,7 +71,7 @@ async def test_submitting_stores_events_with_metadata_and_updates_the_views(
 ) -> None:
     [submission] = await bus.handle(submit(ALICE))
     assert submission.created
-    records = await store.read_stream(task_stream(submission.task.task_id))
+    records = await store.read_stream(streams.task(submission.task.task_id))
     assert [type(r.event) for r in records] == [ev.TaskSubmitted, ev.TaskQueued]
     meta = records[0].metadata
     assert (meta.correlation_id, meta.source, meta.occurred_at) == ("corr-1", "tests", NOW)
@@ -161,7 +162,7 @@ async def test_cancel_decides_again_when_the_task_moved_on(store: FakeStore) -> 
     )
     assert racing.raced
     assert task.status is TaskStatus.CANCELLED
-    kinds = [type(r.event) for r in await racing.read_stream(task_stream(s.task.task_id))]
+    kinds = [type(r.event) for r in await racing.read_stream(streams.task(s.task.task_id))]
     assert kinds == [ev.TaskSubmitted, ev.TaskQueued, ev.TaskScheduled, ev.TaskCancelled]
 
 

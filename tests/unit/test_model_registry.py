@@ -12,7 +12,6 @@ from prsm.domain.errors import Conflict, InvalidRequest, NotFound, PermissionDen
 from prsm.domain.identity import Principal
 from prsm.domain.model_registry import ModelRegistry, Route, deployment_key
 from prsm.domain.models import Faults, Framework, ModelSpec, ModelStatus, Strategy, validated
-from prsm.service_layer.handlers import Context
 from prsm.service_layer.models import (
     change_registry,
     controller_writer,
@@ -20,6 +19,7 @@ from prsm.service_layer.models import (
     load_registry,
     undeploy_model,
 )
+from prsm.service_layer.unit_of_work import Context
 from tests.unit.fakes import FakeStore
 
 T0 = datetime(2026, 11, 27, tzinfo=UTC)

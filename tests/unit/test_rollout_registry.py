@@ -19,9 +19,9 @@ from prsm.domain.model_registry import ModelRegistry, deployment_key
 from prsm.domain.models import ModelSpec, ModelStatus
 from prsm.domain.rollout_policy import NoDataAction, RolloutPolicy, RolloutStatus, VersionStats
 from prsm.runtime.rollout_stats import SampleWindows
-from prsm.service_layer.handlers import Context
-from prsm.service_layer.models import Writer, load_registry
+from prsm.service_layer.models import load_registry
 from prsm.service_layer.rollouts import evaluate_due, start_rollout
+from prsm.service_layer.unit_of_work import Context, Writer
 from tests.unit.fakes import FakeStore
 
 T0 = datetime(2026, 11, 27, tzinfo=UTC)
@@ -237,7 +237,7 @@ async def test_the_controller_evaluates_on_schedule_from_the_store() -> None:
 
 
 async def _append(store: FakeStore, events: list[ev.Event]) -> None:
-    from prsm.domain.model_registry import STREAM
+    from prsm.domain.streams import MODEL_REGISTRY as STREAM
     from prsm.service_layer.ports import StreamWrite
 
     current = await load_registry(store)

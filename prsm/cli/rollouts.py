@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Annotated
 
 import typer
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from prsm.cli_models import JsonFlag, _client
-from prsm.domain.rollout_policy import NoDataAction, RolloutStatus
-from prsm.serve.rollout_schemas import RolloutOut
+from prsm.api.rollouts import RolloutOut
+from prsm.cli.common import JsonFlag, client, console, given, print_json
+from prsm.domain.rollout_policy import NoDataAction, RolloutPolicy, RolloutStatus
 
+_P = RolloutPolicy()  # the platform's defaults, for the help texts only: left out, not sent
 rollout_app = typer.Typer(help="Canary rollouts of model versions.", no_args_is_help=True)
-console = Console()
 
 
 def _table(rollouts: list[RolloutOut]) -> Table:
@@ -33,7 +32,7 @@ def _table(rollouts: list[RolloutOut]) -> Table:
 
 def _show(rollouts: list[RolloutOut], as_json: bool) -> None:
     if as_json:
-        console.print_json(json.dumps([r.model_dump(mode="json") for r in rollouts]))
+        print_json(rollouts)
     else:
         console.print(_table(rollouts))
 
@@ -68,27 +67,50 @@ def start(
     version: Annotated[str, typer.Option("--version", help="The new version, e.g. v2.")],
     current_version: Annotated[str | None, typer.Option(help="Default: serving now.")] = None,
     source: Annotated[str | None, typer.Option(help="New weights (default: current).")] = None,
-    initial_percent: Annotated[float, typer.Option(help="First share, %.")] = 5.0,
-    step_factor: Annotated[float, typer.Option(help="Share multiplier per step.")] = 2.0,
-    interval: Annotated[float, typer.Option(help="Evaluation interval, s.")] = 300.0,
-    min_window: Annotated[float, typer.Option(help="Observation per step, s.")] = 3600.0,
-    min_samples: Annotated[int, typer.Option(help="Requests needed to judge.")] = 100,
-    min_success_rate: Annotated[float, typer.Option(help="Lowest success rate.")] = 0.95,
-    max_latency_ratio: Annotated[float, typer.Option(help="Highest p95 ratio.")] = 1.10,
-    max_empty_intervals: Annotated[int, typer.Option(help="Before on-no-data.")] = 3,
-    on_no_data: Annotated[NoDataAction, typer.Option(help="HOLD or ABORT.")] = (NoDataAction.HOLD),
-    sticky: Annotated[bool, typer.Option(help="Each user keeps one version.")] = False,
+    initial_percent: Annotated[
+        float | None, typer.Option(help=f"First share, % ({_P.initial_percent:g}).")
+    ] = None,
+    step_factor: Annotated[
+        float | None, typer.Option(help=f"Share multiplier per step ({_P.step_factor:g}).")
+    ] = None,
+    interval: Annotated[
+        float | None, typer.Option(help=f"Evaluation interval, s ({_P.evaluation_interval_s:g}).")
+    ] = None,
+    min_window: Annotated[
+        float | None, typer.Option(help=f"Observation per step, s ({_P.min_window_s:g}).")
+    ] = None,
+    min_samples: Annotated[
+        int | None, typer.Option(help=f"Requests needed to judge ({_P.min_samples}).")
+    ] = None,
+    min_success_rate: Annotated[
+        float | None, typer.Option(help=f"Lowest success rate ({_P.min_success_rate:g}).")
+    ] = None,
+    max_latency_ratio: Annotated[
+        float | None, typer.Option(help=f"Highest p95 ratio ({_P.max_latency_ratio:g}).")
+    ] = None,
+    max_empty_intervals: Annotated[
+        int | None, typer.Option(help=f"Before on-no-data ({_P.max_empty_intervals}).")
+    ] = None,
+    on_no_data: Annotated[
+        NoDataAction | None, typer.Option(help=f"HOLD or ABORT ({_P.on_no_data.value}).")
+    ] = None,
+    sticky: Annotated[bool | None, typer.Option(help="Each user keeps one version.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Deploy VERSION beside the model's current version and move traffic to it."""
-    policy = {
-        "initial_percent": initial_percent, "step_factor": step_factor,
-        "evaluation_interval_s": interval, "min_window_s": min_window,
-        "min_samples": min_samples, "min_success_rate": min_success_rate,
-        "max_latency_ratio": max_latency_ratio, "max_empty_intervals": max_empty_intervals,
-        "on_no_data": on_no_data, "sticky": sticky,
-    }  # fmt: skip
-    rollout = _client().start_rollout(
+    policy = given(
+        initial_percent=initial_percent,
+        step_factor=step_factor,
+        evaluation_interval_s=interval,
+        min_window_s=min_window,
+        min_samples=min_samples,
+        min_success_rate=min_success_rate,
+        max_latency_ratio=max_latency_ratio,
+        max_empty_intervals=max_empty_intervals,
+        on_no_data=on_no_data,
+        sticky=sticky,
+    )  # fmt: skip  (left out: the platform's RolloutPolicy defaults)
+    rollout = client().start_rollout(
         model, version, current_version=current_version, source=source, policy=policy
     )
     _show([rollout], as_json)
@@ -100,13 +122,13 @@ def list_rollouts(
     as_json: JsonFlag = False,
 ) -> None:
     """Rollouts of your tenant, newest first."""
-    _show(_client().rollouts(model), as_json)
+    _show(client().rollouts(model), as_json)
 
 
 @rollout_app.command("status")
 def status(rollout_id: str, as_json: JsonFlag = False) -> None:
     """One rollout: split, live figures, decisions."""
-    rollout = _client().rollout(rollout_id)
+    rollout = client().rollout(rollout_id)
     if as_json:
         console.print_json(rollout.model_dump_json())
     else:
@@ -119,12 +141,12 @@ def watch(
     every: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 1.0,
 ) -> None:
     """Follow a rollout live until it ends (Ctrl-C leaves it running)."""
-    client = _client()
-    rollout = client.rollout(rollout_id)
+    sdk = client()
+    rollout = sdk.rollout(rollout_id)
     with Live(view(rollout), console=console, refresh_per_second=4) as live:
         while rollout.status is RolloutStatus.IN_PROGRESS:
             time.sleep(every)
-            rollout = client.rollout(rollout_id)
+            rollout = sdk.rollout(rollout_id)
             live.update(view(rollout))
     if rollout.status is not RolloutStatus.COMPLETED:
         raise typer.Exit(1)
@@ -133,10 +155,10 @@ def watch(
 @rollout_app.command("promote")
 def promote(rollout_id: str, as_json: JsonFlag = False) -> None:
     """Send all traffic to the new version now; the old one is retired."""
-    _show([_client().promote_rollout(rollout_id)], as_json)
+    _show([client().promote_rollout(rollout_id)], as_json)
 
 
 @rollout_app.command("abort")
 def abort(rollout_id: str, as_json: JsonFlag = False) -> None:
     """Send all traffic back to the current version; the new one is removed."""
-    _show([_client().abort_rollout(rollout_id)], as_json)
+    _show([client().abort_rollout(rollout_id)], as_json)

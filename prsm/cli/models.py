@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from prsm.client import PrsmClient
+from prsm.api.models import DeploymentOut
+from prsm.cli.common import JsonFlag, client, console, given, print_json
 from prsm.domain.models import Accelerator, Framework, ModelStatus, Strategy
-from prsm.serve.model_schemas import DeploymentOut
 
 models_app = typer.Typer(help="Deploy, list and undeploy model versions.", no_args_is_help=True)
-console = Console()
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _client() -> PrsmClient:
-    from prsm.cli import _client as make
-    from prsm.config import Settings
-
-    return make(Settings())
 
 
 def _show(deployments: list[DeploymentOut], as_json: bool) -> None:
     if as_json:
-        console.print_json(json.dumps([d.model_dump(mode="json") for d in deployments]))
+        print_json(deployments)
         return
     table = Table("model", "framework", "strategy", "status", "healthy", "detail")
     for d in deployments:
@@ -43,41 +32,43 @@ def _show(deployments: list[DeploymentOut], as_json: bool) -> None:
 def deploy(
     name: Annotated[str, typer.Argument(help="Model name clients use.")],
     version: Annotated[str, typer.Argument(help="Version, e.g. v2.")],
-    source: Annotated[str, typer.Option(help="HF model dir or hub id; provider model.")] = "",
-    framework: Annotated[Framework, typer.Option(help="vllm, openai or anthropic.")] = (
-        Framework.VLLM
-    ),
-    strategy: Annotated[Strategy, typer.Option(help="Deployment strategy.")] = (
-        Strategy.SINGLE_NODE
-    ),
-    replicas: Annotated[int, typer.Option(help="REPLICATED: replica count.")] = 1,
+    source: Annotated[
+        str | None, typer.Option(help="HF model dir or hub id; provider model.")
+    ] = None,
+    framework: Annotated[
+        Framework | None, typer.Option(help="vllm (default), openai, anthropic.")
+    ] = None,
+    strategy: Annotated[Strategy | None, typer.Option(help="Default: SINGLE_NODE.")] = None,
+    replicas: Annotated[int | None, typer.Option(help="REPLICATED: replica count.")] = None,
     min_replicas: Annotated[int | None, typer.Option(help="Autoscaling lower bound.")] = None,
     max_replicas: Annotated[int | None, typer.Option(help="Autoscaling upper bound.")] = None,
-    tensor_parallel: Annotated[int, typer.Option(help="DISTRIBUTED: TP size.")] = 1,
-    pipeline_parallel: Annotated[int, typer.Option(help="DISTRIBUTED: PP size.")] = 1,
-    placement: Annotated[str, typer.Option(help="PACK, SPREAD, STRICT_PACK, …")] = "PACK",
-    accelerator: Annotated[Accelerator, typer.Option(help="cpu or gpu.")] = Accelerator.CPU,
+    tensor_parallel: Annotated[int | None, typer.Option(help="DISTRIBUTED: TP size.")] = None,
+    pipeline_parallel: Annotated[int | None, typer.Option(help="DISTRIBUTED: PP size.")] = None,
+    placement: Annotated[
+        str | None, typer.Option(help="PACK (default), SPREAD, STRICT_PACK, …")
+    ] = None,
+    accelerator: Annotated[Accelerator | None, typer.Option(help="cpu (default) or gpu.")] = None,
     max_model_len: Annotated[int | None, typer.Option(help="Context length.")] = None,
-    api_key_env: Annotated[str, typer.Option(help="Providers: key variable.")] = "",
-    base_url: Annotated[str, typer.Option(help="Providers: API endpoint.")] = "",
-    shared: Annotated[bool, typer.Option(help="Usable by every tenant (admins).")] = False,
+    api_key_env: Annotated[str | None, typer.Option(help="Providers: key variable.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Providers: API endpoint.")] = None,
+    shared: Annotated[bool | None, typer.Option(help="Usable by every tenant (admins).")] = None,
     wait: Annotated[bool, typer.Option(help="Wait until READY or FAILED.")] = True,
     timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 900,
     as_json: JsonFlag = False,
 ) -> None:
     """Deploy a model version on the platform."""
-    client = _client()
-    deployment = client.deploy_model(
-        name, version, source=source, framework=framework, strategy=strategy,
+    sdk = client()
+    deployment = sdk.deploy_model(name, version, **given(
+        source=source, framework=framework, strategy=strategy,
         replicas=replicas, min_replicas=min_replicas, max_replicas=max_replicas,
         tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel,
         placement=placement, accelerator=accelerator, max_model_len=max_model_len,
         api_key_env=api_key_env, base_url=base_url, shared=shared,
-    )  # fmt: skip
+    ))  # fmt: skip
     deadline = time.monotonic() + timeout
     while wait and deployment.status is ModelStatus.DEPLOYING and time.monotonic() < deadline:
         time.sleep(2)
-        deployment = client.deployment(name, version)
+        deployment = sdk.deployment(name, version)
     _show([deployment], as_json)
     if deployment.status is ModelStatus.FAILED:
         raise typer.Exit(1)
@@ -86,13 +77,13 @@ def deploy(
 @models_app.command("list")
 def list_deployments(as_json: JsonFlag = False) -> None:
     """Model versions of your tenant, and the shared ones."""
-    _show(_client().deployments(), as_json)
+    _show(client().deployments(), as_json)
 
 
 @models_app.command("get")
 def get_deployment(name: str, version: str, as_json: JsonFlag = False) -> None:
     """One model version."""
-    _show([_client().deployment(name, version)], as_json)
+    _show([client().deployment(name, version)], as_json)
 
 
 @models_app.command("faults")
@@ -104,10 +95,10 @@ def faults(
     as_json: JsonFlag = False,
 ) -> None:
     """Inject faults into a version's traffic for a drill (no options: remove them)."""
-    _show([_client().set_faults(name, version, error_rate, latency_ms)], as_json)
+    _show([client().set_faults(name, version, error_rate, latency_ms)], as_json)
 
 
 @models_app.command("undeploy")
 def undeploy(name: str, version: str, as_json: JsonFlag = False) -> None:
     """Remove a model version from Serve and free its resources."""
-    _show([_client().undeploy_model(name, version)], as_json)
+    _show([client().undeploy_model(name, version)], as_json)

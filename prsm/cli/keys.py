@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from prsm.cli_models import JsonFlag, _client
-from prsm.serve.routes_keys import KeyOut
+from prsm.api.keys import KeyOut
+from prsm.cli.common import JsonFlag, client, console, print_json
 
 keys_app = typer.Typer(help="Your API keys.", no_args_is_help=True)
-console = Console()
 
 
 def _show(keys: list[KeyOut], as_json: bool) -> None:
     if as_json:
-        console.print_json(json.dumps([k.model_dump(mode="json") for k in keys]))
+        print_json(keys)
         return
     table = Table("id", "name", "scopes", "created", "expires", "revoked")
     for k in keys:
@@ -38,7 +35,7 @@ def create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a key; it is printed this once — store it now."""
-    created = _client().create_key(name, scope or None, days)
+    created = client().create_key(name, scope or None, days)
     if as_json:
         console.print_json(created.model_dump_json())
         return
@@ -49,10 +46,10 @@ def create(
 @keys_app.command("list")
 def list_keys(as_json: JsonFlag = False) -> None:
     """Your keys (never the keys themselves)."""
-    _show(_client().keys(), as_json)
+    _show(client().keys(), as_json)
 
 
 @keys_app.command("revoke")
 def revoke(key_id: str, as_json: JsonFlag = False) -> None:
     """Revoke a key; every gateway replica refuses it from now on."""
-    _show([_client().revoke_key(key_id)], as_json)
+    _show([client().revoke_key(key_id)], as_json)

@@ -1,4 +1,4 @@
-"""Request and response bodies of the gateway API (shared with the Python SDK)."""
+"""Tasks on the wire: what ``/v1/tasks`` takes and answers."""
 
 from __future__ import annotations
 
@@ -9,15 +9,19 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from prsm.domain.placement import PlacementStrategy
-from prsm.domain.tasks import TASK_TYPE_PATTERN, CoordinationStrategy, TaskStatus
+from prsm.domain.tasks import TASK_TYPE_PATTERN, CoordinationStrategy, ResourceRequest, TaskStatus
+
+_DEFAULT = ResourceRequest()  # the one source of the defaults
 
 
 class Resources(BaseModel):
     model_config = ConfigDict(extra="forbid", from_attributes=True)
 
-    cpu: float = Field(default=1.0, ge=0, le=4096, description="CPU cores")
-    gpu: float = Field(default=0.0, ge=0, le=512, description="GPUs")
-    memory_mb: int = Field(default=0, ge=0, le=64 * 1024 * 1024, description="Memory in MiB")
+    cpu: float = Field(default=_DEFAULT.cpu, ge=0, le=4096, description="CPU cores")
+    gpu: float = Field(default=_DEFAULT.gpu, ge=0, le=512, description="GPUs")
+    memory_mb: int = Field(
+        default=_DEFAULT.memory_mb, ge=0, le=64 * 1024 * 1024, description="Memory in MiB"
+    )
 
 
 class PlacementIn(BaseModel):
@@ -96,24 +100,3 @@ class TaskBatchOut(BaseModel):
 class TaskList(BaseModel):
     tasks: list[TaskOut]
     next_cursor: int | None = Field(description="Pass as `cursor` for the next page")
-
-
-class WhoAmI(BaseModel):
-    user_id: str
-    tenant_id: str
-    roles: list[str]
-
-
-class Status(BaseModel):
-    status: str
-    checks: dict[str, str] = Field(default_factory=dict)
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(description="Stable, machine-readable error code")
-    message: str
-    correlation_id: str
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorDetail
