@@ -1,4 +1,4 @@
-"""Where a task's resources go (SPEC §1, resource allocation): given the nodes' free
+"""Where a task's resources go (resource allocation): given the nodes' free
 resources and a request of bundles, choose a node for each bundle by strategy.
 
 - **consolidation**: fewest nodes, largest free first (Ray: STRICT_PACK when every bundle fits

@@ -22,7 +22,8 @@ class NoDataAction(StrEnum):
 
 @dataclass(frozen=True, kw_only=True)
 class RolloutPolicy:
-    """SPEC defaults; every field can be overridden per rollout (tests use seconds)."""
+    """The platform's defaults (docs/architecture.md, "Rules and where they live"); every field
+    can be overridden per rollout (tests use seconds)."""
 
     initial_percent: float = 5.0
     step_factor: float = 2.0

@@ -1,4 +1,4 @@
-"""Scheduling policy (SPEC §1): the strategy for a task from its profile and the cluster's
+"""Scheduling policy: the strategy for a task from its profile and the cluster's
 load, the queue order (priority with aging, so nothing starves), queue positions, and start
 estimates from observed durations.
 
