@@ -17,7 +17,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from prsm.adapters.inference.anthropic_provider import AnthropicBackend
 from prsm.adapters.inference.openai_provider import OpenAIBackend
-from prsm.adapters.inference.sse import DONE, retry_after_s, sse
+from prsm.adapters.inference.providers import DONE, retry_after_s, sse
 from prsm.domain.errors import (
     BadModelRequest,
     ModelUnavailable,

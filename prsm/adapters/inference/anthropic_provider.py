@@ -11,11 +11,9 @@ come back as OpenAI ``chat.completion`` / ``text_completion`` bodies, or chunks 
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import AsyncIterator
-from contextlib import AbstractContextManager
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import anthropic
 import httpx2
@@ -30,7 +28,7 @@ from anthropic.types import (
     Usage,
 )
 
-from prsm.adapters.inference.sse import DONE, SdkErrors, require_key, sse, translating
+from prsm.adapters.inference.providers import DONE, ProviderBackend, SdkErrors, sse
 from prsm.domain.errors import BadModelRequest, UpstreamError
 from prsm.service_layer.ports import Completion
 
@@ -163,8 +161,12 @@ def openai_body(message: anthropic.types.Message, kind: Kind) -> dict[str, Any]:
     }
 
 
-class AnthropicBackend:
+class AnthropicBackend(ProviderBackend):
     """One Claude model at Anthropic (or at ``base_url``)."""
+
+    PROVIDER = PROVIDER
+    SDK_ERRORS = SDK_ERRORS
+    DEFAULT_KEY_ENV = "ANTHROPIC_API_KEY"
 
     def __init__(
         self,
@@ -177,45 +179,10 @@ class AnthropicBackend:
         max_retries: int = 0,
         default_max_tokens: int = 1024,
     ) -> None:
-        require_key(PROVIDER, api_key, api_key_env)
-        self.model = model
-        self.api_key_env = api_key_env
-        self.timeout_s = timeout_s
+        super().__init__(model, api_key=api_key, api_key_env=api_key_env, timeout_s=timeout_s)
         self.default_max_tokens = default_max_tokens
-        self._api_key = api_key
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=max_retries
-        )
-
-    @classmethod
-    def from_env(
-        cls,
-        model: str,
-        *,
-        api_key_env: str = "ANTHROPIC_API_KEY",
-        base_url: str | None = None,
-        timeout_s: float = 60.0,
-        max_retries: int = 0,
-        default_max_tokens: int = 1024,
-    ) -> Self:
-        """A backend using the key in the environment variable ``api_key_env``."""
-        return cls(
-            model,
-            api_key=require_key(PROVIDER, os.environ.get(api_key_env), api_key_env),
-            base_url=base_url,
-            timeout_s=timeout_s,
-            api_key_env=api_key_env,
-            max_retries=max_retries,
-            default_max_tokens=default_max_tokens,
-        )
-
-    def _translating(self) -> AbstractContextManager[None]:
-        return translating(
-            SDK_ERRORS,
-            provider=PROVIDER,
-            api_key=self._api_key,
-            api_key_env=self.api_key_env,
-            timeout_s=self.timeout_s,
         )
 
     async def chat(self, body: dict[str, Any]) -> Completion:

@@ -8,15 +8,13 @@ given; the backend's ``model`` stands in only when the body names none.
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractContextManager
-from typing import Any, Self
+from typing import Any
 
 import httpx2
 import openai
 
-from prsm.adapters.inference.sse import DONE, SdkErrors, require_key, sse, translating
+from prsm.adapters.inference.providers import DONE, ProviderBackend, SdkErrors, sse
 from prsm.service_layer.ports import Completion
 
 PROVIDER = "OpenAI"
@@ -50,8 +48,12 @@ def dump(model: Any) -> dict[str, Any]:
     return body
 
 
-class OpenAIBackend:
+class OpenAIBackend(ProviderBackend):
     """One model at OpenAI (or at ``base_url``, any OpenAI-compatible endpoint)."""
+
+    PROVIDER = PROVIDER
+    SDK_ERRORS = SDK_ERRORS
+    DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 
     def __init__(
         self,
@@ -63,45 +65,12 @@ class OpenAIBackend:
         api_key_env: str = "OPENAI_API_KEY",
         max_retries: int = 0,
     ) -> None:
-        require_key(PROVIDER, api_key, api_key_env)
-        self.model = model
-        self.api_key_env = api_key_env
-        self.timeout_s = timeout_s
-        self._api_key = api_key
+        super().__init__(model, api_key=api_key, api_key_env=api_key_env, timeout_s=timeout_s)
         self._client = openai.AsyncOpenAI(
             api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=max_retries
         )
         self._chat_params = _parameters(self._client.chat.completions.create)
         self._text_params = _parameters(self._client.completions.create)
-
-    @classmethod
-    def from_env(
-        cls,
-        model: str,
-        *,
-        api_key_env: str = "OPENAI_API_KEY",
-        base_url: str | None = None,
-        timeout_s: float = 60.0,
-        max_retries: int = 0,
-    ) -> Self:
-        """A backend using the key in the environment variable ``api_key_env``."""
-        return cls(
-            model,
-            api_key=require_key(PROVIDER, os.environ.get(api_key_env), api_key_env),
-            base_url=base_url,
-            timeout_s=timeout_s,
-            api_key_env=api_key_env,
-            max_retries=max_retries,
-        )
-
-    def _translating(self) -> AbstractContextManager[None]:
-        return translating(
-            SDK_ERRORS,
-            provider=PROVIDER,
-            api_key=self._api_key,
-            api_key_env=self.api_key_env,
-            timeout_s=self.timeout_s,
-        )
 
     async def chat(self, body: dict[str, Any]) -> Completion:
         kwargs = split_body(body, self._chat_params, self.model)

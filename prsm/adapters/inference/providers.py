@@ -1,5 +1,6 @@
-"""Shared by the provider adapters: server-sent-event text, and the translation of an
-SDK's exceptions into PRSM errors.
+"""What the provider adapters (OpenAI, Anthropic) share: their base class (model, key,
+timeout; made from the environment; SDK errors translated), server-sent-event text, and the
+translation of an SDK's exceptions into PRSM errors.
 
 Both official SDKs (``openai``, ``anthropic``) share one exception shape, so each adapter
 names its SDK's classes in an :class:`SdkErrors` and wraps its calls in :func:`translating`.
@@ -13,12 +14,13 @@ Status mapping: 400/413/422 → ``BadModelRequest``; 401/403 → ``UpstreamAuthF
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from prsm.domain.errors import (
     BadModelRequest,
@@ -154,3 +156,37 @@ def translating(
             # The SDK's exception text quotes the provider's answer, which may echo the key.
             raise err from None
         raise err from exc
+
+
+class ProviderBackend:
+    """The part of an ``InferenceBackend`` that every external provider has: one model, the
+    API key (from the variable ``api_key_env``), a timeout, and calls whose SDK errors become
+    PRSM errors. Subclasses name their provider, SDK errors and default key variable."""
+
+    PROVIDER: ClassVar[str]
+    SDK_ERRORS: ClassVar[SdkErrors]
+    DEFAULT_KEY_ENV: ClassVar[str]
+
+    def __init__(self, model: str, *, api_key: str, api_key_env: str, timeout_s: float) -> None:
+        require_key(self.PROVIDER, api_key, api_key_env)
+        self.model = model
+        self.api_key_env = api_key_env
+        self.timeout_s = timeout_s
+        self._api_key = api_key
+
+    @classmethod
+    def from_env(cls, model: str, *, api_key_env: str | None = None, **options: Any) -> Self:
+        """A backend using the key in the environment variable ``api_key_env`` (default: the
+        provider's usual one); ``options`` are the subclass's keyword arguments."""
+        env = cls.DEFAULT_KEY_ENV if api_key_env is None else api_key_env
+        key = require_key(cls.PROVIDER, os.environ.get(env), env)
+        return cls(model, api_key=key, api_key_env=env, **options)
+
+    def _translating(self) -> AbstractContextManager[None]:
+        return translating(
+            self.SDK_ERRORS,
+            provider=self.PROVIDER,
+            api_key=self._api_key,
+            api_key_env=self.api_key_env,
+            timeout_s=self.timeout_s,
+        )
