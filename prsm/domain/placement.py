@@ -69,7 +69,7 @@ class PlacementRequest:
 
 @dataclass(frozen=True)
 class Bundle:
-    cpu: float = 1.0
+    cpu: float  # (a task's own request says how much: ResourceRequest has the default)
     gpu: float = 0.0
     memory_gb: float = 0.0
 
