@@ -33,9 +33,12 @@ from prsm.serve.model_catalog import BackendFactory, ModelCatalog
 from prsm.service_layer.messagebus import MessageBus
 from prsm.service_layer.models import load_registry
 from prsm.service_layer.ports import InferenceBackend
+from prsm.service_layer.runtime_views import AgentView, ClusterView, QueuePosition
 
 if TYPE_CHECKING:
     from prsm.runtime.agent import Complete
+    from prsm.runtime.orchestrator import OrchestratorOptions
+    from prsm.runtime.scheduler import SchedulerOptions
 
 Store = SqliteStore | PostgresStore
 
@@ -180,9 +183,9 @@ class OrchestratorAgents(_ActorPort):
 
         super().__init__(NAME, "orchestrator", OrchestratorUnavailable)
 
-    async def list(self) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = await self._call("agents")
-        return rows
+    async def list(self) -> list[AgentView]:
+        agents: list[AgentView] = await self._call("agents")
+        return agents
 
     async def drain(self, agent_id: str) -> bool:
         return bool(await self._call("drain", agent_id))
@@ -196,16 +199,16 @@ class SchedulerQueue(_ActorPort):
 
         super().__init__(NAME, "scheduler", SchedulerUnavailable)
 
-    async def where(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = await self._call("where", task_ids)
+    async def where(self, task_ids: list[str]) -> dict[str, QueuePosition]:
+        found: dict[str, QueuePosition] = await self._call("where", task_ids)
         return found
 
-    async def estimate(self, tasks: list[tuple[int, str]]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = await self._call("estimate", tasks)
+    async def estimate(self, tasks: list[tuple[int, str]]) -> list[QueuePosition]:
+        out: list[QueuePosition] = await self._call("estimate", tasks)
         return out
 
-    async def cluster(self) -> dict[str, Any]:
-        view: dict[str, Any] = await self._call("cluster")
+    async def cluster(self) -> ClusterView:
+        view: ClusterView = await self._call("cluster")
         return view
 
 
@@ -232,11 +235,28 @@ async def agent_model_caller(raw_settings: dict[str, Any]) -> Complete:
     return complete
 
 
+def scheduler_options(settings: Settings) -> SchedulerOptions:
+    from prsm.runtime.scheduler import SchedulerOptions
+
+    return SchedulerOptions(
+        max_running=settings.tenant_max_running, max_cpu=settings.tenant_max_cpu
+    )
+
+
+def orchestrator_options(settings: Settings) -> OrchestratorOptions:
+    from prsm.runtime.orchestrator import OrchestratorOptions
+
+    return OrchestratorOptions(
+        agents=dict(settings.agents),
+        max_attempts=settings.task_max_attempts,
+        backoff_s=settings.task_retry_backoff_s,
+    )
+
+
 def start_scheduler(settings: Settings) -> Any:
     from prsm.runtime import scheduler
 
-    options = {"max_running": settings.tenant_max_running, "max_cpu": settings.tenant_max_cpu}
-    return scheduler.start(open_store_from, settings.for_replicas(), options)
+    return scheduler.start(open_store_from, settings.for_replicas(), scheduler_options(settings))
 
 
 def start_orchestrator(settings: Settings) -> Any:
@@ -244,9 +264,8 @@ def start_orchestrator(settings: Settings) -> Any:
     from prsm.runtime import orchestrator
 
     start_scheduler(settings)
-    options = {"agents": settings.agents, "max_attempts": settings.task_max_attempts,
-               "backoff_s": settings.task_retry_backoff_s}  # fmt: skip
-    return orchestrator.start(open_store_from, agent_model_caller, settings.for_replicas(), options)
+    return orchestrator.start(open_store_from, agent_model_caller, settings.for_replicas(),
+                              orchestrator_options(settings))  # fmt: skip
 
 
 def start_model_controller(settings: Settings) -> Any:

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -27,8 +28,37 @@ Complete = Callable[[str, str, dict[str, Any]], Coroutine[Any, Any, str]]
 inference port, as the task's owner."""
 LlmBuilder = Callable[[dict[str, Any]], Coroutine[Any, Any, Complete]]
 
-Outcome = tuple[str, bool, Any, float]
-"""``(subtask key, ok, output or error text, seconds)``."""
+
+@dataclass(frozen=True)
+class SubtaskCall:
+    """One subtask of a batch: its key, skill and input, and the owner of its task (whom a
+    model call acts for)."""
+
+    tenant_id: str
+    user_id: str
+    key: str
+    skill: str
+    input: Any  # the skill's input (JSON-like)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A subtask's outcome: its output, or (``ok`` false) the error text."""
+
+    key: str
+    ok: bool
+    output: Any
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    agent_id: str
+    load: float  # share of its capacity in use, 0..1
+    running: int  # batches running now
+    done: int  # subtasks run since it started
+    speed: dict[str, float]  # skill → nominal / observed seconds
+    at: float  # time.time() of the heartbeat
 
 
 class AgentWorker:
@@ -50,21 +80,20 @@ class AgentWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._complete: Future[Complete] | None = None
 
-    def run(self, calls: list[tuple[tuple[str, str], str, str, Any]]) -> list[Outcome]:
-        """Run each ``(owner, key, skill, input)`` in turn; ``owner`` is the subtask's task's
-        (tenant, user), whom a model call acts for."""
+    def run(self, calls: list[SubtaskCall]) -> list[Outcome]:
+        """Run each subtask in turn."""
         with self._lock:
             self._running += 1
         try:
-            return [self._one(owner, key, name, value) for owner, key, name, value in calls]
+            return [self._one(call) for call in calls]
         finally:
             with self._lock:
                 self._running -= 1
 
-    def _one(self, owner: tuple[str, str], key: str, name: str, value: Any) -> Outcome:
-        started = time.perf_counter()
+    def _one(self, call: SubtaskCall) -> Outcome:
+        name, started = call.skill, time.perf_counter()
         try:
-            output = self._llm(owner, value) if name == "llm.complete" else SKILLS[name](value)
+            output = self._llm(call) if name == "llm.complete" else SKILLS[name](call.input)
             ok = True
         except Exception as exc:  # the skill's failure is its subtask's, reported as text
             output, ok = f"{type(exc).__name__}: {exc}"[:500], False
@@ -73,25 +102,25 @@ class AgentWorker:
             old = self._seconds.get(name)
             self._seconds[name] = seconds if old is None else old + SPEED_ALPHA * (seconds - old)
             self._done += 1
-        return key, ok, output, seconds
+        return Outcome(call.key, ok, output, seconds)
 
-    def heartbeat(self) -> dict[str, Any]:
+    def heartbeat(self) -> Heartbeat:
         with self._lock:
-            return {
-                "agent_id": self.agent_id,
-                "load": min(1.0, self._running / self.capacity),
-                "running": self._running,
-                "done": self._done,
-                "speed": {s: CATALOG[s].nominal_s / max(t, 1e-6) for s, t in self._seconds.items()},
-                "at": time.time(),
-            }
+            return Heartbeat(
+                agent_id=self.agent_id,
+                load=min(1.0, self._running / self.capacity),
+                running=self._running,
+                done=self._done,
+                speed={s: CATALOG[s].nominal_s / max(t, 1e-6) for s, t in self._seconds.items()},
+                at=time.time(),
+            )
 
     def node_id(self) -> str:
         return str(ray.get_runtime_context().get_node_id())
 
     # --- the model call ------------------------------------------------------------------
 
-    def _llm(self, owner: tuple[str, str], item: dict[str, Any]) -> str:
+    def _llm(self, call: SubtaskCall) -> str:
         loop = self._event_loop()
         with self._lock:
             if self._complete is None:
@@ -101,10 +130,10 @@ class AgentWorker:
                     self._build_llm(self._settings), loop
                 )
         complete = self._complete.result(timeout=LLM_TIMEOUT_S)
-        call: Future[str] = asyncio.run_coroutine_threadsafe(
-            complete(owner[0], owner[1], item), loop
+        answer: Future[str] = asyncio.run_coroutine_threadsafe(
+            complete(call.tenant_id, call.user_id, call.input), loop
         )
-        return call.result(timeout=LLM_TIMEOUT_S)
+        return answer.result(timeout=LLM_TIMEOUT_S)
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:

@@ -27,8 +27,10 @@ from prsm.domain import events as ev
 from prsm.domain.agents import Agent, AgentPool, AgentStatus, Resources
 from prsm.domain.skills import COMPUTE, LLM, SIMULATION
 from prsm.runtime import actors
-from prsm.runtime.agent import AgentWorker, LlmBuilder
+from prsm.runtime.agent import AgentWorker, Heartbeat, LlmBuilder
 from prsm.service_layer import agents as registry
+from prsm.service_layer.ports import EventStore
+from prsm.service_layer.runtime_views import AgentView
 
 log = logging.getLogger("prsm.agents")
 
@@ -52,6 +54,16 @@ AGENT_TYPES: dict[str, AgentType] = {
 }
 
 
+@dataclass
+class Tracked:
+    """What the registry knows of a running agent beyond the pool's ``Agent``."""
+
+    agent_type: str
+    node_id: str
+    heartbeat: float | None  # time.time() of its last heartbeat
+    done: int  # subtasks run, as of that heartbeat
+
+
 def actor_name(agent_id: str) -> str:
     return f"prsm-agent-{agent_id}"
 
@@ -70,7 +82,7 @@ class AgentRegistry:
         self.pool = AgentPool()
         self.handles: dict[str, Any] = {}
         self.inflight: dict[str, int] = {}
-        self.info: dict[str, dict[str, Any]] = {}  # last heartbeat, node, type
+        self.info: dict[str, Tracked] = {}
         self.events: list[ev.Event] = []  # to append to the ``agents`` stream
         self._build_llm = build_llm
         self._settings = settings
@@ -78,7 +90,7 @@ class AgentRegistry:
 
     # --- membership ----------------------------------------------------------------------
 
-    async def restore(self, store: Any) -> None:
+    async def restore(self, store: EventStore) -> None:
         """Take back the agents the store lists whose actors still run (after a restart)."""
         for agent_id, entry in (await registry.registered(store)).items():
             handle = actors.lookup(actor_name(agent_id))
@@ -98,7 +110,7 @@ class AgentRegistry:
         have: dict[str, int] = {}
         for agent_id in self.handles:
             if self.pool.get(agent_id).status is not AgentStatus.DRAINING:
-                kind = self.info[agent_id]["agent_type"]
+                kind = self.info[agent_id].agent_type
                 have[kind] = have.get(kind, 0) + 1
         for kind, want in self.desired.items():
             for _ in range(want - have.get(kind, 0) - self._starting.get(kind, 0)):
@@ -135,8 +147,7 @@ class AgentRegistry:
         self.pool.add(agent)
         self.handles[agent.agent_id] = handle
         self.inflight[agent.agent_id] = 0
-        self.info[agent.agent_id] = {"agent_type": agent.agent_type, "node_id": node_id,
-                                     "heartbeat": None, "done": 0}  # fmt: skip
+        self.info[agent.agent_id] = Tracked(agent.agent_type, node_id, heartbeat=None, done=0)
 
     def died(self, agent_id: str, reason: str) -> None:
         """Forget a dead agent (its work is given back by the caller); a new one replaces it."""
@@ -193,7 +204,7 @@ class AgentRegistry:
         """Ask every agent how it is; fold its observed speed into the pool; a dead one is
         removed, a silent one is OFFLINE (no work) until it answers again."""
         ids = list(self.handles)
-        beats = await asyncio.gather(
+        beats: list[Heartbeat | BaseException] = await asyncio.gather(
             *(asyncio.wait_for(self.handles[a].heartbeat.remote(), HEARTBEAT_TIMEOUT_S)
               for a in ids), return_exceptions=True)  # fmt: skip
         for agent_id, beat in zip(ids, beats, strict=True):
@@ -208,22 +219,23 @@ class AgentRegistry:
                     agent.status = AgentStatus.OFFLINE
                     self.pool.update(agent)
                 continue
-            agent.speed = dict(beat["speed"])
-            self.info[agent_id].update(heartbeat=beat["at"], done=beat["done"])
+            agent.speed = dict(beat.speed)
+            info = self.info[agent_id]
+            info.heartbeat, info.done = beat.at, beat.done
             if agent.status is AgentStatus.OFFLINE:
                 agent.status = AgentStatus.AVAILABLE
             self._set_load(agent_id)
 
-    def snapshot(self) -> list[dict[str, Any]]:
+    def snapshot(self) -> list[AgentView]:
         out = []
         for agent in self.pool.agents:
             info = self.info[agent.agent_id]
-            beat = info["heartbeat"]
-            out.append({
-                "id": agent.agent_id, "type": agent.agent_type, "status": agent.status.value,
-                "load": agent.load, "capabilities": sorted(agent.capabilities),
-                "running": self.inflight[agent.agent_id], "done": info["done"],
-                "speed": dict(agent.speed), "node_id": info["node_id"],
-                "last_heartbeat_s": None if beat is None else round(time.time() - beat, 3),
-            })  # fmt: skip
+            beat = info.heartbeat
+            out.append(AgentView(
+                id=agent.agent_id, type=agent.agent_type, status=agent.status.value,
+                load=agent.load, capabilities=tuple(sorted(agent.capabilities)),
+                running=self.inflight[agent.agent_id], done=info.done,
+                speed=dict(agent.speed), node_id=info.node_id,
+                last_heartbeat_s=None if beat is None else round(time.time() - beat, 3),
+            ))  # fmt: skip
         return out

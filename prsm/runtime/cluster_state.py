@@ -5,11 +5,10 @@ group and actor), the figure admission is checked against."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import ray
-from ray._private.state import available_resources_per_node
 
+from prsm.adapters.ray_compat import available_resources_per_node
 from prsm.domain.placement import Node
 
 ZONE_KEYS = ("ray.io/availability-zone", "zone")
@@ -17,7 +16,7 @@ REGION_KEYS = ("ray.io/availability-region", "region")
 GIB = 2**30
 
 
-@dataclass
+@dataclass(frozen=True)
 class NodeFacts:
     node_id: str
     address: str
@@ -34,20 +33,20 @@ class NodeFacts:
                     region=self.region)  # fmt: skip
 
 
-def _label(labels: dict[str, str], keys: tuple[str, ...]) -> tuple[str, str]:
+def _label(labels: dict[str, object], keys: tuple[str, ...]) -> tuple[str, str]:
     for key in keys:
         if labels.get(key):
-            return key, labels[key]
+            return key, str(labels[key])
     return "", ""
 
 
 def live_nodes() -> list[NodeFacts]:
-    free = available_resources_per_node()  # type: ignore[no-untyped-call]
+    free = available_resources_per_node()
     out = []
     for n in ray.nodes():  # type: ignore[no-untyped-call]
         if not n.get("Alive"):
             continue
-        labels: dict[str, Any] = dict(n.get("Labels") or {})
+        labels: dict[str, object] = dict(n.get("Labels") or {})
         zone_key, zone = _label(labels, ZONE_KEYS)
         _, region = _label(labels, REGION_KEYS)
         node_id = n["NodeID"]

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import psutil
 import ray
-from ray._raylet import Config  # type: ignore[attr-defined]
 
+from prsm.adapters.ray_compat import reload_auth_config
 from prsm.security.tokens import load_or_create_secret
 
 
@@ -74,9 +74,8 @@ class LocalCluster:
         if ray.is_initialized():
             return
         os.environ.update(self.auth_env())
-        # Ray reads RAY_AUTH_MODE into its config once per process; re-read it now, as Ray's
-        # own token setup does (ray._private.authentication.authentication_token_setup).
-        Config.initialize("")
+        # Ray reads RAY_AUTH_MODE into its config once per process: make it read it again.
+        reload_auth_config()
         ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False)
 
     def _head(self) -> psutil.Process | None:

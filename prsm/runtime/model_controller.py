@@ -19,6 +19,7 @@ import ray
 from ray import serve
 
 from prsm.adapters.inference.vllm_serve import APP_PREFIX, VllmServeBackend, app_name, build_app
+from prsm.adapters.ray_compat import delete_app_nowait, deploy_app_nowait
 from prsm.domain.model_registry import Deployment, ModelRegistry
 from prsm.domain.models import ModelStatus
 from prsm.runtime import actors, rollout_stats
@@ -34,6 +35,7 @@ NAMESPACE = actors.NAMESPACE
 # registry copy at most 2 s old, see ModelCatalog) sends a request to an application that is
 # going away.
 DRAIN = timedelta(seconds=3)
+INTERVAL_S = 2.0  # between passes (a change of the registry wakes the controller at once)
 
 
 def _now() -> datetime:
@@ -47,8 +49,8 @@ def serve_app(d: Deployment) -> str:
 class ModelController(LoopActor):
     name = "model-reconcile"
 
-    def __init__(self, build_store: StoreBuilder, settings: dict[str, Any], interval_s: float):
-        super().__init__(build_store, settings, interval_s)
+    def __init__(self, build_store: StoreBuilder, settings: dict[str, Any]) -> None:
+        super().__init__(build_store, settings, INTERVAL_S)
         self._start()
 
     async def reconcile(self) -> dict[str, str]:
@@ -60,7 +62,7 @@ class ModelController(LoopActor):
         for d in registry.deployments.values():
             observed.extend(await self._reconcile_one(d, apps))
         for name in set(apps) - {serve_app(d) for d in registry.deployments.values()}:
-            await asyncio.to_thread(serve.delete, name, _blocking=False)  # left over
+            await asyncio.to_thread(delete_app_nowait, name)  # left over
         if observed:
 
             def apply(r: ModelRegistry) -> None:
@@ -94,7 +96,7 @@ class ModelController(LoopActor):
         if d.status in (ModelStatus.FAILED, ModelStatus.UNDEPLOYED, ModelStatus.UNDEPLOYING):
             draining = d.status is ModelStatus.UNDEPLOYING and at - d.updated_at < DRAIN
             if status and status != "DELETING" and not draining:
-                await asyncio.to_thread(serve.delete, name, _blocking=False)
+                await asyncio.to_thread(delete_app_nowait, name)
             if d.status is ModelStatus.UNDEPLOYING and not status:
                 return [lambda r: r.undeployed(key, at)]
             return []
@@ -111,7 +113,7 @@ class ModelController(LoopActor):
             return [lambda r: r.deployed(key, at), lambda r: r.health(key, at, True, "serving")]
         if status == "DEPLOY_FAILED":
             if d.status is ModelStatus.DEPLOYING:
-                await asyncio.to_thread(serve.delete, name, _blocking=False)
+                await asyncio.to_thread(delete_app_nowait, name)
                 return [lambda r: r.failed(key, at, message or "deployment failed")]
             return [lambda r: r.health(key, at, False, message or "deployment failed")]
         if status == "UNHEALTHY":
@@ -164,12 +166,12 @@ async def _warm_up(d: Deployment, name: str) -> None:
 
 def _deploy(d: Deployment, name: str) -> None:
     log.info("deploying %s as Serve application %s", d.model_id, name)
-    serve._run(build_app(d.spec, d.spec.name), name=name, route_prefix=None, _blocking=False)
+    deploy_app_nowait(build_app(d.spec, d.spec.name), name=name, route_prefix=None)
 
 
-def start(build_store: StoreBuilder, settings: dict[str, Any], interval_s: float = 2.0) -> Any:
+def start(build_store: StoreBuilder, settings: dict[str, Any]) -> Any:
     """Get or create the controller actor and start its loop; returns its handle."""
-    handle = actors.singleton(ModelController, NAME, build_store, settings, interval_s)
+    handle = actors.singleton(ModelController, NAME, build_store, settings)
     ray.get(handle.ready.remote())
     return handle
 

@@ -15,6 +15,7 @@ from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from prsm.runtime import actors
+from prsm.service_layer.runtime_views import GpuReport, NodeReport
 
 log = logging.getLogger("prsm.nodes")
 REPORT_TIMEOUT_S = 5.0
@@ -29,39 +30,39 @@ class NodeMonitor:
         self.node_id = node_id
         psutil.cpu_percent(interval=None)  # the first call only starts the measurement
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> NodeReport:
         memory = psutil.virtual_memory()
-        return {
-            "node_id": self.node_id,
-            "cpu_percent": psutil.cpu_percent(interval=None),
-            "cpu_count": psutil.cpu_count(),
-            "memory_used_gb": (memory.total - memory.available) / 2**30,
-            "memory_total_gb": memory.total / 2**30,
-            "load_1m": psutil.getloadavg()[0],
-            "gpus": _gpus(),
-            "at": time.time(),
-        }
+        return NodeReport(
+            node_id=self.node_id,
+            cpu_percent=psutil.cpu_percent(interval=None),
+            cpu_count=psutil.cpu_count(),
+            memory_used_gb=(memory.total - memory.available) / 2**30,
+            memory_total_gb=memory.total / 2**30,
+            load_1m=psutil.getloadavg()[0],
+            gpus=_gpus(),
+            at=time.time(),
+        )
 
 
-def _gpus() -> list[dict[str, float]]:
+def _gpus() -> tuple[GpuReport, ...]:
     try:
         import pynvml
     except ImportError:
-        return []
+        return ()
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError:
-        return []  # no NVIDIA driver: no GPUs to report
+        return ()  # no NVIDIA driver: no GPUs to report
     try:
         out = []
         for i in range(pynvml.nvmlDeviceGetCount()):
             handle = pynvml.nvmlDeviceGetHandleByIndex(i)
             use = pynvml.nvmlDeviceGetUtilizationRates(handle)
             mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
-            out.append({"index": i, "util_percent": float(use.gpu),
-                        "memory_used_gb": float(mem.used) / 2**30,
-                        "memory_total_gb": float(mem.total) / 2**30})  # fmt: skip
-        return out
+            out.append(GpuReport(index=i, util_percent=float(use.gpu),
+                                 memory_used_gb=float(mem.used) / 2**30,
+                                 memory_total_gb=float(mem.total) / 2**30))  # fmt: skip
+        return tuple(out)
     finally:
         with contextlib.suppress(pynvml.NVMLError):
             pynvml.nvmlShutdown()
@@ -73,7 +74,7 @@ class NodeMonitors:
 
     def __init__(self) -> None:
         self.handles: dict[str, Any] = {}
-        self.reports: dict[str, dict[str, Any]] = {}
+        self.reports: dict[str, NodeReport] = {}
 
     def follow(self, node_ids: set[str]) -> None:
         for gone in set(self.handles) - node_ids:
@@ -87,12 +88,12 @@ class NodeMonitors:
 
     async def refresh(self) -> None:
         ids = list(self.handles)
-        got = await asyncio.gather(
+        got: list[NodeReport | BaseException] = await asyncio.gather(
             *(asyncio.wait_for(self.handles[n].report.remote(), REPORT_TIMEOUT_S) for n in ids),
             return_exceptions=True,
         )
         for node_id, report in zip(ids, got, strict=True):
-            if isinstance(report, dict):
+            if isinstance(report, NodeReport):
                 self.reports[node_id] = report
             elif isinstance(report, RayActorError):
                 self.handles.pop(node_id, None)  # started again on the next follow()

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -33,10 +34,11 @@ from prsm.domain.orchestration import Call, TaskRun
 from prsm.domain.task_types import TASK_TYPES, plan
 from prsm.domain.tasks import Task, TaskStatus
 from prsm.runtime import actors
-from prsm.runtime.agent import LlmBuilder
+from prsm.runtime.agent import LlmBuilder, Outcome, SubtaskCall
 from prsm.runtime.agent_registry import AgentRegistry, actor_name
 from prsm.runtime.loop_actor import LoopActor, StoreBuilder
 from prsm.service_layer.ports import StreamWrite
+from prsm.service_layer.runtime_views import AgentView
 from prsm.service_layer.task_log import Mutation, TaskLog
 
 log = logging.getLogger("prsm.orchestrator")
@@ -54,30 +56,37 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Orchestrator(LoopActor):
-    """``options``: ``agents`` (type → count), ``max_attempts``, ``backoff_s``."""
+@dataclass(frozen=True)
+class OrchestratorOptions:
+    """How the orchestrator runs tasks (built from ``Settings`` by ``prsm.bootstrap``)."""
 
+    agents: dict[str, int]  # agent type → how many to keep running
+    max_attempts: int  # tries of a subtask before it fails for good
+    backoff_s: float  # wait before a subtask's first retry (doubles with each)
+
+
+class Orchestrator(LoopActor):
     name = "orchestrator"
 
     def __init__(self, build_store: StoreBuilder, build_llm: LlmBuilder | None,
-                 settings: dict[str, Any], options: dict[str, Any]) -> None:  # fmt: skip
+                 settings: dict[str, Any], options: OrchestratorOptions) -> None:  # fmt: skip
         super().__init__(build_store, settings)
-        self._max_attempts = int(options.get("max_attempts", 3))
-        self._backoff_s = float(options.get("backoff_s", 0.5))
-        self._agents = AgentRegistry(dict(options.get("agents", {})), build_llm, settings)
+        self._max_attempts = options.max_attempts
+        self._backoff_s = options.backoff_s
+        self._agents = AgentRegistry(dict(options.agents), build_llm, settings)
         self._log = TaskLog(lambda e: e.task_type in TASK_TYPES, source="orchestrator")
         self._tasks = self._log.tasks  # unfinished tasks of the built-in types
         self._runs: dict[str, TaskRun] = {}
         self._run_events: dict[str, list[ev.Event]] = {}
         self._progress_at: dict[str, tuple[float, float]] = {}  # task → (time, progress) written
         self._touched: set[str] = set()  # runs with answers not yet reflected in the task
-        self._snapshot: list[dict[str, Any]] = []
+        self._snapshot: list[AgentView] = []
         self._beat_at = 0.0
         self._start()
 
     # --- actor methods (called from Ray's threads) ---------------------------------------
 
-    def agents(self) -> list[dict[str, Any]]:
+    def agents(self) -> list[AgentView]:
         """Every agent with its type, status, load, speed and heartbeat age."""
         return self._snapshot
 
@@ -199,32 +208,33 @@ class Orchestrator(LoopActor):
         return True
 
     async def _call(self, agent_id: str, handle: Any, batch: list[Item]) -> None:
-        calls = [((self._tasks[t].tenant_id, self._tasks[t].user_id), c.key, c.skill, c.input)
-                 for t, _, c in batch if t in self._tasks]  # fmt: skip
+        calls = [SubtaskCall(self._tasks[t].tenant_id, self._tasks[t].user_id, c.key, c.skill,
+                             c.input) for t, _, c in batch if t in self._tasks]  # fmt: skip
         try:
-            outcomes = await handle.run.remote(calls)
+            outcomes: list[Outcome] = await handle.run.remote(calls)
         except RayActorError as exc:
             self._agents.died(agent_id, f"{type(exc).__name__} while running subtasks")
             for _, run, c in reversed(batch):
                 run.lost(c.key)
             return
         except Exception as exc:  # the call itself failed (e.g. an input Ray cannot ship)
-            outcomes = [(c.key, False, f"{type(exc).__name__}: {exc}"[:500], 0.0)
+            outcomes = [Outcome(c.key, False, f"{type(exc).__name__}: {exc}"[:500], 0.0)
                         for _, _, c in batch]  # fmt: skip
         finally:
             self._agents.release(agent_id)
             self._wake.set()
         now = time.monotonic()
-        for (task_id, run, _), (key, ok, value, seconds) in zip(batch, outcomes, strict=False):
+        for (task_id, run, _), out in zip(batch, outcomes, strict=False):
             if self._runs.get(task_id) is not run:
                 continue  # cancelled, or finished meanwhile: nothing to record
             self._touched.add(task_id)
             buffer = self._run_events.setdefault(task_id, [])
-            if ok and run.completed(key, value):
-                buffer.append(ev.SubtaskCompleted(task_id=task_id, key=key, agent_id=agent_id,
-                                                  output=value, seconds=seconds))  # fmt: skip
-            elif not ok:
-                failed = run.failed(key, agent_id, str(value), now)
+            if out.ok and run.completed(out.key, out.output):
+                buffer.append(ev.SubtaskCompleted(task_id=task_id, key=out.key, agent_id=agent_id,
+                                                  output=out.output,
+                                                  seconds=out.seconds))  # fmt: skip
+            elif not out.ok:
+                failed = run.failed(out.key, agent_id, str(out.output), now)
                 if failed is not None:
                     buffer.append(failed)
 
@@ -290,7 +300,7 @@ class Orchestrator(LoopActor):
 
 
 def start(build_store: StoreBuilder, build_llm: LlmBuilder | None, settings: dict[str, Any],
-          options: dict[str, Any]) -> Any:  # fmt: skip
+          options: OrchestratorOptions) -> Any:  # fmt: skip
     """Get or create the orchestrator and wait until it has opened its store."""
     handle = actors.singleton(Orchestrator, NAME, build_store, build_llm, settings, options)
     ray.get(handle.ready.remote())
@@ -307,6 +317,7 @@ def stop() -> None:
     if running is None:
         return
     with contextlib.suppress(RayActorError):
-        for agent in ray.get(running.agents.remote(), timeout=10):
-            actors.kill(actor_name(agent["id"]))
+        listed: list[AgentView] = ray.get(running.agents.remote(), timeout=10)
+        for agent in listed:
+            actors.kill(actor_name(agent.id))
     actors.kill(NAME)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -46,12 +47,14 @@ from prsm.runtime.loop_actor import LoopActor, StoreBuilder
 from prsm.runtime.node_monitor import NodeMonitors
 from prsm.runtime.node_monitor import actor_name as node_actor_name
 from prsm.service_layer.ports import StreamWrite
+from prsm.service_layer.runtime_views import ClusterView, NodeView, QueuePosition
 from prsm.service_layer.task_log import Mutation, TaskLog
 
 log = logging.getLogger("prsm.scheduler")
 
 NAME = "prsm-scheduler"
 NODES_EVERY_S = 1.0
+READY_TIMEOUT_S = 5.0  # how long a placement group may take to be placed before its task waits
 ACTIVE = (TaskStatus.SCHEDULED, TaskStatus.RUNNING)
 
 
@@ -59,18 +62,22 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Scheduler(LoopActor):
-    """``options``: ``max_running`` and ``max_cpu`` (per tenant), ``ready_timeout_s`` (how
-    long a placement group may take to be placed before the task waits again)."""
+@dataclass(frozen=True)
+class SchedulerOptions:
+    """Each tenant's quota (built from ``Settings`` by ``prsm.bootstrap``)."""
 
+    max_running: int  # tasks a tenant may have scheduled or running at once
+    max_cpu: float  # CPUs a tenant's scheduled and running tasks may reserve
+
+
+class Scheduler(LoopActor):
     name = "scheduler"
 
     def __init__(self, build_store: StoreBuilder, settings: dict[str, Any],
-                 options: dict[str, Any]) -> None:  # fmt: skip
+                 options: SchedulerOptions) -> None:  # fmt: skip
         super().__init__(build_store, settings)
-        self._max_running = int(options.get("max_running", 100))
-        self._max_cpu = float(options.get("max_cpu", 1e9))
-        self._ready_timeout_s = float(options.get("ready_timeout_s", 5.0))
+        self._max_running = options.max_running
+        self._max_cpu = options.max_cpu
         self._log = TaskLog(lambda e: e.task_type in TASK_TYPES, source="scheduler")
         self._allocated: dict[str, dict[str, Any]] = {}  # task → placement, while reserved
         self._released: list[tuple[str, str]] = []  # (task, reason) to record
@@ -82,19 +89,19 @@ class Scheduler(LoopActor):
         self._index = NodeIndex()
         self._facts: list[cluster_state.NodeFacts] = []
         self._monitors = NodeMonitors()
-        self._queue_view: dict[str, dict[str, Any]] = {}
+        self._queue_view: dict[str, QueuePosition] = {}
         self._nodes_at = 0.0
         self._start()
 
     # --- actor methods -----------------------------------------------------------------------
 
-    def where(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:
+    def where(self, task_ids: list[str]) -> dict[str, QueuePosition]:
         """Of these tasks, the queued ones: position (1: next), estimated seconds to start,
         and why it waits (if it cannot start now)."""
         view = self._queue_view
         return {t: view[t] for t in task_ids if t in view}
 
-    def estimate(self, priorities: list[tuple[int, str]]) -> list[dict[str, Any]]:
+    def estimate(self, priorities: list[tuple[int, str]]) -> list[QueuePosition]:
         """Where newly submitted tasks ``(priority, type)`` would stand in the queue now."""
         now, out = _now(), []
         queued = self._queued(now)
@@ -102,27 +109,27 @@ class Scheduler(LoopActor):
         for priority, task_type in priorities:
             ahead = [q for q in queued if q.priority >= priority]  # ties: the older first
             wait = estimated_start_s(ahead, self._durations, slots)
-            out.append({"position": len(ahead) + 1, "estimated_start_s": wait})
+            out.append(QueuePosition(len(ahead) + 1, wait, reason=None))
             queued.append(Queued("new", task_type, priority, now))
         return out
 
-    def cluster(self) -> dict[str, Any]:
+    def cluster(self) -> ClusterView:
         """The nodes (capacity, free, utilisation, what each machine reports) and totals."""
-        nodes: list[dict[str, Any]] = []
-        for f in self._facts:
-            report = self._monitors.reports.get(f.node_id, {})
-            nodes.append({
-                "node_id": f.node_id, "address": f.address, "zone": f.zone, "region": f.region,
-                "total": f.total, "free": f.free,
-                "utilisation": {k: (1 - f.free[k] / f.total[k]) if f.total[k] else 0.0
-                                for k in f.total},
-                "allocations": sum(f.node_id in a["nodes"] for a in self._allocated.values()),
-                "report": report,
-            })  # fmt: skip
+        nodes = tuple(
+            NodeView(
+                node_id=f.node_id, address=f.address, zone=f.zone, region=f.region,
+                total=f.total, free=f.free,
+                utilisation={k: (1 - f.free[k] / f.total[k]) if f.total[k] else 0.0
+                             for k in f.total},
+                allocations=sum(f.node_id in a["nodes"] for a in self._allocated.values()),
+                report=self._monitors.reports.get(f.node_id),
+            )
+            for f in self._facts
+        )  # fmt: skip
         total = {k: sum(f.total[k] for f in self._facts) for k in ("CPU", "GPU", "memory")}
         free = {k: sum(f.free[k] for f in self._facts) for k in ("CPU", "GPU", "memory")}
-        return {"nodes": nodes, "total": total, "free": free,
-                "queued": len(self._queue_view), "allocations": len(self._allocated)}  # fmt: skip
+        return ClusterView(nodes=nodes, total=total, free=free, queued=len(self._queue_view),
+                           allocations=len(self._allocated))  # fmt: skip
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -301,7 +308,7 @@ class Scheduler(LoopActor):
                        strategy: str) -> dict[str, Any] | str:  # fmt: skip
         zone_key = next((f.zone_key for f in self._facts if f.zone == decided.zone), "")
         pg = await asyncio.to_thread(allocations.create, task.task_id, bundles, decided, zone_key)
-        if not await allocations.ready(pg, self._ready_timeout_s):
+        if not await allocations.ready(pg, READY_TIMEOUT_S):
             allocations.remove(task.task_id)
             return f"waiting for Ray to place {len(bundles)} bundle(s) ({decided.ray_strategy})"
         nodes = await asyncio.to_thread(allocations.nodes_of, pg)
@@ -322,7 +329,7 @@ class Scheduler(LoopActor):
     def _publish_queue(self, waiting: list[Queued], now: datetime) -> None:
         """Positions and start estimates of the tasks still queued, and why each waits."""
         self._queue_view = {
-            task_id: {"position": pos, "estimated_start_s": wait, "reason": self._reasons[task_id]}
+            task_id: QueuePosition(pos, wait, reason=self._reasons[task_id])
             for task_id, (pos, wait) in positions(waiting, now, self._durations,
                                                   self._slots()).items()
         }  # fmt: skip
@@ -344,7 +351,7 @@ class Scheduler(LoopActor):
             raise
 
 
-def start(build_store: StoreBuilder, settings: dict[str, Any], options: dict[str, Any]) -> Any:
+def start(build_store: StoreBuilder, settings: dict[str, Any], options: SchedulerOptions) -> Any:
     handle = actors.singleton(Scheduler, NAME, build_store, settings, options)
     ray.get(handle.ready.remote())
     return handle

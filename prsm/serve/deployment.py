@@ -22,7 +22,7 @@ class Gateway:
     async def __init__(self, build: Builder, settings: dict[str, Any]) -> None:  # type: ignore[misc]
         self._deps = await build(settings)
 
-    def __serve_build_asgi_app__(self) -> FastAPI:
+    def __serve_build_asgi_app__(self) -> FastAPI:  # late-bound ingress (`serve.ingress` docs)
         return create_app(self._deps)
 
 

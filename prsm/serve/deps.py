@@ -26,6 +26,7 @@ from prsm.service_layer.audit import AuditLog
 from prsm.service_layer.messagebus import MessageBus
 from prsm.service_layer.ports import EventStore, TaskViews
 from prsm.service_layer.rollouts import StatsSource
+from prsm.service_layer.runtime_views import AgentView, ClusterView, QueuePosition
 
 # (tenant, model, version, latency ms, ok): one request of a model in a rollout
 CallRecorder = Callable[[str, str, str, float, bool], None]
@@ -34,7 +35,7 @@ CallRecorder = Callable[[str, str, str, float, bool], None]
 class Agents(Protocol):
     """The orchestrator's agent registry, as the gateway sees it."""
 
-    async def list(self) -> list[dict[str, Any]]: ...
+    async def list(self) -> list[AgentView]: ...
 
     async def drain(self, agent_id: str) -> bool: ...
 
@@ -42,11 +43,15 @@ class Agents(Protocol):
 class Queue(Protocol):
     """The scheduler, as the gateway sees it."""
 
-    async def where(self, task_ids: list[str]) -> dict[str, dict[str, Any]]: ...
+    async def where(self, task_ids: list[str]) -> dict[str, QueuePosition]:
+        """Of these tasks, the ones queued, with where each stands."""
+        ...
 
-    async def estimate(self, tasks: list[tuple[int, str]]) -> list[dict[str, Any]]: ...
+    async def estimate(self, tasks: list[tuple[int, str]]) -> list[QueuePosition]:
+        """Where new tasks ``(priority, type)`` would stand now."""
+        ...
 
-    async def cluster(self) -> dict[str, Any]: ...
+    async def cluster(self) -> ClusterView: ...
 
 
 # Raises RateLimited when the principal has no token left for this class of route.

@@ -12,6 +12,7 @@ from prsm.api.errors import error_responses
 from prsm.domain.errors import NotFound, OrchestratorUnavailable
 from prsm.domain.policy import Scope, granted
 from prsm.serve.deps import Agents, AgentsReader, AgentsWriter, Deps
+from prsm.service_layer.runtime_views import AgentView
 
 ERRORS = error_responses(401, 403, 404, 503)
 router = APIRouter(prefix="/v1/agents", tags=["agents"], responses=ERRORS)
@@ -23,14 +24,15 @@ def _agents(agents: Agents | None) -> Agents:
     return agents
 
 
+def _out(agent: AgentView, operator: bool) -> AgentOut:
+    """The agent on the wire; where it runs only for operators."""
+    return AgentOut.model_validate({**vars(agent), "node_id": agent.node_id if operator else None})
+
+
 @router.get("", response_model=AgentList, summary="Agents, with their load and status")
 async def list_agents(principal: AgentsReader, deps: Deps) -> AgentList:
     operator = Scope.AGENTS_WRITE in granted(principal)
-    rows = await _agents(deps.agents).list()
-    return AgentList(agents=[
-        AgentOut.model_validate({**a, "node_id": a["node_id"] if operator else None})
-        for a in rows
-    ])  # fmt: skip
+    return AgentList(agents=[_out(a, operator) for a in await _agents(deps.agents).list()])
 
 
 @router.post("/{agent_id}/drain", status_code=202, response_model=AgentList,
@@ -39,5 +41,5 @@ async def drain(agent_id: str, principal: AgentsWriter, deps: Deps) -> AgentList
     agents = _agents(deps.agents)
     if not await agents.drain(agent_id):
         raise NotFound(f"agent {agent_id!r} not found")
-    return AgentList(agents=[AgentOut.model_validate(a) for a in await agents.list()
-                             if a["id"] == agent_id])  # fmt: skip
+    return AgentList(agents=[_out(a, operator=True) for a in await agents.list()
+                             if a.id == agent_id])  # fmt: skip

@@ -117,7 +117,9 @@ async def _with_queue(tasks: list[TaskOut], deps: GatewayDeps) -> list[TaskOut]:
         return tasks  # the status stands without it
     known |= {t.id: g for t, g in zip(new, guesses, strict=True)}
     for t in queued:
-        t.queue = QueueInfo(**known[t.id])
+        q = known[t.id]
+        t.queue = QueueInfo(position=q.position, estimated_start_s=q.estimated_start_s,
+                            reason=q.reason)  # fmt: skip
     return tasks
 
 

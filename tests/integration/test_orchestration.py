@@ -28,6 +28,7 @@ from prsm.runtime import actors, orchestrator, scheduler
 from prsm.runtime.agent_registry import actor_name
 from prsm.service_layer.handlers import load_task
 from prsm.service_layer.messagebus import MessageBus
+from prsm.service_layer.runtime_views import AgentView
 
 ALICE = Principal(user_id="alice", tenant_id="lab", roles=frozenset({"user"}))
 AGENTS = {"compute": 4, "simulation": 1}
@@ -56,7 +57,7 @@ async def bus(platform: Settings) -> AsyncIterator[MessageBus]:
     await store.close()
 
 
-def agents() -> list[dict[str, Any]]:
+def agents() -> list[AgentView]:
     handle = orchestrator.handle()
     return [] if handle is None else list(ray.get(handle.agents.remote()))
 
@@ -120,7 +121,7 @@ async def test_map_reduce_gives_the_exact_result_while_agents_are_killed_at_rand
     def killer() -> None:
         rng = random.Random(7)
         while not stop.wait(0.3) and len(killed) < 4:
-            victims = [a["id"] for a in agents() if a["id"] not in killed]
+            victims = [a.id for a in agents() if a.id not in killed]
             if victims:
                 victim = rng.choice(victims)
                 handle = actors.lookup(actor_name(victim))
@@ -145,11 +146,11 @@ async def test_map_reduce_gives_the_exact_result_while_agents_are_killed_at_rand
     removed = {e.agent_id for e in registry if isinstance(e, ev.AgentRemoved)}
     assert set(killed) <= removed
     wait_for(lambda: len(agents()) == sum(AGENTS.values()), 60, "replacement agents")
-    assert not {a["id"] for a in agents()} & set(killed)
+    assert not {a.id for a in agents()} & set(killed)
 
 
 async def test_the_orchestrator_killed_mid_task_comes_back_and_finishes(bus: MessageBus) -> None:
-    before = {a["id"] for a in agents()}
+    before = {a.id for a in agents()}
     task_id = await submit(bus, "map_reduce", PRIMES)
     deadline = time.monotonic() + 60
     while len(completed_keys(await run_events(bus, task_id))) < 30:
@@ -163,7 +164,7 @@ async def test_the_orchestrator_killed_mid_task_comes_back_and_finishes(bus: Mes
     assert task.result == {"value": EXPECTED, "count": 200}
     done = completed_keys(await run_events(bus, task_id))
     assert len(done) == 201 and max(done.values()) == 1  # nothing finished ran again
-    assert before <= {a["id"] for a in agents()}  # the agents outlived it and were taken back
+    assert before <= {a.id for a in agents()}  # the agents outlived it and were taken back
 
 
 async def test_a_skill_that_raises_fails_its_subtasks_after_retries_on_other_agents(
@@ -254,9 +255,9 @@ async def test_a_task_waits_for_its_dependencies_and_fails_with_a_failed_one(
 async def test_a_drained_agent_is_removed_and_replaced(bus: MessageBus) -> None:
     handle = orchestrator.handle()
     assert handle is not None
-    victim = next(a["id"] for a in agents() if a["type"] == "compute")
+    victim = next(a.id for a in agents() if a.type == "compute")
     assert ray.get(handle.drain.remote(victim))
-    wait_for(lambda: victim not in {a["id"] for a in agents()}, 30, "the drained agent to go")
+    wait_for(lambda: victim not in {a.id for a in agents()}, 30, "the drained agent to go")
     wait_for(lambda: len(agents()) == sum(AGENTS.values()), 60, "its replacement")
     registry = [r.event for r in await bus._context.store.read_stream("agents")]
     assert any(isinstance(e, ev.AgentDrained) and e.agent_id == victim for e in registry)
@@ -264,5 +265,5 @@ async def test_a_drained_agent_is_removed_and_replaced(bus: MessageBus) -> None:
                for e in registry)  # fmt: skip
     assert not ray.get(handle.drain.remote("no-such-agent"))
     listed = agents()
-    assert {a["type"] for a in listed} == set(AGENTS)
-    assert all(0.0 <= a["load"] <= 1.0 and a["status"] == "AVAILABLE" for a in listed)
+    assert {a.type for a in listed} == set(AGENTS)
+    assert all(0.0 <= a.load <= 1.0 and a.status == "AVAILABLE" for a in listed)

@@ -28,6 +28,7 @@ from prsm.runtime import orchestrator, scheduler
 from prsm.runtime.allocations import pg_name
 from prsm.service_layer.handlers import load_task
 from prsm.service_layer.messagebus import MessageBus
+from prsm.service_layer.runtime_views import ClusterView, QueuePosition
 
 ALICE = Principal(user_id="alice", tenant_id="lab", roles=frozenset({"user"}))
 BOB = Principal(user_id="bob", tenant_id="other", roles=frozenset({"user"}))
@@ -47,7 +48,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster,
     try:
         bootstrap.start_orchestrator(settings)
         wait_for(lambda: len(ray.get(orchestrator.handle().agents.remote())) == 2, 120, "agents")
-        wait_for(lambda: len(view()["nodes"]) == 3, 60, "the scheduler to see 3 nodes")
+        wait_for(lambda: len(view().nodes) == 3, 60, "the scheduler to see 3 nodes")
         yield nodes, settings
     finally:
         scheduler.stop()
@@ -63,9 +64,12 @@ async def bus(cluster: tuple[Cluster, Settings]) -> AsyncIterator[MessageBus]:
     await store.close()
 
 
-def view() -> dict[str, Any]:
+def view() -> ClusterView:
     handle = scheduler.handle()
-    return {"nodes": []} if handle is None else dict(ray.get(handle.cluster.remote()))
+    if handle is None:
+        return ClusterView(nodes=(), total={}, free={}, queued=0, allocations=0)
+    seen: ClusterView = ray.get(handle.cluster.remote())
+    return seen
 
 
 def wait_for(check: Any, timeout_s: float, what: str) -> None:
@@ -176,7 +180,7 @@ async def test_an_infeasible_request_waits_with_its_reason_then_runs_when_a_node
             found = ray.get(scheduler.handle().where.remote([task_id]), timeout=10)
         except (ray.exceptions.RayError, AttributeError):
             return ""
-        return str(found.get(task_id, {}).get("reason") or "")
+        return str(found[task_id].reason or "") if task_id in found else ""
 
     wait_for(lambda: "no node has" in reason(), 30, "the reason")
     assert "wait for a node that fits to join" in reason()
@@ -192,8 +196,8 @@ async def test_an_infeasible_request_waits_with_its_reason_then_runs_when_a_node
     finally:
         nodes.remove_node(node)
     # The restarted scheduler read every earlier release again and made none of them twice.
-    released = [r.event.task_id for r in await bus._context.store.read_all(limit=100_000)
-                if isinstance(r.event, ev.AllocationReleased)]  # fmt: skip
+    log = await bus._context.store.read_log(0, {ev.AllocationReleased.type_name()}, 100_000)
+    released = [r.event.task_id for r in log.events]
     assert released and len(released) == len(set(released))
 
 
@@ -202,7 +206,7 @@ async def test_a_node_removed_mid_run_its_bundle_is_re_placed_and_the_task_finis
 ) -> None:
     nodes, _ = cluster
     pair = [nodes.add_node(num_cpus=2, labels={"zone": "z4", "region": "r1"}) for _ in range(2)]
-    wait_for(lambda: len(view()["nodes"]) == 5, 30, "the new nodes")
+    wait_for(lambda: len(view().nodes) == 5, 30, "the new nodes")
     there = PlacementRequest(PlacementStrategy.LATENCY, zone="z4")
     task_id = await submit(bus, 1.0, there, {"skill": "math.primes_below",
                                              "items": [5_000_000] * 400})  # fmt: skip
@@ -220,7 +224,7 @@ async def test_a_node_removed_mid_run_its_bundle_is_re_placed_and_the_task_finis
         assert task.status is TaskStatus.SUCCEEDED and len(task.result["outputs"]) == 400
     finally:
         nodes.remove_node(other)
-    wait_for(lambda: len(view()["nodes"]) == 3, 30, "the nodes to go")
+    wait_for(lambda: len(view().nodes) == 3, 30, "the nodes to go")
 
 
 async def until_event(bus: MessageBus, task_id: str, kind: type[ev.Event]) -> Any:
@@ -237,11 +241,11 @@ async def test_tenant_quota_keeps_extra_tasks_queued_with_the_reason(bus: Messag
     ids = [await submit(bus, 0.5, PlacementRequest(), who=BOB) for _ in range(3)]
     await until(bus, ids[1], started)
 
-    def waiting() -> dict[str, Any]:
+    def waiting() -> dict[str, QueuePosition]:
         return dict(ray.get(scheduler.handle().where.remote(ids)))
 
     wait_for(lambda: "tenant quota: 2 of 2 tasks running" in str(waiting()), 30, "the quota")
-    assert list(waiting()) == [ids[2]] and waiting()[ids[2]]["position"] == 1
+    assert list(waiting()) == [ids[2]] and waiting()[ids[2]].position == 1
     for task_id in ids:
         assert (await until(bus, task_id, ended, timeout_s=180)).status is TaskStatus.SUCCEEDED
 
@@ -260,18 +264,19 @@ def test_compute_node_actors_report_every_node_and_follow_joins(
     cluster: tuple[Cluster, Settings],
 ) -> None:
     nodes, _ = cluster
-    wait_for(lambda: all(n["report"] for n in view()["nodes"]), 30, "node reports")
+    wait_for(lambda: all(n.report for n in view().nodes), 30, "node reports")
     seen = view()
-    assert len(seen["nodes"]) == 3 and seen["total"]["CPU"] == 6
-    for n in seen["nodes"]:
-        assert 0 <= n["report"]["cpu_percent"] <= 100 and n["report"]["memory_total_gb"] > 0
-        assert n["report"]["gpus"] == [] and n["zone"] in ("z1", "z2")
+    assert len(seen.nodes) == 3 and seen.total["CPU"] == 6
+    for n in seen.nodes:
+        assert n.report is not None
+        assert 0 <= n.report.cpu_percent <= 100 and n.report.memory_total_gb > 0
+        assert n.report.gpus == () and n.zone in ("z1", "z2")
     node = nodes.add_node(num_cpus=1, labels={"zone": "z9"})
     try:
-        wait_for(lambda: any(n["zone"] == "z9" and n["report"] for n in view()["nodes"]), 60,
+        wait_for(lambda: any(n.zone == "z9" and n.report for n in view().nodes), 60,
                  "a report from the new node")  # fmt: skip
     finally:
         nodes.remove_node(node)
-    wait_for(lambda: len(view()["nodes"]) == 3, 30, "the node to leave")
-    estimate = ray.get(scheduler.handle().estimate.remote([(0, "map")]))
-    assert estimate[0]["position"] >= 1 and estimate[0]["estimated_start_s"] >= 0
+    wait_for(lambda: len(view().nodes) == 3, 30, "the node to leave")
+    estimate: list[QueuePosition] = ray.get(scheduler.handle().estimate.remote([(0, "map")]))
+    assert estimate[0].position >= 1 and estimate[0].estimated_start_s >= 0

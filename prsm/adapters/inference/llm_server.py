@@ -4,7 +4,8 @@ model directories are not "downloaded" before the engine starts.
 ``LLMServer`` batches a stream's chunks and sends a batch every 50 ms, the first one too, so
 every streamed answer starts up to 50 ms late. ``PrsmLLMServer`` sends the first chunk as
 soon as the engine yields it, then batches the rest as Ray does (fewer, larger messages
-through the Serve handle)."""
+through the Serve handle). The Ray Serve LLM internals both rely on go through
+``prsm.adapters.ray_compat``."""
 
 from __future__ import annotations
 
@@ -13,16 +14,18 @@ import os
 from collections.abc import AsyncGenerator
 from typing import Any, TypeVar
 
-from ray.llm._internal.common.callbacks.base import CallbackBase
-from ray.llm._internal.serve.utils.batcher import Batcher
 from ray.serve.llm import LLMServer
+
+from prsm.adapters.ray_compat import CallbackBase, StreamBatchingHook, batched
 
 T = TypeVar("T")
 
 
-class PrsmLLMServer(LLMServer):
-    def _batch_output_stream(self, generator: AsyncGenerator[T, None]) -> AsyncGenerator[Any, None]:
-        return first_now_then_batched(generator, self._get_batch_interval_ms())
+class PrsmLLMServer(StreamBatchingHook, LLMServer):
+    def batch_output_stream(
+        self, generator: AsyncGenerator[T, None], interval_ms: float | None
+    ) -> AsyncGenerator[list[T], None]:
+        return first_now_then_batched(generator, interval_ms)
 
 
 async def first_now_then_batched(
@@ -33,7 +36,7 @@ async def first_now_then_batched(
     except StopAsyncIteration:
         return
     yield [first]
-    async for batch in Batcher(generator, interval_ms=interval_ms).stream():
+    async for batch in batched(generator, interval_ms):
         yield list(batch)
 
 

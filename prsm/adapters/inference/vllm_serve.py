@@ -139,12 +139,11 @@ class VllmServeBackend:
             raise ModelUnavailable("the model is not serving right now; retry shortly") from exc
 
     async def chat(self, body: dict[str, Any]) -> Completion:
-        from ray.llm._internal.serve.core.ingress.utils import (
-            _sanitize_chat_completion_request,
-        )
         from ray.serve.llm.openai_api_models import ChatCompletionRequest
 
-        request = _sanitize_chat_completion_request(_parse(ChatCompletionRequest, body))
+        from prsm.adapters.ray_compat import sanitize_chat_request
+
+        request = sanitize_chat_request(_parse(ChatCompletionRequest, body))
         return await self._call("chat", request)
 
     async def completions(self, body: dict[str, Any]) -> Completion:
