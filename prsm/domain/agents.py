@@ -1,8 +1,8 @@
-"""Agents and how work is assigned to them (SPEC §1): capabilities, load, speed per task type
-as a moving average, status, location, resource shape; ``can_handle``; the completion
-estimate; the five-factor suitability score; and ``AgentPool``, which picks the most suitable
-agent among thousands in one vectorised pass (the decision the orchestrator makes for every
-subtask)."""
+"""Agents and how work is assigned to them: capabilities, load, speed per task type as a
+moving average, status, location, resource shape; ``can_handle``; the completion
+estimate; and ``AgentPool``, which scores every agent by the five-factor suitability score and
+picks the most suitable among thousands in one vectorised pass (the decision the orchestrator
+makes for every subtask)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class Location:
 
 @dataclass(frozen=True, kw_only=True)
 class SuitabilityWeights:
-    """SPEC defaults; configurable."""
+    """The default weights; configurable."""
 
     capability: float = 0.40
     load: float = 0.25
@@ -93,59 +93,17 @@ class Agent:
         """``complexity × 60 s / performance × (1 + 0.5 × load)``."""
         return needs.complexity * 60.0 / self.performance(needs.task_type) * (1 + 0.5 * self.load)
 
-    def availability(self, needs: SubtaskNeeds) -> float:
-        """Share of the requested resources free, the scarcest kind deciding (0..1)."""
-        shares = []
-        for kind in ("cpu", "gpu", "memory_gb"):
-            want = getattr(needs.resources, kind)
-            if want > 0:
-                free = getattr(self.shape, kind) - getattr(self.used, kind)
-                shares.append(max(0.0, min(1.0, free / want)))
-        return min(shares) if shares else 1.0
-
-    def check_assignable(self, needs: SubtaskNeeds) -> None:
-        if not self.can_handle(needs):
-            missing = ", ".join(sorted(needs.capabilities - self.capabilities))
-            raise CapabilityMismatch(f"agent {self.agent_id} lacks {missing}")
-        if self.status is not AgentStatus.AVAILABLE or self.load >= 1.0:
-            raise AgentUnavailable(f"agent {self.agent_id} is {self.status.value.lower()}")
-
-
-def proximity(agent: Location, caller: Location | None) -> float:
-    if caller is None:
-        return 1.0
-    if agent.zone and (agent.region, agent.zone) == (caller.region, caller.zone):
-        return 1.0
-    return 0.5 if agent.region and agent.region == caller.region else 0.0
-
-
-def normalised_performance(factor: float) -> float:
-    """A performance factor (1.0 nominal, unbounded) mapped to 0..1: 1.0 → 0.5."""
-    return factor / (factor + 1.0)
-
-
-def suitability(
-    agent: Agent,
-    needs: SubtaskNeeds,
-    weights: SuitabilityWeights = SuitabilityWeights(),
-    caller: Location | None = None,
-) -> float:
-    """The five-factor score of one agent for one subtask (0..1)."""
-    wanted = needs.capabilities
-    match = 1.0 if not wanted else len(wanted & agent.capabilities) / len(wanted)
-    return (
-        weights.capability * match
-        + weights.load * (1.0 - agent.load)
-        + weights.performance * normalised_performance(agent.performance(needs.task_type))
-        + weights.resources * agent.availability(needs)
-        + weights.proximity * proximity(agent.location, caller)
-    )
-
 
 class AgentPool:
     """The registered agents as columns (one row each), so that one decision scores every
     agent at once: capabilities as bit masks, load, status, per-task-type performance, free
-    resources and zone. Updates are O(1); ``choose`` is a handful of vector operations."""
+    resources and zone. Updates are O(1); ``choose`` is a handful of vector operations.
+
+    An agent's suitability for a subtask (0..1), by the weights: capability × 1 (only agents
+    with every wanted capability are scored), load × (1 − load), performance × p / (p + 1)
+    (``p`` the agent's speed for the task type, 1.0 until observed: 0.5), resources × the
+    free share of the scarcest resource kind asked for (1 when none is), proximity × 1 in
+    the caller's zone, 0.5 in its region, 0 elsewhere (1 with no caller)."""
 
     def __init__(self, weights: SuitabilityWeights = SuitabilityWeights()) -> None:
         self.weights = weights.validated()

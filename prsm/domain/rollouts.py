@@ -6,11 +6,9 @@ the time; every decision is an event carrying those figures."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from prsm.domain import events as ev
 from prsm.domain import registry_events as rev
 from prsm.domain.errors import Conflict, InvalidRequest
 from prsm.domain.rollout_policy import NoDataAction, RolloutPolicy, RolloutStatus, VersionStats
@@ -34,7 +32,6 @@ class Rollout:
         self.started_at = started.at
         self.started_by = started.started_by
         self.history: list[rev.RolloutEvent] = []  # every decision after the start, in order
-        self.version = 0
         self.changes: list[rev.RolloutEvent] = []
 
     # --- building ----------------------------------------------------------------------
@@ -65,19 +62,6 @@ class Rollout:
         )
         rollout = cls(started)
         rollout.changes.append(started)
-        return rollout
-
-    @classmethod
-    def from_events(cls, events: Iterable[ev.Event], version: int) -> Rollout:
-        rollout: Rollout | None = None
-        for event in events:
-            if isinstance(event, rev.RolloutStarted):
-                rollout = cls(event)
-            elif rollout is not None and isinstance(event, rev.RolloutEvent):
-                rollout._apply(event)
-        if rollout is None:
-            raise ValueError("a rollout's stream starts with RolloutStarted")
-        rollout.version = version
         return rollout
 
     # --- queries -----------------------------------------------------------------------

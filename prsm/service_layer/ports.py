@@ -43,10 +43,6 @@ class EventStore(Protocol):
 
     async def read_stream(self, stream_id: str) -> list[RecordedEvent]: ...
 
-    async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
-        """Events with a global position above ``after``, in position order."""
-        ...
-
     async def read_log(self, after: int, types: Collection[str], span: int = 2000) -> LogPage:
         """Of the (at most ``span``) positions after ``after``, the events whose type name
         is in ``types``: how a follower reads only what it needs and still knows how far

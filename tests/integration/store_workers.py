@@ -47,16 +47,19 @@ def append_many(spec: StoreSpec, worker: int, count: int) -> None:
 
 
 async def _tail(spec: StoreSpec, expected_total: int, seconds: float) -> list[int]:
-    """Follow the global log while writers write; return every position seen, in order."""
+    """Follow the global log while writers write, as a follower does (``read_log`` from the
+    position the last read reached); return every position seen, in order."""
     store = await spec.open()
     seen: list[int] = []
+    position = 0
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     try:
         while len(seen) < expected_total and loop.time() < deadline:
-            batch = await store.read_all(after=seen[-1] if seen else 0, limit=50)
-            seen.extend(r.position for r in batch)
-            if not batch:
+            page = await store.read_log(position, {"TaskQueued"}, span=50)
+            seen.extend(r.position for r in page.events)
+            position = page.position
+            if not page.events:
                 await asyncio.sleep(0.002)
     finally:
         await store.close()

@@ -1,22 +1,80 @@
-"""One contract, two event stores: every test runs against SQLite and PostgreSQL."""
+"""One contract, three event stores: every test runs against SQLite, PostgreSQL and the
+in-memory fake the unit tests use (``tests/unit/fakes.py``), except the few that are about a
+real database, which say why."""
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from prsm.domain import events as ev
 from prsm.domain.errors import ConcurrencyError
+from prsm.domain.event_types import EVENT_TYPES
 from prsm.domain.tasks import TaskStatus
 from prsm.service_layer.ports import StreamWrite
 from prsm.service_layer.views import TaskQuery
+from tests.conftest import drop_schema, require_postgres
 from tests.integration import store_workers
 from tests.support import StoreSpec, meta, now, queued, submitted
+from tests.unit.fakes import FakeStore
+
+REAL_STORES = ["sqlite", "postgres"]
+
+
+@dataclass(frozen=True)
+class FakeSpec:
+    """The fake store, in memory: opening it again opens the same memory, as opening a
+    SQLite file or a PostgreSQL schema again opens the same data."""
+
+    kind: str = "fake"
+    store: FakeStore = field(default_factory=FakeStore)
+
+    async def open(self) -> FakeStore:
+        return self.store
+
+
+@pytest.fixture(params=["fake", *REAL_STORES])
+async def store_spec(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[StoreSpec | FakeSpec]:
+    """Overrides the shared fixture (tests/conftest.py) for this contract, adding the fake;
+    ``store`` opens whichever this gives."""
+    if request.param == "fake":
+        yield FakeSpec()
+    elif request.param == "sqlite":
+        yield StoreSpec("sqlite", str(tmp_path / "prsm.db"))
+    else:
+        await require_postgres()
+        schema = f"prsm_test_{uuid.uuid4().hex[:12]}"
+        yield StoreSpec("postgres", schema)
+        await drop_schema(schema)
+
+
+def real_stores_only(reason: str) -> pytest.MarkDecorator:
+    """Run a test on SQLite and PostgreSQL only, not on the fake; ``reason`` says why, for
+    the reader (the fake lives in one process's memory and has no schema)."""
+    del reason
+    return pytest.mark.parametrize("store_spec", REAL_STORES, indirect=True)
+
+
+async def whole_log(store: Any) -> list[ev.LoggedEvent]:
+    """Every event in the log, in position order, read as a follower reads it."""
+    events: list[ev.LoggedEvent] = []
+    position, more = 0, True
+    while more:
+        page = await store.read_log(position, EVENT_TYPES.keys(), span=7)
+        events += page.events
+        position, more = page.position, page.more
+    return events
 
 
 async def test_append_then_read_stream_in_version_order(store: Any) -> None:
@@ -40,7 +98,7 @@ async def test_stale_expected_version_raises_and_writes_nothing(store: Any) -> N
     assert (raised.value.stream_id, raised.value.expected, raised.value.actual) == ("s1", 0, 1)
     # Nothing of the failed append was written, not even the valid write to s2.
     assert await store.read_stream("s2") == []
-    assert [r.position for r in await store.read_all()] == [1]
+    assert [r.position for r in await whole_log(store)] == [1]
 
 
 async def test_new_stream_must_not_exist(store: Any) -> None:
@@ -55,15 +113,33 @@ async def test_any_version_appends_without_check(store: Any) -> None:
     assert recorded[0].version == 2
 
 
-async def test_read_all_from_a_position_with_a_limit(store: Any) -> None:
+async def test_each_stream_once_per_append_and_an_empty_append_writes_nothing(
+    store: Any,
+) -> None:
+    with pytest.raises(ValueError, match="once per append"):
+        await store.append([StreamWrite("s1", 0, [queued("a")]), StreamWrite("s1", 1, [])])
+    assert await store.append([StreamWrite("s1", 0, []), StreamWrite("s2", None, [])]) == []
+    assert await whole_log(store) == []
+    assert await store.read_stream("s1") == []
+
+
+async def test_read_log_from_a_position_across_streams_in_position_order(store: Any) -> None:
     for i in range(5):
         await store.append([StreamWrite(f"s{i}", 0, [queued(str(i)), queued(f"{i}'")])])
-    everything = await store.read_all()
+    everything = await whole_log(store)
     assert [r.position for r in everything] == list(range(1, 11))
-    page = await store.read_all(after=4, limit=3)
-    assert [r.position for r in page] == [5, 6, 7]
-    assert [r.event.task_id for r in page] == ["2", "2'", "3"]
-    assert await store.read_all(after=10) == []
+    assert [(r.stream_id, r.version) for r in everything[2:4]] == [("s1", 1), ("s1", 2)]
+    page = await store.read_log(4, {"TaskQueued"}, span=3)
+    assert [r.position for r in page.events] == [5, 6, 7]
+    assert [r.event.task_id for r in page.events] == ["2", "2'", "3"]
+    assert (page.position, page.more) == (7, True)
+    page = await store.read_log(10, {"TaskQueued"})
+    assert (page.events, page.position, page.more) == ([], 10, False)
+    # What a follower reads is what the stream holds, less the metadata.
+    [first, second] = await store.read_stream("s3")
+    assert everything[6:8] == [
+        ev.LoggedEvent(r.stream_id, r.version, r.position, r.event) for r in (first, second)
+    ]
 
 
 async def test_read_log_reads_only_the_asked_types_and_says_how_far_it_read(store: Any) -> None:
@@ -92,6 +168,7 @@ async def test_events_round_trip_with_their_metadata(store: Any) -> None:
     assert (read.stream_id, read.version, read.position) == ("task-1", 1, recorded.position)
 
 
+@real_stores_only("migrations are a database's schema: the fake has none")
 async def test_migrations_are_applied_once_and_reopening_keeps_data(
     store_spec: StoreSpec, store: Any
 ) -> None:
@@ -105,6 +182,7 @@ async def test_migrations_are_applied_once_and_reopening_keeps_data(
         await again.close()
 
 
+@real_stores_only("several OS processes write one store: the fake lives in one process")
 async def test_concurrent_processes_lose_and_duplicate_nothing(store_spec: StoreSpec) -> None:
     workers, per_worker = 4, 60
     total = workers * per_worker
@@ -121,7 +199,7 @@ async def test_concurrent_processes_lose_and_duplicate_nothing(store_spec: Store
 
     store = await store_spec.open()
     try:
-        everything = await store.read_all(limit=10 * total)
+        everything = await whole_log(store)
         shared = await store.read_stream(store_workers.SHARED)
     finally:
         await store.close()
@@ -182,6 +260,22 @@ async def test_the_view_sets_what_later_events_change_and_skips_the_rest(store: 
     assert (view.task_type, view.user_id) == ("demo", "erin")  # the rest as submitted
 
 
+async def test_catch_ups_in_small_batches_apply_each_event_once(store: Any) -> None:
+    for _ in range(10):
+        new = submitted(user="bob")
+        await store.append(
+            [StreamWrite(f"task-{new.event.task_id}", 0, [new, queued(new.event.task_id)])]
+        )
+    subtask = ev.SubtaskCompleted(task_id="x", key="0:0", agent_id="a", output=1, seconds=0.1)
+    await store.append([StreamWrite("run-x", 0, [ev.NewEvent(subtask, meta())])])
+    counts = await asyncio.gather(*[store.catch_up(batch=3) for _ in range(3)])
+    assert (sum(counts), await store.view_position()) == (20, 21)  # the subtask's passed over
+    assert await store.catch_up(batch=3) == 0
+    page = await store.list(TaskQuery(tenant_id="t1", user_id="bob", limit=100))
+    assert {t.status for t in page.tasks} == {TaskStatus.QUEUED} and len(page.tasks) == 10
+
+
+@real_stores_only("catch-ups in several OS processes share one store: the fake lives in one")
 async def test_concurrent_catch_up_applies_each_event_once(
     store_spec: StoreSpec, store: Any
 ) -> None:

@@ -1,4 +1,8 @@
-"""An in-memory event store and task views: the ports' contract, without a database."""
+"""An in-memory event store and task views: the ports' contract, without a database.
+
+``tests/integration/test_store_contract.py`` runs the store contract against this fake as
+well as against SQLite and PostgreSQL, so the unit tests that use it stand on the same
+behaviour as production."""
 
 from __future__ import annotations
 
@@ -7,26 +11,36 @@ from collections.abc import Collection, Sequence
 
 from prsm.domain.errors import ConcurrencyError
 from prsm.domain.events import TASK_EVENT_NAMES, LoggedEvent, RecordedEvent
-from prsm.service_layer.ports import LogPage, StreamWrite
+from prsm.service_layer.ports import EventStore, LogPage, StreamWrite, TaskViews
 from prsm.service_layer.views import TaskPage, TaskQuery, TaskView, project_tasks
 
 
-class FakeStore:
+class FakeStore(EventStore, TaskViews):
+    """Implements ``EventStore`` and ``TaskViews`` in memory: ``log`` is the whole log, in
+    position order (an event's position is its index + 1)."""
+
     def __init__(self) -> None:
         self.log: list[RecordedEvent] = []
+        self.versions: dict[str, int] = {}  # stream → its number of events
         self.views: dict[str, TaskView] = {}
-        self.position = 0
+        self.position = 0  # the views' position in the log
+
+    # -- event store ---------------------------------------------------------------------
 
     async def append(self, writes: Sequence[StreamWrite]) -> list[RecordedEvent]:
-        for w in writes:
-            actual = len([r for r in self.log if r.stream_id == w.stream_id])
+        ids = [w.stream_id for w in writes]
+        if len(set(ids)) != len(ids):
+            raise ValueError("each stream may appear once per append")
+        if not any(w.events for w in writes):
+            return []
+        for w in writes:  # every check before any write: all of the append, or none of it
+            actual = self.versions.get(w.stream_id, 0)
             if w.expected_version is not None and w.expected_version != actual:
                 raise ConcurrencyError(w.stream_id, w.expected_version, actual)
         out = []
         for w in writes:
-            version = len([r for r in self.log if r.stream_id == w.stream_id])
             for new in w.events:
-                version += 1
+                version = self.versions[w.stream_id] = self.versions.get(w.stream_id, 0) + 1
                 recorded = RecordedEvent(
                     w.stream_id, version, len(self.log) + 1, new.event, new.metadata
                 )
@@ -37,14 +51,12 @@ class FakeStore:
     async def read_stream(self, stream_id: str) -> list[RecordedEvent]:
         return [r for r in self.log if r.stream_id == stream_id]
 
-    async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
-        return self.log[after : after + limit]
-
     async def read_log(self, after: int, types: Collection[str], span: int = 2000) -> LogPage:
-        end = max(after, min(after + span, len(self.log)))
+        head = len(self.log)
+        end = max(after, min(after + span, head))
         found = [LoggedEvent(r.stream_id, r.version, r.position, r.event)
                  for r in self.log[after:end] if r.event.type_name() in types]  # fmt: skip
-        return LogPage(found, end, len(self.log) > end)
+        return LogPage(found, end, head > end)
 
     async def ping(self) -> None:
         return None
@@ -52,15 +64,24 @@ class FakeStore:
     async def close(self) -> None:
         return None
 
-    async def catch_up(self) -> int:
-        batch = [r for r in self.log[self.position :] if r.event.type_name() in TASK_EVENT_NAMES]
-        changes = project_tasks(batch)
-        self.views.update(changes.new)
-        for task_id, columns in changes.updates.items():
-            if task_id in self.views:
-                self.views[task_id] = dataclasses.replace(self.views[task_id], **columns)
-        self.position = len(self.log)
-        return len(batch)
+    # -- task views ----------------------------------------------------------------------
+
+    async def catch_up(self, batch: int = 2000) -> int:
+        applied = 0
+        while True:
+            page = await self.read_log(self.position, TASK_EVENT_NAMES, batch)
+            changes = project_tasks(page.events)
+            self.views.update(changes.new)
+            for task_id, columns in changes.updates.items():
+                if task_id in self.views:
+                    self.views[task_id] = dataclasses.replace(self.views[task_id], **columns)
+            self.position = page.position
+            applied += len(page.events)
+            if not page.more:
+                return applied
+
+    async def view_position(self) -> int:
+        return self.position
 
     async def get(self, task_id: str) -> TaskView | None:
         return self.views.get(task_id)

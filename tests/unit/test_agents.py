@@ -1,6 +1,7 @@
-"""Agents and assignment (SPEC §1): can_handle, the completion estimate, the moving average
-of speed, the five-factor suitability score with its default weights, typed errors, and the
-vectorised AgentPool agreeing with the score agent by agent."""
+"""Agents and assignment: can_handle, the completion estimate, the moving average
+of speed, and AgentPool, the decision the orchestrator makes: the five-factor suitability
+score with its default weights, the typed errors when no agent can take a subtask, and the
+vectorised choice agreeing with the score's formula agent by agent."""
 
 from __future__ import annotations
 
@@ -12,15 +13,12 @@ from prsm.domain.agents import (
     Agent,
     AgentPool,
     AgentStatus,
-    AgentUnavailable,
-    CapabilityMismatch,
     Location,
     Resources,
     SubtaskNeeds,
     SuitabilityWeights,
-    suitability,
 )
-from prsm.domain.errors import InvalidRequest
+from prsm.domain.errors import AgentUnavailable, CapabilityMismatch, InvalidRequest
 
 ODE = SubtaskNeeds(task_type="sweep", capabilities=frozenset({"python", "scipy"}),
                    resources=Resources(cpu=1), complexity=2.0)  # fmt: skip
@@ -58,36 +56,55 @@ def test_speed_is_a_moving_average_per_task_type() -> None:
         a.observe("sweep", 0)
 
 
-def test_suitability_with_the_default_weights() -> None:
-    a = agent(load=0.2, location=Location("eu", "eu-1"), used=Resources(cpu=3.5))
-    a.observe("sweep", 3.0)
+def test_the_pool_scores_by_the_default_weights() -> None:
+    def scored() -> Agent:
+        a = agent("a", load=0.2, location=Location("eu", "eu-1"), used=Resources(cpu=3.5))
+        a.observe("sweep", 3.0)
+        return a
+
     # 0.40 × 1 + 0.25 × 0.8 + 0.20 × 3/4 + 0.10 × min(1, 0.5/1) + 0.05 × 0.5 (same region)
     expected = 0.40 + 0.25 * 0.8 + 0.20 * 0.75 + 0.10 * 0.5 + 0.05 * 0.5
-    assert suitability(a, ODE, caller=Location("eu", "eu-2")) == pytest.approx(expected)
-    partial = agent(capabilities=frozenset({"python"}))
-    assert suitability(partial, ODE) < suitability(agent(), ODE)
+    # Beside it an agent of nominal speed, all free, in no region: 0.40 + 0.25 × (1 − load)
+    # + 0.20 × 1/2 + 0.10 × 1 + 0.05 × 0; at this load both score the same.
+    even = 1 - (expected - 0.60) / 0.25
+    for load, winner in ((even - 0.004, "reference"), (even + 0.004, "a")):  # ± 0.001
+        pool = AgentPool()
+        pool.add_many([scored(), agent("reference", load=load)])
+        assert pool.choose(ODE, caller=Location("eu", "eu-2")).agent_id == winner
     with pytest.raises(InvalidRequest):
-        SuitabilityWeights(capability=0.9).validated()
-
-
-def test_assigning_to_the_wrong_agent_raises_typed_errors() -> None:
-    with pytest.raises(CapabilityMismatch, match="lacks scipy"):
-        agent(capabilities=frozenset({"python"})).check_assignable(ODE)
-    with pytest.raises(AgentUnavailable, match="draining"):
-        agent(status=AgentStatus.DRAINING).check_assignable(ODE)
-    agent().check_assignable(ODE)
+        AgentPool(SuitabilityWeights(capability=0.9))
 
 
 def test_the_pool_refuses_with_the_reason_nobody_can_take_it() -> None:
     pool = AgentPool()
     pool.add(agent("a", capabilities=frozenset({"python"})))
-    with pytest.raises(CapabilityMismatch):
+    with pytest.raises(CapabilityMismatch, match="no agent has python, scipy"):
         pool.choose(ODE)
     pool.add(agent("b", status=AgentStatus.OFFLINE))
-    with pytest.raises(AgentUnavailable):
+    with pytest.raises(AgentUnavailable, match="busy or away"):
         pool.choose(ODE)
     pool.add(agent("c", load=0.9))
-    assert pool.choose(ODE).agent_id == "c"
+    assert pool.choose(ODE).agent_id == "c"  # not "a", idle but lacking scipy
+
+
+@pytest.mark.parametrize(
+    ("status", "load"),
+    [(AgentStatus.DRAINING, 0.0), (AgentStatus.BUSY, 0.0), (AgentStatus.OFFLINE, 0.0),
+     (AgentStatus.AVAILABLE, 1.0)],
+)  # fmt: skip
+def test_the_pool_never_assigns_to_an_agent_that_is_not_available(
+    status: AgentStatus, load: float
+) -> None:
+    away = agent("away", status=status, load=load)
+    pool = AgentPool()
+    pool.add(away)
+    with pytest.raises(AgentUnavailable):
+        pool.choose(ODE)
+    pool.add(agent("loaded", load=0.95))
+    assert pool.choose(ODE).agent_id == "loaded"
+    away.status, away.load = AgentStatus.AVAILABLE, 0.0
+    pool.update(away)
+    assert pool.choose(ODE).agent_id == "away"
 
 
 def random_pool(seed: int, n: int) -> AgentPool:
@@ -114,6 +131,25 @@ def random_pool(seed: int, n: int) -> AgentPool:
     return pool
 
 
+def formula_score(a: Agent, needs: SubtaskNeeds, caller: Location | None) -> float:
+    """The five-factor score of one agent with every wanted capability, with the default
+    weights, one agent at a time: what the pool's vectorised choice must agree with."""
+    p = a.performance(needs.task_type)
+    shares = [
+        max(0.0, min(1.0, (getattr(a.shape, kind) - getattr(a.used, kind)) / want))
+        for kind in ("cpu", "gpu", "memory_gb")
+        if (want := getattr(needs.resources, kind)) > 0
+    ]
+    if caller is None or a.location == caller:
+        near = 1.0
+    else:
+        near = 0.5 if a.location.region == caller.region else 0.0
+    return (
+        0.40 + 0.25 * (1.0 - a.load) + 0.20 * p / (p + 1.0)
+        + 0.10 * (min(shares) if shares else 1.0) + 0.05 * near
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_the_pool_picks_the_best_scoring_eligible_agent(seed: int) -> None:
     pool = random_pool(seed, 300)
@@ -129,9 +165,10 @@ def test_the_pool_picks_the_best_scoring_eligible_agent(seed: int) -> None:
                     and a.status is AgentStatus.AVAILABLE and a.load < 1]  # fmt: skip
         if not eligible:
             continue
-        best = max(suitability(a, needs, caller=caller) for a in eligible)
+        best = max(formula_score(a, needs, caller) for a in eligible)
         chosen = pool.choose(needs, caller)
-        assert suitability(chosen, needs, caller=caller) == pytest.approx(best)
+        assert chosen in eligible
+        assert formula_score(chosen, needs, caller) == pytest.approx(best)
 
 
 def test_updates_and_removals_keep_the_columns_in_step() -> None:

@@ -25,7 +25,7 @@ from prsm.service_layer import queries
 from prsm.service_layer.handlers import Submission
 from prsm.service_layer.messagebus import MessageBus
 from prsm.service_layer.ports import StreamWrite
-from tests.support import register_agent
+from tests.support import queued, register_agent
 from tests.unit.fakes import FakeStore
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -191,7 +191,7 @@ async def test_listing_shows_only_your_tasks_by_status(bus: MessageBus, store: F
 
 async def test_concurrency_errors_name_the_stream(store: FakeStore) -> None:
     with pytest.raises(ConcurrencyError) as raised:
-        await store.append([StreamWrite("s", 3, [])])
+        await store.append([StreamWrite("s", 3, [queued()])])
     assert raised.value.stream_id == "s"
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from prsm.domain.errors import Conflict, InvalidRequest
+from prsm.domain.model_registry import ModelRegistry
 from prsm.domain.rollout_policy import NoDataAction, RolloutPolicy, RolloutStatus, VersionStats
 from prsm.domain.rollouts import Rollout
 
@@ -123,7 +124,8 @@ def test_state_is_rebuilt_from_its_events() -> None:
     for t in (10, 20, 30):
         rollout.evaluate(at(t), HEALTHY_V1, HEALTHY_V2)
     rollout.evaluate(at(40), HEALTHY_V1, VersionStats(requests=2, errors=0, p95_ms=None))
-    again = Rollout.from_events(rollout.changes, version=len(rollout.changes))
+    # As production rebuilds it: the rollout's events in the model registry's stream.
+    again = ModelRegistry.from_events(rollout.changes, version=len(rollout.changes)).rollouts["r1"]
     assert (again.percent, again.status, again.empty_intervals, again.step_started_at) == (
         rollout.percent,
         rollout.status,
@@ -131,6 +133,7 @@ def test_state_is_rebuilt_from_its_events() -> None:
         rollout.step_started_at,
     )
     assert again.weights == rollout.weights == (("v1", 0.6), ("v2", 0.4))
+    assert again.history == rollout.history
 
 
 @pytest.mark.parametrize(

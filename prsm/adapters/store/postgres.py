@@ -236,23 +236,6 @@ class PostgresStore:
 
         return await self._retrying(attempt)
 
-    async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
-        async def attempt(_: int) -> list[RecordedEvent]:
-            async with self._pool.acquire() as conn:
-                return await self._read_all(conn, after, limit)
-
-        return await self._retrying(attempt)
-
-    @staticmethod
-    async def _read_all(conn: Conn, after: int, limit: int) -> list[RecordedEvent]:
-        found = await conn.fetch(
-            f"SELECT {rows.EVENT_COLUMNS} FROM events WHERE position > $1"
-            " ORDER BY position LIMIT $2",
-            after,
-            limit,
-        )
-        return [rows.recorded(r) for r in found]
-
     async def read_log(self, after: int, types: Collection[str], span: int = 2000) -> LogPage:
         async def attempt(_: int) -> LogPage:
             async with self._pool.acquire() as conn:

@@ -168,18 +168,6 @@ class SqliteStore:
         )
         return [rows.recorded(r) for r in found]
 
-    async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
-        return await self._read_all(self._reader, after, limit)
-
-    @staticmethod
-    async def _read_all(db: aiosqlite.Connection, after: int, limit: int) -> list[RecordedEvent]:
-        found = await _fetch(
-            db,
-            f"SELECT {rows.EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
-            (after, limit),
-        )
-        return [rows.recorded(r) for r in found]
-
     async def read_log(self, after: int, types: Collection[str], span: int = 2000) -> LogPage:
         return await self._read_log(self._reader, after, types, span)
 
