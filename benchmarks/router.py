@@ -89,8 +89,9 @@ async def timed(call: Any) -> float:
 
 async def measure(catalog: ModelCatalog, rounds: int, per_round: int) -> dict[str, list[float]]:
     recorder = rollout_stats.StatsRecorder()
-    direct = VllmServeBackend(app_name("bench", "plain", "v1"))
-    direct_canary = VllmServeBackend(app_name("bench", "canary", "v1"))
+    timeout_s = Settings().inference_timeout_s  # as the gateway's backends have it
+    direct = VllmServeBackend(app_name("bench", "plain", "v1"), timeout_s)
+    direct_canary = VllmServeBackend(app_name("bench", "canary", "v1"), timeout_s)
 
     async def routed(model: str) -> None:
         deployment, backend, route = await catalog.resolve(USER, model)

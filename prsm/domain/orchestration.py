@@ -41,7 +41,7 @@ class Call:
 
 
 class TaskRun:
-    def __init__(self, task_id: str, plan: Plan, max_attempts: int = 3, backoff_s: float = 0.5):
+    def __init__(self, task_id: str, plan: Plan, max_attempts: int, backoff_s: float):
         self.task_id = task_id
         self.plan = plan
         self.max_attempts = max_attempts

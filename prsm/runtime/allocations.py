@@ -18,8 +18,6 @@ from ray.util.placement_group import (
 
 from prsm.domain.placement import Bundle, Placement
 
-NAMESPACE = "prsm"
-
 
 def pg_name(task_id: str) -> str:
     return f"prsm-task-{task_id}"

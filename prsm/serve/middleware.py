@@ -20,7 +20,7 @@ _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, max_body_bytes: int, max_header_bytes: int = 16_384) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, max_header_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_header_bytes = max_header_bytes

@@ -106,7 +106,7 @@ def test_a_failed_subtask_is_retried_with_backoff_then_fails_the_task_naming_it(
 
 def test_a_failed_map_item_stops_the_reduce() -> None:
     run = run_of("map_reduce", {"skill": "math.sqrt", "items": [1, -1], "reduce": "reduce.sum"})
-    run = TaskRun("t", run.plan, max_attempts=1)
+    run = TaskRun("t", run.plan, max_attempts=1, backoff_s=1.0)
     for c in run.take(0.0, 100):
         if c.input < 0:
             run.failed(c.key, "a", "ValueError", 0.0)
@@ -133,7 +133,7 @@ def test_a_resumed_run_does_not_run_finished_subtasks_again() -> None:
         ev.SubtaskCompleted(task_id="t", key="0:1", agent_id="x", output="b c", seconds=0.1),
         ev.SubtaskFailed(task_id="t", key="0:2", agent_id="x", attempt=2, error="e", final=False),
     ]
-    run = TaskRun("t", p)
+    run = TaskRun("t", p, max_attempts=3, backoff_s=0.5)
     run.restore(history)
     assert sorted(c.key for c in run.take(0.0, 100)) == ["0:2", "1:1"]
     assert run.attempts["0:2"] == 2 and run.tried["0:2"] == {"x"}

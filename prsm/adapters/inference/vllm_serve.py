@@ -129,7 +129,7 @@ def build_app(spec: ModelSpec, model_id: str) -> Any:
 class VllmServeBackend:
     """A model version on Serve, called through a streaming deployment handle."""
 
-    def __init__(self, app: str, timeout_s: float = 120.0) -> None:
+    def __init__(self, app: str, timeout_s: float) -> None:
         from ray import serve
 
         self._timeout_s = timeout_s
