@@ -71,6 +71,14 @@ class QueueInfo(BaseModel):
     reason: str | None = Field(default=None, description="Why it waits, when it cannot start")
 
 
+class WorkPlaceOut(BaseModel):
+    node_id: str = Field(description="The Ray node")
+    bundle: int | None = Field(description="Bundle of the task's placement group; null: a "
+                               "pooled agent (a task without a reservation)")  # fmt: skip
+    completed: int = Field(description="Subtasks that completed there")
+    failed: int = Field(description="Failed tries there")
+
+
 class TaskOut(BaseModel):
     model_config = ConfigDict(from_attributes=True, populate_by_name=True)
 
@@ -91,6 +99,9 @@ class TaskOut(BaseModel):
     error: str | None = None
     result: Any = Field(default=None, description="The result, once the task has finished")
     queue: QueueInfo | None = Field(default=None, description="Where a queued task stands")
+    ran_on: list[WorkPlaceOut] | None = Field(
+        default=None, description="Where its subtasks ran (`GET /v1/tasks/{id}` only)"
+    )
 
 
 class TaskBatchOut(BaseModel):

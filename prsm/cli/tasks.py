@@ -89,8 +89,15 @@ def list_tasks(
 
 @tasks_app.command("get")
 def get_task(task_id: str, as_json: JsonFlag = False) -> None:
-    """One task."""
-    _show([client().get(task_id)], as_json)
+    """One task, and where its subtasks ran."""
+    task = client().get(task_id)
+    _show([task], as_json)
+    if task.ran_on and not as_json:
+        table = Table("node", "bundle", "completed", "failed", title="where it ran")
+        for p in task.ran_on:
+            bundle = "pooled" if p.bundle is None else str(p.bundle)
+            table.add_row(p.node_id[:12], bundle, str(p.completed), str(p.failed))
+        console.print(table)
 
 
 @tasks_app.command("watch")

@@ -227,6 +227,8 @@ class SubtaskCompleted(Event):
     agent_id: str
     output: Any
     seconds: float
+    node_id: str = ""  # where it ran: the agent's Ray node,
+    bundle: int | None = None  # and its bundle of the task's placement group (None: pooled)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -237,6 +239,8 @@ class SubtaskFailed(Event):
     attempt: int
     error: str
     final: bool  # out of tries: the subtask failed for good
+    node_id: str = ""
+    bundle: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

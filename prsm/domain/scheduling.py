@@ -10,6 +10,12 @@ Strategy choice, in this order:
 4. it can run in parallel (several items, ≥ 1 CPU) → PARALLEL_CPU, spread over nodes — or
    SEQUENTIAL_CPU, consolidated, when the cluster's CPU use is above 80 %;
 5. otherwise BALANCED (packed).
+
+Two lanes (``reservation_reason``): a task whose request a pooled agent's slot covers — at
+most ``POOLED_SLOT_CPU`` CPU, no GPU, no memory, one bundle, no placement asked for — runs
+on the orchestrator's pooled agents, which already hold their CPUs: no placement group is
+made for it, and it counts against its tenant's quota like any other. Every other task gets
+a reservation (a placement group) and its code runs on agents placed in its bundles.
 """
 
 from __future__ import annotations
@@ -20,13 +26,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from prsm.domain.placement import PlacementStrategy
+from prsm.domain.placement import PlacementRequest, PlacementStrategy
 
 CPU_BUSY = 0.80
 MEMORY_HEAVY_GB = 8.0
 AGING_PER_MINUTE = 1.0  # priority points a queued task gains per minute waited
 DURATION_ALPHA = 0.3
 DEFAULT_DURATION_S = 10.0
+POOLED_SLOT_CPU = 1.0  # the largest pooled agent's CPU share (a simulation agent's)
 
 
 class SchedulingStrategy(StrEnum):
@@ -162,3 +169,18 @@ def bundles_for(cpu: float, memory_gb: float, gpu: float, strategy: SchedulingSt
     if strategy is SchedulingStrategy.IO_OPTIMIZED:
         return [(min(cpu, 0.1), memory_gb, gpu)]
     return [(cpu, memory_gb, gpu)]
+
+
+def reservation_reason(cpu: float, gpu: float, memory_mb: int, where: PlacementRequest) -> str:
+    """Why a task needs a reservation of its own (``""``: it runs on pooled agents)."""
+    if gpu > 0:
+        return f"it asks for {gpu:g} GPU"
+    if memory_mb > 0:
+        return f"it asks for {memory_mb} MiB of memory"
+    if where.bundles > 1:
+        return f"it asks for {where.bundles} bundles"
+    if where.strategy is not None or where.strict or where.zone:
+        return "it asks for a placement"
+    if cpu > POOLED_SLOT_CPU:
+        return f"it asks for {cpu:g} CPU, more than a pooled agent's {POOLED_SLOT_CPU:g}"
+    return ""

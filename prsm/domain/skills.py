@@ -55,6 +55,9 @@ SKILLS: dict[str, Skill] = {
         Skill("reduce.count", COMPUTE, "reduce", 0.001, "list", "how many outputs"),
         Skill("reduce.stats", COMPUTE, "reduce", 0.001, "numbers", "count, mean, std, min, max"),
         Skill("reduce.concat", COMPUTE, "reduce", 0.001, "lists", "lists joined into one"),
+        Skill("sys.where", COMPUTE, "map", 0.001, "number",
+              "s → where the code runs (Ray node, assigned resources, GPU ids, "
+              "CUDA_VISIBLE_DEVICES), after holding its slot for s seconds (at most 600)"),
         Skill("llm.complete", LLM, "llm", 1.0, "prompt",
               "a chat completion from a deployed model: {model, prompt, max_tokens} → text"),
     )

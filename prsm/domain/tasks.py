@@ -93,6 +93,7 @@ class Task:
     submitted_at: datetime
     request_hash: str
     placement: PlacementRequest = field(default_factory=PlacementRequest)
+    allocation: dict[str, Any] | None = None  # what the scheduler reserved (``TaskScheduled``)
     status: TaskStatus = TaskStatus.SUBMITTED
     progress: float = 0.0
     result_ref: str | None = None
@@ -197,6 +198,8 @@ class Task:
                     f"task {self.task_id} cannot go from {self.status} to {target}"
                 )
             self.status = target
+        if isinstance(event, ev.TaskScheduled):
+            self.allocation = event.placement
         for name, value in fields_set_by(event).items():
             setattr(self, name, value)
 

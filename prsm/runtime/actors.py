@@ -6,7 +6,10 @@ options. Everything else calls these functions.
 - ``pinned``: a named, detached actor fixed to one node (a compute-node monitor), gone with
   its node;
 - ``agent``: a named, detached agent actor with its agent type's resources, not restarted
-  (a dead agent is replaced by a new one, under a new id, by the orchestrator).
+  (a dead agent is replaced by a new one, under a new id, by the orchestrator);
+- ``bundle_agent``: an agent placed in one bundle of a task's placement group, with that
+  bundle's resources (the ones its code gets from Ray); a second call gets the running one,
+  and it goes with the group.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 import ray
+from ray.util.placement_group import PlacementGroup
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 NAMESPACE = "prsm"
 
@@ -72,3 +77,25 @@ def kill(name: str) -> None:
     handle = lookup(name)
     if handle is not None:
         ray.kill(handle, no_restart=True)
+
+
+def bundle_agent(cls: type, name: str, pg: PlacementGroup, bundle: int, num_cpus: float,
+                 num_gpus: float, memory_gb: float, concurrency: int,
+                 *args: Any) -> Any:  # fmt: skip
+    actor_cls: Any = ray.remote(cls)
+    where = PlacementGroupSchedulingStrategy(
+        placement_group=pg, placement_group_bundle_index=bundle,
+        placement_group_capture_child_tasks=True,
+    )  # fmt: skip
+    return actor_cls.options(
+        name=name,
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        max_restarts=0,
+        max_concurrency=concurrency,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        memory=int(memory_gb * 2**30) or None,
+        scheduling_strategy=where,
+    ).remote(*args)

@@ -9,6 +9,13 @@ An agent type gives the capabilities and the Ray resources of its actors:
 | `compute`    | compute              | 0.5  | 2               |
 | `simulation` | compute, simulation  | 1.0  | 1               |
 | `llm`        | llm                  | 0    | 8 (waits on the model, uses no CPU) |
+
+Those are the *pooled* agents, shared by every task without a reservation. A task with a
+reservation gets agents of its own (``reserve``): one per bundle of its placement group,
+placed in that bundle with its resources (its code gets the CPUs and GPUs the task asked
+for, on the node Ray put the bundle on), able to run every skill the task needs, and gone
+with the task. One that dies (its node left) is started again in its bundle, wherever Ray
+places the bundle next.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +33,7 @@ from ray.exceptions import RayActorError
 from prsm.domain import events as ev
 from prsm.domain.agents import Agent, AgentPool, AgentStatus, Resources
 from prsm.domain.skills import COMPUTE, LLM, SIMULATION
-from prsm.runtime import actors
+from prsm.runtime import actors, allocations
 from prsm.runtime.agent import AgentWorker, Heartbeat, LlmBuilder
 from prsm.service_layer import agents as registry
 from prsm.service_layer.ports import EventStore
@@ -54,6 +61,9 @@ AGENT_TYPES: dict[str, AgentType] = {
 }
 
 
+BUNDLE = "bundle"  # the agent type of a task's own agents
+
+
 @dataclass
 class Tracked:
     """What the registry knows of a running agent beyond the pool's ``Agent``."""
@@ -62,6 +72,22 @@ class Tracked:
     node_id: str
     heartbeat: float | None  # time.time() of its last heartbeat
     done: int  # subtasks run, as of that heartbeat
+    capacity: int  # batches at once
+    task_id: str | None = None  # a task's own agent: that task, and its bundle
+    bundle: int | None = None
+
+
+@dataclass
+class Reservation:
+    """A task's own agents: one per bundle of its placement group."""
+
+    task_id: str
+    bundles: list[tuple[float, float, float]]  # (CPU, GPU, memory GiB) of each
+    capabilities: frozenset[str]
+    pool: AgentPool = field(default_factory=AgentPool)
+    agents: dict[int, str] = field(default_factory=dict)  # bundle → agent id
+    starting: set[int] = field(default_factory=set)
+    complete_once: bool = False  # every bundle has had its agent (work may begin)
 
 
 def actor_name(agent_id: str) -> str:
@@ -84,6 +110,8 @@ class AgentRegistry:
         self.inflight: dict[str, int] = {}
         self.info: dict[str, Tracked] = {}
         self.events: list[ev.Event] = []  # to append to the ``agents`` stream
+        self.reservations: dict[str, Reservation] = {}
+        self._pools: dict[str, AgentPool] = {}  # a task's own agent → its reservation's pool
         self._build_llm = build_llm
         self._settings = settings
         self._starting: dict[str, int] = {}
@@ -101,21 +129,27 @@ class AgentRegistry:
             except (LookupError, RayActorError, TimeoutError):
                 self.events.append(ev.AgentRemoved(agent_id=agent_id, reason="gone", at=_now()))
                 continue
-            self._add(entry.agent, handle, entry.node_id)
+            kind = entry.agent.agent_type
+            capacity = AGENT_TYPES[kind].capacity if kind in AGENT_TYPES else 1
+            self._add(entry.agent, handle, Tracked(kind, entry.node_id, None, 0, capacity))
             if entry.agent.status is AgentStatus.DRAINING:
                 self.pool.get(agent_id).status = AgentStatus.DRAINING
 
     def ensure(self) -> None:
         """Start agents where a type has fewer than configured (in the background)."""
         have: dict[str, int] = {}
-        for agent_id in self.handles:
-            if self.pool.get(agent_id).status is not AgentStatus.DRAINING:
-                kind = self.info[agent_id].agent_type
-                have[kind] = have.get(kind, 0) + 1
+        for agent in self.pool.agents:
+            if agent.status is not AgentStatus.DRAINING:
+                have[agent.agent_type] = have.get(agent.agent_type, 0) + 1
         for kind, want in self.desired.items():
             for _ in range(want - have.get(kind, 0) - self._starting.get(kind, 0)):
                 self._starting[kind] = self._starting.get(kind, 0) + 1
                 asyncio.get_running_loop().create_task(self._start(kind))
+        for r in self.reservations.values():
+            for bundle in range(len(r.bundles)):
+                if bundle not in r.agents and bundle not in r.starting:
+                    r.starting.add(bundle)
+                    asyncio.get_running_loop().create_task(self._start_in_bundle(r, bundle))
 
     async def _start(self, kind: str) -> None:
         spec = AGENT_TYPES[kind]
@@ -135,7 +169,7 @@ class AgentRegistry:
         shape = Resources(cpu=spec.num_cpus, gpu=spec.num_gpus, memory_gb=spec.memory_gb)
         agent = Agent(agent_id=agent_id, agent_type=kind, capabilities=frozenset(spec.capabilities),
                       shape=shape)  # fmt: skip
-        self._add(agent, handle, node_id)
+        self._add(agent, handle, Tracked(kind, node_id, None, 0, spec.capacity))
         self.events.append(ev.AgentRegistered(
             agent_id=agent_id, agent_type=kind, capabilities=spec.capabilities, cpu=spec.num_cpus,
             gpu=spec.num_gpus, memory_gb=spec.memory_gb, region="", zone="", node_id=node_id,
@@ -143,25 +177,96 @@ class AgentRegistry:
         ))  # fmt: skip
         log.info("agent %s started on node %s", agent_id, node_id[:8])
 
-    def _add(self, agent: Agent, handle: Any, node_id: str) -> None:
-        self.pool.add(agent)
+    async def _start_in_bundle(self, r: Reservation, bundle: int) -> None:
+        cpu, gpu, memory_gb = r.bundles[bundle]
+        agent_id = f"{r.task_id}-b{bundle}"
+        capacity = max(1, round(cpu))
+        try:
+            pg = await asyncio.to_thread(allocations.existing, r.task_id)
+            if pg is None:
+                raise LookupError(f"task {r.task_id} has no placement group")
+            handle = actors.bundle_agent(
+                AgentWorker, actor_name(agent_id), pg, bundle, cpu, gpu, memory_gb,
+                capacity + 1, agent_id, capacity, self._build_llm, self._settings,
+            )  # fmt: skip
+            node_id = await asyncio.wait_for(handle.node_id.remote(), START_TIMEOUT_S)
+        except Exception:
+            log.exception("could not start the agent of task %s in bundle %d", r.task_id, bundle)
+            return
+        finally:
+            r.starting.discard(bundle)
+        if self.reservations.get(r.task_id) is not r:  # the task ended meanwhile
+            actors.kill(actor_name(agent_id))
+            return
+        shape = Resources(cpu=cpu, gpu=gpu, memory_gb=memory_gb)
+        agent = Agent(agent_id=agent_id, agent_type=BUNDLE, capabilities=r.capabilities,
+                      shape=shape)  # fmt: skip
+        r.agents[bundle] = agent_id
+        r.complete_once = r.complete_once or len(r.agents) == len(r.bundles)
+        self._pools[agent_id] = r.pool
+        self._add(agent, handle, Tracked(BUNDLE, node_id, None, 0, capacity, r.task_id, bundle))
+        log.info("agent %s started in bundle %d on node %s", agent_id, bundle, node_id[:8])
+
+    def _add(self, agent: Agent, handle: Any, info: Tracked) -> None:
+        self._pool_of(agent.agent_id).add(agent)
         self.handles[agent.agent_id] = handle
         self.inflight[agent.agent_id] = 0
-        self.info[agent.agent_id] = Tracked(agent.agent_type, node_id, heartbeat=None, done=0)
+        self.info[agent.agent_id] = info
+
+    def _pool_of(self, agent_id: str) -> AgentPool:
+        return self._pools.get(agent_id, self.pool)
+
+    # --- reservations ------------------------------------------------------------------
+
+    def reserve(self, task_id: str, bundles: list[tuple[float, float, float]],
+                capabilities: frozenset[str]) -> None:  # fmt: skip
+        """Give a task agents of its own, one in each bundle (started by ``ensure``)."""
+        if task_id not in self.reservations:
+            self.reservations[task_id] = Reservation(task_id, bundles, capabilities)
+
+    def release(self, task_id: str) -> None:
+        """The task ended: stop its agents (its placement group's removal would, too)."""
+        r = self.reservations.pop(task_id, None)
+        if r is None:
+            return
+        for agent_id in r.agents.values():
+            actors.kill(actor_name(agent_id))
+            self._forget(agent_id)
+
+    def pool_for(self, task_id: str) -> AgentPool:
+        """The agents that may run the task's subtasks: its own, or the pooled ones."""
+        r = self.reservations.get(task_id)
+        return self.pool if r is None else r.pool
+
+    def can_dispatch(self, task_id: str) -> bool:
+        """A task with a reservation waits until each of its bundles has had its agent."""
+        r = self.reservations.get(task_id)
+        return r is None or r.complete_once
+
+    def _forget(self, agent_id: str) -> None:
+        self._pool_of(agent_id).remove(agent_id)
+        info = self.info.pop(agent_id)
+        del self.handles[agent_id], self.inflight[agent_id]
+        self._pools.pop(agent_id, None)
+        r = self.reservations.get(info.task_id or "")
+        if r is not None and info.bundle is not None:
+            r.agents.pop(info.bundle, None)
 
     def died(self, agent_id: str, reason: str) -> None:
-        """Forget a dead agent (its work is given back by the caller); a new one replaces it."""
+        """Forget a dead agent (its work is given back by the caller); a new one replaces it
+        (a task's own agent: in the same bundle)."""
         if agent_id not in self.handles:
             return
         log.warning("agent %s is gone: %s", agent_id, reason)
-        del self.handles[agent_id], self.inflight[agent_id], self.info[agent_id]
-        self.pool.remove(agent_id)
-        self.events.append(ev.AgentRemoved(agent_id=agent_id, reason=reason[:300], at=_now()))
+        own = agent_id in self._pools
+        self._forget(agent_id)
+        if not own:  # only pooled agents are in the ``agents`` stream
+            self.events.append(ev.AgentRemoved(agent_id=agent_id, reason=reason[:300], at=_now()))
 
     def drain(self, agent_id: str) -> bool:
         """No new work for the agent; it is removed once idle (and replaced)."""
-        if agent_id not in self.handles:
-            return False
+        if agent_id not in self.handles or agent_id in self._pools:
+            return False  # (a task's own agents are not drained: they end with the task)
         agent = self.pool.get(agent_id)
         if agent.status is not AgentStatus.DRAINING:
             agent.status = AgentStatus.DRAINING
@@ -170,11 +275,10 @@ class AgentRegistry:
         return True
 
     def retire_drained(self) -> None:
-        for agent_id in list(self.handles):
-            drained = self.pool.get(agent_id).status is AgentStatus.DRAINING
-            if drained and not self.inflight[agent_id]:
-                actors.kill(actor_name(agent_id))
-                self.died(agent_id, "drained")
+        for agent in list(self.pool.agents):
+            if agent.status is AgentStatus.DRAINING and not self.inflight[agent.agent_id]:
+                actors.kill(actor_name(agent.agent_id))
+                self.died(agent.agent_id, "drained")
 
     # --- work ------------------------------------------------------------------------------
 
@@ -183,22 +287,23 @@ class AgentRegistry:
         self._set_load(agent_id)
         return self.handles[agent_id]
 
-    def release(self, agent_id: str) -> None:
+    def done(self, agent_id: str) -> None:
         if agent_id in self.inflight:
             self.inflight[agent_id] -= 1
             self._set_load(agent_id)
 
-    def free_slots(self) -> int:
-        """Agent calls that can start now, over every agent that takes work."""
-        return sum(max(0, AGENT_TYPES[a.agent_type].capacity - self.inflight[a.agent_id])
-                   for a in self.pool.agents if a.status is not AgentStatus.DRAINING)  # fmt: skip
+    def free_slots(self, pool: AgentPool) -> int:
+        """Agent calls that can start now, over every agent of ``pool`` that takes work."""
+        return sum(max(0, self.info[a.agent_id].capacity - self.inflight[a.agent_id])
+                   for a in pool.agents if a.status is not AgentStatus.DRAINING)  # fmt: skip
 
     def _set_load(self, agent_id: str) -> None:
-        agent = self.pool.get(agent_id)
-        agent.load = min(1.0, self.inflight[agent_id] / AGENT_TYPES[agent.agent_type].capacity)
+        pool = self._pool_of(agent_id)
+        agent = pool.get(agent_id)
+        agent.load = min(1.0, self.inflight[agent_id] / self.info[agent_id].capacity)
         if agent.status is not AgentStatus.DRAINING:
             agent.status = AgentStatus.BUSY if agent.load >= 1.0 else AgentStatus.AVAILABLE
-        self.pool.update(agent)
+        pool.update(agent)
 
     async def heartbeats(self) -> None:
         """Ask every agent how it is; fold its observed speed into the pool; a dead one is
@@ -213,11 +318,12 @@ class AgentRegistry:
             if isinstance(beat, RayActorError):
                 self.died(agent_id, f"heartbeat: {type(beat).__name__}")
                 continue
-            agent = self.pool.get(agent_id)
+            pool = self._pool_of(agent_id)
+            agent = pool.get(agent_id)
             if isinstance(beat, BaseException):
                 if agent.status is not AgentStatus.DRAINING:
                     agent.status = AgentStatus.OFFLINE
-                    self.pool.update(agent)
+                    pool.update(agent)
                 continue
             agent.speed = dict(beat.speed)
             info = self.info[agent_id]
@@ -228,7 +334,8 @@ class AgentRegistry:
 
     def snapshot(self) -> list[AgentView]:
         out = []
-        for agent in self.pool.agents:
+        own = [a for r in self.reservations.values() for a in r.pool.agents]
+        for agent in [*self.pool.agents, *own]:
             info = self.info[agent.agent_id]
             beat = info.heartbeat
             out.append(AgentView(

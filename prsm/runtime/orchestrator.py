@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -29,6 +29,7 @@ from ray.exceptions import RayActorError
 
 from prsm.domain import events as ev
 from prsm.domain import streams
+from prsm.domain.agents import AgentPool
 from prsm.domain.errors import AgentUnavailable, CapabilityMismatch, PrsmError
 from prsm.domain.orchestration import Call, TaskRun
 from prsm.domain.task_types import TASK_TYPES, plan
@@ -127,6 +128,7 @@ class Orchestrator(LoopActor):
         the runs of running ones (after a restart)."""
         for task_id in [t for t in self._runs if t not in self._tasks]:
             del self._runs[task_id]  # ended (e.g. cancelled): answers still due are dropped
+            self._agents.release(task_id)
             self._progress_at.pop(task_id, None)
             if self._log.status.get(task_id) is TaskStatus.CANCELLED:
                 self._run_events.pop(task_id, None)
@@ -151,6 +153,10 @@ class Orchestrator(LoopActor):
             await self._write_tasks([(task, partial(Task.fail, at=_now(), error=str(exc)))])
             return
         run = TaskRun(task.task_id, p, self._max_attempts, self._backoff_s)
+        allocation = task.allocation or {}
+        if allocation.get("placement_group"):  # its code runs in its own bundles
+            bundles = [(float(c), float(g), float(m)) for c, g, m in allocation["bundles"]]
+            self._agents.reserve(task.task_id, bundles, p.capabilities)
         if not fresh:  # started before a restart: take back what its subtasks recorded
             run.restore(r.event for r in await self._store.read_stream(streams.run(task.task_id)))
             self._touched.add(task.task_id)  # perhaps finished already: its outcome is due
@@ -162,17 +168,28 @@ class Orchestrator(LoopActor):
     # --- subtasks ----------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        """Take ready subtasks from every run (higher priority first), group them by skill
-        across tasks — many small tasks share one agent call — and send each batch to the
-        most suitable agent. A retry goes alone, to an agent it has not failed on."""
+        """Send ready subtasks to agents: those of tasks without a reservation to the pooled
+        agents, together; those of a task with one to its own agents (once each of its
+        bundles has had one)."""
         now = time.monotonic()
-        agents = max(1, len(self._agents.pool))
         ready = [t for t, run in self._runs.items() if run.waiting]
         order = sorted(ready, key=lambda t: (-self._tasks[t].priority,
                                              self._tasks[t].submitted_at))  # fmt: skip
+        pooled = [t for t in order if t not in self._agents.reservations]
+        if pooled:
+            self._dispatch_to(self._agents.pool, pooled, now)
+        for task_id in order:
+            if task_id in self._agents.reservations and self._agents.can_dispatch(task_id):
+                self._dispatch_to(self._agents.pool_for(task_id), [task_id], now)
+
+    def _dispatch_to(self, pool: AgentPool, order: list[str], now: float) -> None:
+        """Take ready subtasks of these runs (in order), group them by skill across tasks —
+        many small tasks share one agent call — and send each batch to the most suitable
+        agent of ``pool``. A retry goes alone, to an agent it has not failed on."""
+        agents = max(1, len(pool))
         waiting = sum(self._runs[t].waiting for t in order)
         size = max(1, min(MAX_BATCH, waiting // (2 * agents)))
-        budget = size * self._agents.free_slots()
+        budget = size * self._agents.free_slots(pool)
         batches: list[list[Item]] = []
         groups: dict[tuple[str, frozenset[str]], list[Item]] = {}
         for task_id in order:
@@ -191,16 +208,15 @@ class Orchestrator(LoopActor):
             if budget <= 0:
                 break
         batches.extend(groups.values())
-        unsent = [batch for batch in batches if not self._send(batch)]
+        unsent = [batch for batch in batches if not self._send(pool, batch)]
         for batch in reversed(unsent):  # back to the front of their queues, in order
             for _, run, call in reversed(batch):
                 run.lost(call.key)
 
-    def _send(self, batch: list[Item]) -> bool:
+    def _send(self, pool: AgentPool, batch: list[Item]) -> bool:
         _, run, first = batch[0]
         try:
-            agent = self._agents.pool.choose(run.needs(first.key),
-                                             avoid=run.tried.get(first.key, ()))  # fmt: skip
+            agent = pool.choose(run.needs(first.key), avoid=run.tried.get(first.key, ()))
         except (AgentUnavailable, CapabilityMismatch):
             return False
         handle = self._agents.acquire(agent.agent_id)
@@ -221,9 +237,11 @@ class Orchestrator(LoopActor):
             outcomes = [Outcome(c.key, False, f"{type(exc).__name__}: {exc}"[:500], 0.0)
                         for _, _, c in batch]  # fmt: skip
         finally:
-            self._agents.release(agent_id)
+            self._agents.done(agent_id)
             self._wake.set()
         now = time.monotonic()
+        where = self._agents.info.get(agent_id)
+        node_id, bundle = (where.node_id, where.bundle) if where else ("", None)
         for (task_id, run, _), out in zip(batch, outcomes, strict=False):
             if self._runs.get(task_id) is not run:
                 continue  # cancelled, or finished meanwhile: nothing to record
@@ -231,12 +249,12 @@ class Orchestrator(LoopActor):
             buffer = self._run_events.setdefault(task_id, [])
             if out.ok and run.completed(out.key, out.output):
                 buffer.append(ev.SubtaskCompleted(task_id=task_id, key=out.key, agent_id=agent_id,
-                                                  output=out.output,
-                                                  seconds=out.seconds))  # fmt: skip
+                                                  output=out.output, seconds=out.seconds,
+                                                  node_id=node_id, bundle=bundle))  # fmt: skip
             elif not out.ok:
                 failed = run.failed(out.key, agent_id, str(out.output), now)
                 if failed is not None:
-                    buffer.append(failed)
+                    buffer.append(replace(failed, node_id=node_id, bundle=bundle))
 
     # --- writes ------------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from prsm.domain.scheduling import (
     fits_quota,
     order,
     positions,
+    reservation_reason,
 )
 from prsm.domain.task_types import TASK_TYPES
 from prsm.domain.tasks import Task, TaskStatus
@@ -287,8 +288,8 @@ class Scheduler(LoopActor):
         """Reserve the task's resources; its placement, or why it has to wait."""
         r = task.resources
         memory_gb = r.memory_mb / 1024
-        if not (r.cpu or r.gpu or r.memory_mb):
-            return {"strategy": "none", "bundles": []}  # nothing to reserve
+        if not reservation_reason(r.cpu, r.gpu, r.memory_mb, task.placement):
+            return {"lane": "pooled", "strategy": "pooled", "bundles": []}  # agents hold it
         load = self._load()
         profile = TaskProfile(cpu=r.cpu, memory_gb=memory_gb, gpu=r.gpu,
                               parallel=len(task.params.get("items", [])) > 1,
@@ -315,7 +316,8 @@ class Scheduler(LoopActor):
         for node, b in zip(nodes, bundles, strict=True):
             if node in self._index.nodes:
                 self._index.take(node, b)
-        return {"strategy": decided.strategy.value, "ray_strategy": decided.ray_strategy,
+        return {"lane": "reserved", "strategy": decided.strategy.value,
+                "ray_strategy": decided.ray_strategy,
                 "scheduling": strategy, "zone": decided.zone, "nodes": nodes,
                 "bundles": [[b.cpu, b.gpu, b.memory_gb] for b in bundles],
                 "placement_group": allocations.pg_name(task.task_id)}  # fmt: skip

@@ -4,11 +4,14 @@ scientific ones use NumPy and SciPy; ``llm.complete`` is given a model caller by
 from __future__ import annotations
 
 import math
+import os
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import ray
 from scipy.integrate import solve_ivp
 
 Skill = Callable[[Any], Any]
@@ -80,6 +83,20 @@ def _exact_sum(xs: list[Any]) -> Any:
     return sum(xs) if all(isinstance(x, int) for x in xs) else math.fsum(xs)
 
 
+def where(hold_s: float) -> dict[str, Any]:
+    """Where this code runs, as Ray sees it: the node, the resources assigned to the agent
+    running it (a task's own agent: its bundle's), GPU ids and ``CUDA_VISIBLE_DEVICES``."""
+    time.sleep(min(max(float(hold_s), 0.0), 600.0))
+    context = ray.get_runtime_context()
+    assigned: dict[str, float] = context.get_assigned_resources()  # type: ignore[no-untyped-call]
+    return {
+        "node_id": context.get_node_id(),
+        "resources": assigned,
+        "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
+
+
 SKILLS: dict[str, Skill] = {
     "math.square": lambda x: x * x,
     "math.sqrt": math.sqrt,
@@ -97,5 +114,6 @@ SKILLS: dict[str, Skill] = {
     "reduce.count": len,
     "reduce.stats": stats,
     "reduce.concat": lambda xss: [x for xs in xss for x in xs],
+    "sys.where": where,
 }
 """Every skill but ``llm.complete``, which needs its agent's model caller."""

@@ -8,7 +8,15 @@ from fastapi import APIRouter, Header, Query, Response
 from pydantic import Discriminator, Tag
 
 from prsm.api.errors import error_responses
-from prsm.api.tasks import QueueInfo, TaskBatchCreate, TaskBatchOut, TaskCreate, TaskList, TaskOut
+from prsm.api.tasks import (
+    QueueInfo,
+    TaskBatchCreate,
+    TaskBatchOut,
+    TaskCreate,
+    TaskList,
+    TaskOut,
+    WorkPlaceOut,
+)
 from prsm.domain import commands as cmds
 from prsm.domain.errors import SchedulerUnavailable
 from prsm.domain.placement import PlacementRequest
@@ -100,6 +108,8 @@ async def list_tasks(
 @router.get("/{task_id}", response_model=TaskOut, summary="A task's status")
 async def get_task(task_id: str, principal: TasksReader, deps: Deps) -> TaskOut:
     task = TaskOut.model_validate(await queries.get_task(deps.views, principal, task_id))
+    places = await queries.where_it_ran(deps.store, task.id)
+    task.ran_on = [WorkPlaceOut.model_validate(vars(p)) for p in places]
     return (await _with_queue([task], deps))[0]
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
+
+from prsm.domain import events as ev
+from prsm.domain import streams
 from prsm.domain.errors import InvalidRequest, NotFound
 from prsm.domain.identity import Principal, can_see_task
 from prsm.domain.tasks import TaskStatus
 from prsm.service_layer.handlers import parse_task_id
-from prsm.service_layer.ports import TaskViews
+from prsm.service_layer.ports import EventStore, TaskViews
 from prsm.service_layer.views import TaskPage, TaskQuery, TaskView
 
 MAX_PAGE = 500
@@ -40,3 +45,30 @@ async def list_tasks(
         before_seq=cursor,
     )
     return await views.list(query)
+
+
+@dataclass(frozen=True)
+class WorkPlace:
+    """Where some of a task's subtasks ran: a Ray node, and the bundle of the task's
+    placement group (``None``: a pooled agent), with how many completed and failed there."""
+
+    node_id: str
+    bundle: int | None
+    completed: int
+    failed: int
+
+
+async def where_it_ran(store: EventStore, task_id: str) -> list[WorkPlace]:
+    """Every place a task's subtasks ran, from its run's record (stream ``run-<task>``);
+    the caller has checked that the task is visible."""
+    done: Counter[tuple[str, int | None]] = Counter()
+    failed: Counter[tuple[str, int | None]] = Counter()
+    for r in await store.read_stream(streams.run(task_id)):
+        e = r.event
+        if isinstance(e, ev.SubtaskCompleted):
+            done[e.node_id, e.bundle] += 1
+        elif isinstance(e, ev.SubtaskFailed):
+            failed[e.node_id, e.bundle] += 1
+    places = sorted(done.keys() | failed.keys(), key=lambda p: (p[1] is None, p[1] or 0, p[0]))
+    return [WorkPlace(node, bundle, done[node, bundle], failed[node, bundle])
+            for node, bundle in places]  # fmt: skip

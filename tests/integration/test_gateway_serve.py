@@ -118,6 +118,9 @@ def test_two_replicas_serve_the_api_over_http(gateway: tuple[str, Settings]) -> 
 
         [agent] = http.get("/v1/agents").json()["agents"]  # an admin sees where it runs
         assert agent["type"] == "compute" and agent["status"] in ("AVAILABLE", "BUSY")
+        # Where it ran: the pooled agent's node, no bundle (the default request reserves none).
+        [place] = task["ran_on"]
+        assert place == {"node_id": agent["node_id"], "bundle": None, "completed": 3, "failed": 0}
         assert agent["node_id"] == ray.get_runtime_context().get_node_id()
         viewer_token = bootstrap.issue_token(settings, "v", "lab", frozenset({"viewer"}))
         viewer = {"Authorization": f"Bearer {viewer_token}"}

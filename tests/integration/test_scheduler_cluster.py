@@ -26,6 +26,7 @@ from prsm.domain.placement import PlacementRequest, PlacementStrategy
 from prsm.domain.tasks import ResourceRequest, Task, TaskStatus
 from prsm.runtime import orchestrator, scheduler
 from prsm.runtime.allocations import pg_name
+from prsm.service_layer import queries
 from prsm.service_layer.handlers import load_task
 from prsm.service_layer.messagebus import MessageBus
 from prsm.service_layer.runtime_views import ClusterView, QueuePosition
@@ -118,16 +119,33 @@ def ended(t: Task) -> bool:
     return t.status.is_terminal
 
 
+def where(hold_s: float, n: int) -> dict[str, Any]:
+    """Parameters of a map whose subtasks report where their code runs."""
+    return {"skill": "sys.where", "items": [hold_s] * n}
+
+
+def ran_on(task: Task) -> list[dict[str, Any]]:
+    assert task.status is TaskStatus.SUCCEEDED, task.error
+    return list(task.result["outputs"])
+
+
 async def test_distribution_uses_distinct_nodes_and_is_released_at_the_end(
     bus: MessageBus,
 ) -> None:
     spread = PlacementRequest(PlacementStrategy.DISTRIBUTION, strict=True, bundles=3)
-    task_id = await submit(bus, 1.5, spread, {"skill": "math.square", "items": [1, 2]})
+    task_id = await submit(bus, 1.5, spread, where(0.3, 6))
     task = await until(bus, task_id, ended)
-    assert task.status is TaskStatus.SUCCEEDED
     events = await history(bus, task_id)
     placement = placement_of(task, events)
     assert placement["ray_strategy"] == "STRICT_SPREAD" and len(set(placement["nodes"])) == 3
+    # The code itself ran there, one bundle (0.5 CPU each) on each of the 3 nodes.
+    outputs = ran_on(task)
+    assert {o["node_id"] for o in outputs} == set(placement["nodes"])
+    assert all(o["resources"] == {"CPU": 0.5} for o in outputs)
+    places = await queries.where_it_ran(bus._context.store, task_id)
+    assert sorted(p.bundle for p in places) == [0, 1, 2]
+    assert [placement["nodes"][p.bundle] for p in places] == [p.node_id for p in places]
+    assert sum(p.completed for p in places) == 6
     wait_for(lambda: not _pg_exists(task_id), 10, "the placement group to go")
     events = await until_released(bus, task_id)
     assert [e.reason for e in events if isinstance(e, ev.AllocationReleased)] == ["succeeded"]
@@ -153,17 +171,73 @@ async def test_consolidation_packs_one_node_and_latency_stays_in_one_zone(
     bus: MessageBus,
 ) -> None:
     packed = await submit(bus, 1.0, PlacementRequest(PlacementStrategy.CONSOLIDATION, bundles=2),
-                          {"skill": "math.square", "items": [3]})  # fmt: skip
+                          where(0.2, 4))  # fmt: skip
     task = await until(bus, packed, ended)
     placement = placement_of(task, await history(bus, packed))
     assert placement["ray_strategy"] == "STRICT_PACK" and len(set(placement["nodes"])) == 1
+    assert {o["node_id"] for o in ran_on(task)} == set(placement["nodes"])
 
     near = await submit(bus, 1.0, PlacementRequest(PlacementStrategy.LATENCY, zone="z2",
-                                                   bundles=2), {"skill": "math.square",
-                                                                "items": [4]})  # fmt: skip
+                                                   bundles=2), where(0.2, 4))  # fmt: skip
     task = await until(bus, near, ended)
     placement = placement_of(task, await history(bus, near))
     assert placement["zone"] == "z2" and {zone_of(n) for n in placement["nodes"]} == {"z2"}
+    assert {zone_of(o["node_id"]) for o in ran_on(task)} == {"z2"}
+
+
+async def test_the_code_gets_the_cpus_and_gpus_its_task_asked_for(
+    bus: MessageBus, cluster: tuple[Cluster, Settings]
+) -> None:
+    task = await until(bus, await submit(bus, 1.5, PlacementRequest(), where(0, 1)), ended)
+    assert [o["resources"] for o in ran_on(task)] == [{"CPU": 1.5}]
+
+    nodes, _ = cluster
+    gpu_node = nodes.add_node(num_cpus=1, num_gpus=1, labels={"zone": "z5", "region": "r1"})
+    try:
+        spec = cmds.TaskSpec(task_type="map", params=where(0, 2),
+                             resources=ResourceRequest(cpu=0.5, gpu=1))  # fmt: skip
+        [s] = await bus.handle(cmds.SubmitTasks(correlation_id="g", principal=ALICE,
+                                                specs=(spec,)))  # fmt: skip
+        task = await until(bus, s.task.task_id, ended)
+        for o in ran_on(task):
+            assert o["node_id"] == gpu_node.node_id and o["resources"]["GPU"] == 1
+            assert o["gpu_ids"] == ["0"] and o["cuda_visible_devices"] == "0"
+    finally:
+        nodes.remove_node(gpu_node)
+    wait_for(lambda: len(view().nodes) == 3, 30, "the GPU node to go")
+
+
+async def test_a_reservation_holds_exactly_its_cpus_while_the_task_runs(bus: MessageBus) -> None:
+    def free_cpu() -> float:
+        return float(ray.available_resources().get("CPU", 0.0))
+
+    before = free_cpu()
+    for ending in ("succeeds", "fails", "is cancelled"):
+        # (the failing one: 8 sieves of some seconds in all, and one n the sieve refuses)
+        failing = {"skill": "math.primes_below", "items": [50_000_000] * 8 + [2 * 10**8]}
+        params = failing if ending == "fails" else where(2, 4)
+        task_id = await submit(bus, 4.0, PlacementRequest(PlacementStrategy.DISTRIBUTION),
+                               params)  # fmt: skip
+        await until(bus, task_id, lambda t: t.status is not TaskStatus.QUEUED)
+        wait_for(lambda: free_cpu() == before - 4, 10, f"4 CPUs reserved before it {ending}")
+        if ending == "is cancelled":
+            await until(bus, task_id, started)
+            await bus.handle(cmds.CancelTask(correlation_id="c", principal=ALICE,
+                                             task_id=task_id))  # fmt: skip
+        task = await until(bus, task_id, ended)
+        expected = {"succeeds": TaskStatus.SUCCEEDED, "fails": TaskStatus.FAILED,
+                    "is cancelled": TaskStatus.CANCELLED}[ending]  # fmt: skip
+        assert task.status is expected
+        wait_for(lambda: free_cpu() == before, 30, f"the 4 CPUs back after it {ending}")
+
+
+async def test_a_task_within_a_pooled_slot_reserves_nothing(bus: MessageBus) -> None:
+    task_id = await submit(bus, 1.0, PlacementRequest(), where(0, 3))
+    task = await until(bus, task_id, ended)
+    assert placement_of(task, await history(bus, task_id))["lane"] == "pooled"
+    assert not _pg_exists(task_id) and len(ran_on(task)) == 3
+    places = await queries.where_it_ran(bus._context.store, task_id)
+    assert {p.bundle for p in places} == {None} and sum(p.completed for p in places) == 3
 
 
 async def test_an_infeasible_request_waits_with_its_reason_then_runs_when_a_node_fits(
@@ -222,6 +296,10 @@ async def test_a_node_removed_mid_run_its_bundle_is_re_placed_and_the_task_finis
         assert moved.nodes == (other.node_id,)  # re-placed in the same zone
         task = await until(bus, task_id, ended)
         assert task.status is TaskStatus.SUCCEEDED and len(task.result["outputs"]) == 400
+        # Its agent started again in the re-placed bundle, and the rest ran there.
+        places = await queries.where_it_ran(bus._context.store, task_id)
+        assert {p.node_id for p in places if p.completed} == {first, other.node_id}
+        assert {p.bundle for p in places} == {0} and sum(p.completed for p in places) == 400
     finally:
         nodes.remove_node(other)
     wait_for(lambda: len(view().nodes) == 3, 30, "the nodes to go")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from prsm.domain.placement import PlacementRequest, PlacementStrategy
 from prsm.domain.scheduling import (
     ClusterLoad,
     Durations,
@@ -19,6 +20,7 @@ from prsm.domain.scheduling import (
     fits_quota,
     order,
     positions,
+    reservation_reason,
 )
 
 S = SchedulingStrategy
@@ -81,3 +83,25 @@ def test_parallel_plans_are_split_into_bundles_to_spread() -> None:
     assert bundles_for(4, 8, 0, S.SEQUENTIAL_CPU) == [(4, 8, 0)]
     assert bundles_for(2, 0, 0, S.IO_OPTIMIZED) == [(0.1, 0, 0)]
     assert bundles_for(3, 6, 0, S.BALANCED, count=3) == [(1.0, 2.0, 0.0)] * 3  # as asked
+
+
+@pytest.mark.parametrize(
+    ("cpu", "gpu", "memory_mb", "where", "reason"),
+    [
+        (1.0, 0.0, 0, PlacementRequest(), ""),  # the API's default: a pooled agent's slot
+        (0.0, 0.0, 0, PlacementRequest(), ""),
+        (0.5, 0.0, 0, PlacementRequest(), ""),
+        (1.5, 0.0, 0, PlacementRequest(), "1.5 CPU, more than a pooled agent's 1"),
+        (1.0, 1.0, 0, PlacementRequest(), "1 GPU"),
+        (1.0, 0.0, 512, PlacementRequest(), "512 MiB of memory"),
+        (1.0, 0.0, 0, PlacementRequest(bundles=2), "2 bundles"),
+        (1.0, 0.0, 0, PlacementRequest(PlacementStrategy.DISTRIBUTION, strict=True), "placement"),
+        (0.5, 0.0, 0, PlacementRequest(PlacementStrategy.CONSOLIDATION), "placement"),
+        (0.5, 0.0, 0, PlacementRequest(PlacementStrategy.LATENCY, zone="z2"), "placement"),
+    ],
+)
+def test_which_tasks_need_a_reservation_and_which_run_on_pooled_agents(
+    cpu: float, gpu: float, memory_mb: int, where: PlacementRequest, reason: str
+) -> None:
+    found = reservation_reason(cpu, gpu, memory_mb, where)
+    assert (found == "") if not reason else (reason in found)
