@@ -289,6 +289,10 @@ async def test_a_node_removed_mid_run_its_bundle_is_re_placed_and_the_task_finis
     [first] = placement_of(task, await history(bus, task_id))["nodes"]
     gone = next(n for n in pair if n.node_id == first)
     other = next(n for n in pair if n.node_id != first)
+    deadline = time.monotonic() + 60
+    while not any(p.completed for p in await queries.where_it_ran(bus._context.store, task_id)):
+        assert time.monotonic() < deadline, "no subtask completed in the bundle"
+        await asyncio.sleep(0.1)
     nodes.remove_node(gone)
     assert (await load_task(bus._context.store, task_id)).status is TaskStatus.RUNNING
     try:
