@@ -43,6 +43,7 @@ log = logging.getLogger("prsm.agents")
 
 HEARTBEAT_TIMEOUT_S = 5.0
 START_TIMEOUT_S = 120.0
+BUNDLE_START_TIMEOUT_S = 30.0  # its group is placed already: only the actor has to start
 
 
 @dataclass(frozen=True)
@@ -183,15 +184,16 @@ class AgentRegistry:
         capacity = max(1, round(cpu))
         try:
             pg = await asyncio.to_thread(allocations.existing, r.task_id)
-            if pg is None:
-                raise LookupError(f"task {r.task_id} has no placement group")
+            if pg is None or not await asyncio.to_thread(allocations.placed, pg):
+                return  # its group is being placed (again, after a node left): next pass
             handle = actors.bundle_agent(
                 AgentWorker, actor_name(agent_id), pg, bundle, cpu, gpu, memory_gb,
                 capacity + 1, agent_id, capacity, self._build_llm, self._settings,
             )  # fmt: skip
-            node_id = await asyncio.wait_for(handle.node_id.remote(), START_TIMEOUT_S)
+            node_id = await asyncio.wait_for(handle.node_id.remote(), BUNDLE_START_TIMEOUT_S)
         except Exception:
             log.exception("could not start the agent of task %s in bundle %d", r.task_id, bundle)
+            actors.kill(actor_name(agent_id))  # (so that the next try makes a new one)
             return
         finally:
             r.starting.discard(bundle)

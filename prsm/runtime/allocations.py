@@ -1,6 +1,8 @@
 """Allocations as Ray placement groups: create one for a task's bundles (named after the
-task, detached so that it outlives a scheduler restart), wait until it is ready, see where
-its bundles went, remove it. Every Ray call of the scheduler's placement is here."""
+task, detached so that it outlives a scheduler restart), each bundle pinned to the node the
+domain's placement chose for it (a label selector on the node id, ``ray.io/node-id``), wait
+until it is ready, see where its bundles went, remove it. Every Ray call of the scheduler's
+placement is here."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from ray.util.placement_group import (
 )
 
 from prsm.domain.placement import Bundle, Placement
+
+NODE_ID_LABEL = "ray.io/node-id"  # every Ray node carries it
 
 
 def pg_name(task_id: str) -> str:
@@ -35,11 +39,10 @@ def ray_bundles(bundles: list[Bundle]) -> list[dict[str, float]]:
     return out
 
 
-def create(task_id: str, bundles: list[Bundle], placement: Placement,
-           zone_key: str = "") -> PlacementGroup:  # fmt: skip
-    """A placement group for ``bundles`` with the decision's Ray strategy; for latency every
-    bundle carries a label selector on the zone."""
-    selectors = [{zone_key: placement.zone}] * len(bundles) if placement.zone and zone_key else None
+def create(task_id: str, bundles: list[Bundle], placement: Placement) -> PlacementGroup:
+    """A placement group for ``bundles`` with the decision's Ray strategy, each bundle on the
+    node the decision chose for it."""
+    selectors = [{NODE_ID_LABEL: node} for node in placement.nodes]
     pg: PlacementGroup = placement_group(
         ray_bundles(bundles),
         strategy=placement.ray_strategy,
@@ -63,6 +66,12 @@ def nodes_of(pg: PlacementGroup) -> list[str]:
     table: dict[str, Any] = placement_group_table(pg)
     where = table.get("bundles_to_node_id", {})
     return [str(where.get(i, "")) for i in range(len(table.get("bundles", {})))]
+
+
+def placed(pg: PlacementGroup) -> bool:
+    """Every bundle is placed (not pending, nor being placed again after a node left)."""
+    table: dict[str, Any] = placement_group_table(pg)
+    return table.get("state") == "CREATED"
 
 
 def remove(task_id: str) -> bool:

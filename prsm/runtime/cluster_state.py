@@ -22,7 +22,6 @@ class NodeFacts:
     address: str
     zone: str
     region: str
-    zone_key: str
     total: dict[str, float]
     free: dict[str, float]
     labels: dict[str, str] = field(default_factory=dict)
@@ -47,12 +46,12 @@ def live_nodes() -> list[NodeFacts]:
         if not n.get("Alive"):
             continue
         labels: dict[str, object] = dict(n.get("Labels") or {})
-        zone_key, zone = _label(labels, ZONE_KEYS)
+        _, zone = _label(labels, ZONE_KEYS)
         _, region = _label(labels, REGION_KEYS)
         node_id = n["NodeID"]
         out.append(NodeFacts(
             node_id=node_id, address=n.get("NodeManagerAddress", ""), zone=zone, region=region,
-            zone_key=zone_key, total=_core(n.get("Resources") or {}),
+            total=_core(n.get("Resources") or {}),
             free=_core(free.get(node_id, {})), labels={k: str(v) for k, v in labels.items()},
         ))  # fmt: skip
     return out

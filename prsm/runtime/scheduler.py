@@ -26,7 +26,7 @@ import ray
 from prsm.domain import events as ev
 from prsm.domain import streams
 from prsm.domain.errors import InsufficientResources
-from prsm.domain.placement import Bundle, NodeIndex, Placement
+from prsm.domain.placement import Bundle, NodeIndex, Placement, PlacementStrategy
 from prsm.domain.scheduling import (
     PLACEMENT,
     ClusterLoad,
@@ -199,23 +199,57 @@ class Scheduler(LoopActor):
         await self._follow_moves(live)
 
     async def _follow_moves(self, live: set[str]) -> None:
-        """Allocations that had a bundle on a node that left: once Ray has placed the bundles
-        again, record where (until then the task's work goes on on the agents left)."""
+        """An allocation with a bundle on a node that left is placed again: the domain
+        chooses the nodes anew (the task's bundles on live nodes count as free to it), its
+        placement group is made again on them, and the move is recorded. While nothing fits,
+        it stays as it is and the task's work goes on on its agents left."""
         moved = []
         for task_id, placed in list(self._allocated.items()):
             nodes = placed.get("nodes") or []
-            if task_id in self._releasing or all(n in live for n in nodes):
+            task = self._log.tasks.get(task_id)
+            if task_id in self._releasing or task is None or all(n in live for n in nodes):
                 continue
-            pg = await asyncio.to_thread(allocations.existing, task_id)
-            now_on = await asyncio.to_thread(allocations.nodes_of, pg) if pg else []
-            if now_on and all(n in live for n in now_on):
-                self._allocated[task_id] = {**placed, "nodes": now_on}
-                moved.append((task_id, now_on))
+            decided = self._decide_again(task, placed)
+            if decided is None:
+                continue
+            await asyncio.to_thread(allocations.remove, task_id)
+            pg = await asyncio.to_thread(allocations.create, task_id, self._bundles(placed),
+                                         decided)  # fmt: skip
+            if not await allocations.ready(pg, READY_TIMEOUT_S):
+                continue  # (still pinned to a node that left: decided again next time)
+            self._allocated[task_id] = {**placed, "nodes": list(decided.nodes)}
+            moved.append((task_id, list(decided.nodes)))
         if moved and self._store is not None:
             at = _now()
             await self._store.append([
                 _note(t, ev.AllocationMoved(task_id=t, at=at, nodes=tuple(nodes)), at)
                 for t, nodes in moved])  # fmt: skip
+
+    @staticmethod
+    def _bundles(placed: dict[str, Any]) -> list[Bundle]:
+        return [Bundle(float(c), float(g), float(m)) for c, g, m in placed["bundles"]]
+
+    def _decide_again(self, task: Task, placed: dict[str, Any]) -> Placement | None:
+        bundles = self._bundles(placed)
+        mine = [(n, b) for n, b in zip(placed["nodes"], bundles, strict=True)
+                if n in self._index.nodes]  # fmt: skip
+        for node, b in mine:
+            self._index.take(node, b, sign=-1.0)
+        try:
+            decided = self._index.place(
+                bundles,
+                PlacementStrategy(placed["strategy"]),
+                task.placement.strict,
+                zone=task.placement.zone,
+            )
+        except InsufficientResources as exc:
+            log.info("task %s cannot be placed again yet: %s", task.task_id, exc)
+            for node, b in mine:
+                self._index.take(node, b)
+            return None
+        for node, b in zip(decided.nodes, bundles, strict=True):
+            self._index.take(node, b)
+        return decided
 
     # --- admission ---------------------------------------------------------------------------
 
@@ -307,8 +341,7 @@ class Scheduler(LoopActor):
 
     async def _reserve(self, task: Task, bundles: list[Bundle], decided: Placement,
                        strategy: str) -> dict[str, Any] | str:  # fmt: skip
-        zone_key = next((f.zone_key for f in self._facts if f.zone == decided.zone), "")
-        pg = await asyncio.to_thread(allocations.create, task.task_id, bundles, decided, zone_key)
+        pg = await asyncio.to_thread(allocations.create, task.task_id, bundles, decided)
         if not await allocations.ready(pg, READY_TIMEOUT_S):
             allocations.remove(task.task_id)
             return f"waiting for Ray to place {len(bundles)} bundle(s) ({decided.ray_strategy})"
