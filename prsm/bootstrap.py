@@ -137,13 +137,14 @@ async def build_gateway(raw_settings: dict[str, Any], in_ray: bool = True) -> Ga
         rate_limit=rate_limiter(settings).check,
     )
     if in_ray:
-        from prsm.runtime import model_controller, rollout_stats
+        from prsm.runtime import cluster_state, model_controller, rollout_stats
 
         deps.on_models_changed = model_controller.wake
         deps.record_call = rollout_stats.StatsRecorder().record
         deps.version_stats = rollout_stats.version_stats
         deps.agents = OrchestratorAgents()
         deps.queue = SchedulerQueue()
+        deps.origin = cluster_state.here()  # where tasks submitted here come from
     # What the replica holds now (Ray, FastAPI, imports: hundreds of thousands of objects)
     # stays: out of the collector's reach, a full collection walks only what came later.
     gc.freeze()

@@ -99,11 +99,18 @@ class AgentPool:
     agent at once: capabilities as bit masks, load, status, per-task-type performance, free
     resources and zone. Updates are O(1); ``choose`` is a handful of vector operations.
 
-    An agent's suitability for a subtask (0..1), by the weights: capability × 1 (only agents
-    with every wanted capability are scored), load × (1 − load), performance × p / (p + 1)
-    (``p`` the agent's speed for the task type, 1.0 until observed: 0.5), resources × the
-    free share of the scarcest resource kind asked for (1 when none is), proximity × 1 in
-    the caller's zone, 0.5 in its region, 0 elsewhere (1 with no caller)."""
+    An agent's suitability for a subtask (0..1), by the weights:
+    - capability × its *specialisation* for the subtask: wanted / held capabilities (only
+      agents with every wanted capability are scored; one that holds exactly those scores
+      1, a generalist less, so specialists take the work they fit and generalists stay free
+      for what only they can do);
+    - load × (1 − load);
+    - performance × p / (p + 1) (``p`` the agent's observed speed for the task type, 1.0
+      until observed: 0.5);
+    - resources × the free share of the scarcest resource kind the subtask needs (its
+      shape less what its running batches use; 1 when nothing is asked for);
+    - proximity × 1 in the caller's zone, 0.5 in its region, 0 elsewhere (1 with no caller).
+    """
 
     def __init__(self, weights: SuitabilityWeights = SuitabilityWeights()) -> None:
         self.weights = weights.validated()
@@ -111,6 +118,7 @@ class AgentPool:
         self._row: dict[str, int] = {}
         self._bit: dict[str, int] = {}
         self._masks = np.zeros((0, 1), dtype=np.uint64)
+        self._held = np.zeros(0)  # how many capabilities each agent has
         self._load = np.zeros(0)
         self._ok = np.zeros(0, dtype=bool)
         self._free = np.zeros((0, 3))
@@ -141,6 +149,7 @@ class AgentPool:
         self._row[agent.agent_id] = len(self.agents)
         self.agents.append(agent)
         self._masks = np.vstack([self._masks, self._mask(agent.capabilities)])
+        self._held = np.append(self._held, float(max(1, len(agent.capabilities))))
         self._load = np.append(self._load, 0.0)
         self._ok = np.append(self._ok, False)
         self._free = np.vstack([self._free, np.zeros(3)])
@@ -177,11 +186,15 @@ class AgentPool:
             moved = self.agents[last]
             self.agents[row] = moved
             self._row[moved.agent_id] = row
-            for column in (self._masks, self._load, self._ok, self._free, self._zone,
-                           self._region, *self._perf.values()):  # fmt: skip
+            for column in (self._masks, self._held, self._load, self._ok, self._free,
+                           self._zone, self._region, *self._perf.values()):  # fmt: skip
                 column[row] = column[last]
         self.agents.pop()
-        self._masks, self._free = self._masks[:last], self._free[:last]
+        self._masks, self._free, self._held = (
+            self._masks[:last],
+            self._free[:last],
+            self._held[:last],
+        )
         self._load, self._ok = self._load[:last], self._ok[:last]
         self._zone, self._region = self._zone[:last], self._region[:last]
         self._perf = {t: c[:last].copy() for t, c in self._perf.items()}
@@ -204,7 +217,10 @@ class AgentPool:
         w = self.weights
         perf = self._perf.get(needs.task_type)
         performance = 0.5 if perf is None else perf / (perf + 1.0)
-        score = w.capability + w.load * (1.0 - self._load) + w.performance * performance
+        wanted = len(needs.capabilities)  # (none: anyone can, no one is more specialised)
+        specialisation = wanted / self._held if wanted else 1.0
+        score = w.capability * specialisation + w.load * (1.0 - self._load)
+        score = score + w.performance * performance
         score = score + w.resources * self._availability(needs.resources)
         if caller is not None:
             same_zone = self._zone == self._places.get(f"z:{caller.region}/{caller.zone}", -1)

@@ -38,6 +38,7 @@ class SubmitTasks(Command):
 
     principal: Principal
     specs: tuple[TaskSpec, ...]
+    origin: tuple[str, str] = ("", "")  # (region, zone) of the gateway that took them
 
 
 @dataclass(frozen=True, kw_only=True)

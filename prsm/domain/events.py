@@ -80,6 +80,8 @@ class TaskSubmitted(Event):
     submitted_at: datetime
     request_hash: str
     placement: dict[str, Any] = field(default_factory=dict)  # a PlacementRequest
+    origin_region: str = ""  # where it was submitted: the gateway replica's node's labels
+    origin_zone: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -94,6 +94,7 @@ class Task:
     request_hash: str
     placement: PlacementRequest = field(default_factory=PlacementRequest)
     allocation: dict[str, Any] | None = None  # what the scheduler reserved (``TaskScheduled``)
+    origin: tuple[str, str] = ("", "")  # (region, zone) where it was submitted
     status: TaskStatus = TaskStatus.SUBMITTED
     progress: float = 0.0
     result_ref: str | None = None
@@ -144,6 +145,7 @@ class Task:
             submitted_at=e.submitted_at,
             request_hash=e.request_hash,
             placement=PlacementRequest.from_dict(e.placement),
+            origin=(e.origin_region, e.origin_zone),
         )
 
     def follow(self, event: ev.Event, version: int) -> None:

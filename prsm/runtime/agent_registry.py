@@ -31,9 +31,9 @@ from typing import Any
 from ray.exceptions import RayActorError
 
 from prsm.domain import events as ev
-from prsm.domain.agents import Agent, AgentPool, AgentStatus, Resources
+from prsm.domain.agents import Agent, AgentPool, AgentStatus, Location, Resources
 from prsm.domain.skills import COMPUTE, LLM, SIMULATION
-from prsm.runtime import actors, allocations
+from prsm.runtime import actors, allocations, cluster_state
 from prsm.runtime.agent import AgentWorker, Heartbeat, LlmBuilder
 from prsm.service_layer import agents as registry
 from prsm.service_layer.ports import EventStore
@@ -168,12 +168,13 @@ class AgentRegistry:
         finally:
             self._starting[kind] -= 1
         shape = Resources(cpu=spec.num_cpus, gpu=spec.num_gpus, memory_gb=spec.memory_gb)
+        region, zone = await asyncio.to_thread(cluster_state.location_of, node_id)
         agent = Agent(agent_id=agent_id, agent_type=kind, capabilities=frozenset(spec.capabilities),
-                      shape=shape)  # fmt: skip
+                      shape=shape, location=Location(region, zone))  # fmt: skip
         self._add(agent, handle, Tracked(kind, node_id, None, 0, spec.capacity))
         self.events.append(ev.AgentRegistered(
             agent_id=agent_id, agent_type=kind, capabilities=spec.capabilities, cpu=spec.num_cpus,
-            gpu=spec.num_gpus, memory_gb=spec.memory_gb, region="", zone="", node_id=node_id,
+            gpu=spec.num_gpus, memory_gb=spec.memory_gb, region=region, zone=zone, node_id=node_id,
             at=_now(),
         ))  # fmt: skip
         log.info("agent %s started on node %s", agent_id, node_id[:8])
@@ -201,8 +202,9 @@ class AgentRegistry:
             actors.kill(actor_name(agent_id))
             return
         shape = Resources(cpu=cpu, gpu=gpu, memory_gb=memory_gb)
+        region, zone = await asyncio.to_thread(cluster_state.location_of, node_id)
         agent = Agent(agent_id=agent_id, agent_type=BUNDLE, capabilities=r.capabilities,
-                      shape=shape)  # fmt: skip
+                      shape=shape, location=Location(region, zone))  # fmt: skip
         r.agents[bundle] = agent_id
         r.complete_once = r.complete_once or len(r.agents) == len(r.bundles)
         self._pools[agent_id] = r.pool
@@ -300,9 +302,15 @@ class AgentRegistry:
                    for a in pool.agents if a.status is not AgentStatus.DRAINING)  # fmt: skip
 
     def _set_load(self, agent_id: str) -> None:
+        """Load: the share of its slots running a batch now (counted as batches are sent and
+        answered, so a finished batch frees its slot at once); used: what those batches
+        hold of its resources, one slot's share each."""
         pool = self._pool_of(agent_id)
         agent = pool.get(agent_id)
-        agent.load = min(1.0, self.inflight[agent_id] / self.info[agent_id].capacity)
+        busy = min(1.0, self.inflight[agent_id] / self.info[agent_id].capacity)
+        agent.load = busy
+        s = agent.shape
+        agent.used = Resources(cpu=s.cpu * busy, gpu=s.gpu * busy, memory_gb=s.memory_gb * busy)
         if agent.status is not AgentStatus.DRAINING:
             agent.status = AgentStatus.BUSY if agent.load >= 1.0 else AgentStatus.AVAILABLE
         pool.update(agent)

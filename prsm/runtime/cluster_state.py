@@ -39,6 +39,20 @@ def _label(labels: dict[str, object], keys: tuple[str, ...]) -> tuple[str, str]:
     return "", ""
 
 
+def location_of(node_id: str) -> tuple[str, str]:
+    """``(region, zone)`` of a node, from its labels (empty where it has none)."""
+    for n in ray.nodes():  # type: ignore[no-untyped-call]
+        if n["NodeID"] == node_id:
+            labels: dict[str, object] = dict(n.get("Labels") or {})
+            return _label(labels, REGION_KEYS)[1], _label(labels, ZONE_KEYS)[1]
+    return "", ""
+
+
+def here() -> tuple[str, str]:
+    """``(region, zone)`` of the node this process runs on."""
+    return location_of(ray.get_runtime_context().get_node_id())
+
+
 def live_nodes() -> list[NodeFacts]:
     free = available_resources_per_node()
     out = []

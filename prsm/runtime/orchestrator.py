@@ -29,7 +29,7 @@ from ray.exceptions import RayActorError
 
 from prsm.domain import events as ev
 from prsm.domain import streams
-from prsm.domain.agents import AgentPool
+from prsm.domain.agents import AgentPool, Location, Resources
 from prsm.domain.errors import AgentUnavailable, CapabilityMismatch, PrsmError
 from prsm.domain.orchestration import Call, TaskRun
 from prsm.domain.task_types import TASK_TYPES, plan
@@ -214,9 +214,20 @@ class Orchestrator(LoopActor):
                 run.lost(call.key)
 
     def _send(self, pool: AgentPool, batch: list[Item]) -> bool:
-        _, run, first = batch[0]
+        task_id, run, first = batch[0]
+        task = self._tasks[task_id]
+        r = task.resources  # what one of its subtasks needs of an agent (per bundle: its own)
+        bundles = max(1, len((task.allocation or {}).get("bundles") or ()))
+        needs = replace(
+            run.needs(first.key),
+            resources=Resources(
+                cpu=r.cpu / bundles, gpu=r.gpu / bundles, memory_gb=r.memory_mb / 1024 / bundles
+            ),
+        )
+        region, zone = task.origin  # proximity: to the gateway it was submitted to
+        caller = Location(region, zone) if region or zone else None
         try:
-            agent = pool.choose(run.needs(first.key), avoid=run.tried.get(first.key, ()))
+            agent = pool.choose(needs, caller=caller, avoid=run.tried.get(first.key, ()))
         except (AgentUnavailable, CapabilityMismatch):
             return False
         handle = self._agents.acquire(agent.agent_id)

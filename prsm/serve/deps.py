@@ -66,6 +66,7 @@ class GatewayDeps:
     tokens: VerifiedTokens
     max_body_bytes: int = 1_048_576
     max_header_bytes: int = 16_384
+    origin: tuple[str, str] = ("", "")  # (region, zone) of this replica's node
     projection_interval_s: float = 0.5
     ready_checks: Mapping[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
     models: ModelCatalog | None = None

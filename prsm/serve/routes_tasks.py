@@ -78,7 +78,7 @@ async def submit_tasks(
     else:
         specs = (_spec(body, idempotency_key),)
     command = cmds.SubmitTasks(
-        correlation_id=correlation_id.get(), principal=principal, specs=specs
+        correlation_id=correlation_id.get(), principal=principal, specs=specs, origin=deps.origin
     )
     submissions: list[Submission] = await deps.bus.handle(command)
     created = sum(s.created for s in submissions)

@@ -61,8 +61,9 @@ def _write(task: Task, writer: Writer) -> StreamWrite:
     return StreamWrite(streams.task(task.task_id), task.version, writer.events(task.changes))
 
 
-def _new_task(spec: cmds.TaskSpec, strategy: CoordinationStrategy, principal: Principal,
+def _new_task(spec: cmds.TaskSpec, strategy: CoordinationStrategy, cmd: cmds.SubmitTasks,
               ctx: Context) -> Task:  # fmt: skip
+    principal = cmd.principal
     payload = {
         "task_type": spec.task_type,
         "params": spec.params,
@@ -90,6 +91,8 @@ def _new_task(spec: cmds.TaskSpec, strategy: CoordinationStrategy, principal: Pr
             # Only a key can be replayed: without one the id is new and the hash unused.
             request_hash=request_hash(payload) if spec.idempotency_key else "",
             placement=spec.placement.as_dict(),
+            origin_region=cmd.origin[0],
+            origin_zone=cmd.origin[1],
         )
     )
 
@@ -110,7 +113,7 @@ async def submit_tasks(cmd: cmds.SubmitTasks, ctx: Context) -> list[Submission]:
         # Agents call models as the task's owner: no more than the owner may do directly.
         raise PermissionDenied("tasks that call a model need the inference scope")
     await agents.check_capabilities(ctx.store, wanted)
-    tasks = [_new_task(spec, p.strategy, cmd.principal, ctx)
+    tasks = [_new_task(spec, p.strategy, cmd, ctx)
              for spec, p in zip(cmd.specs, plans, strict=True)]  # fmt: skip
     keys = [s.idempotency_key for s in cmd.specs if s.idempotency_key is not None]
     if len(keys) != len(set(keys)):

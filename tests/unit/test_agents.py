@@ -144,8 +144,10 @@ def formula_score(a: Agent, needs: SubtaskNeeds, caller: Location | None) -> flo
         near = 1.0
     else:
         near = 0.5 if a.location.region == caller.region else 0.0
+    wanted = len(needs.capabilities)
+    specialisation = wanted / max(1, len(a.capabilities)) if wanted else 1.0
     return (
-        0.40 + 0.25 * (1.0 - a.load) + 0.20 * p / (p + 1.0)
+        0.40 * specialisation + 0.25 * (1.0 - a.load) + 0.20 * p / (p + 1.0)
         + 0.10 * (min(shares) if shares else 1.0) + 0.05 * near
     )  # fmt: skip
 
@@ -187,3 +189,38 @@ def test_updates_and_removals_keep_the_columns_in_step() -> None:
     assert len(pool) == 50 - len(range(0, 50, 3))
     with pytest.raises(InvalidRequest):
         pool.add(favourite)
+
+
+MAP = SubtaskNeeds(task_type="math.square", capabilities=frozenset({"compute"}),
+                   resources=Resources(cpu=1))  # fmt: skip
+Z1, Z2 = Location("r1", "z1"), Location("r2", "z2")
+
+
+def two(better: dict[str, object], worse: dict[str, object]) -> list[Agent]:
+    """Two agents alike in every factor but one: ``better``'s and ``worse``'s values of it."""
+    base: dict[str, object] = {"capabilities": frozenset({"compute"}),
+                               "shape": Resources(cpu=1), "location": Z1}  # fmt: skip
+    return [agent("x", **(base | better)), agent("y", **(base | worse))]
+
+
+@pytest.mark.parametrize(
+    ("factor", "better", "worse"),
+    [
+        ("capability: the specialist over the generalist",
+         {"capabilities": frozenset({"compute"})},
+         {"capabilities": frozenset({"compute", "simulation"})}),
+        ("load", {"load": 0.1}, {"load": 0.6}),
+        ("history for the task type", {"speed": {"math.square": 2.0}},
+         {"speed": {"math.square": 0.5}}),
+        ("free resources against the subtask's needs", {"used": Resources(cpu=0.0)},
+         {"used": Resources(cpu=0.75)}),
+        ("proximity to the caller", {"location": Z1}, {"location": Z2}),
+    ],
+)  # fmt: skip
+def test_each_factor_alone_changes_the_agent_chosen(
+    factor: str, better: dict[str, object], worse: dict[str, object]
+) -> None:
+    for first, second, winner in ((better, worse, "x"), (worse, better, "y")):
+        pool = AgentPool()
+        pool.add_many(two(first, second))
+        assert pool.choose(MAP, caller=Z1).agent_id == winner, factor
