@@ -162,13 +162,13 @@ class AgentRegistry:
                 self._settings,
             )  # fmt: skip
             node_id = await asyncio.wait_for(handle.node_id.remote(), START_TIMEOUT_S)
+            region, zone = await asyncio.to_thread(cluster_state.location_of, node_id)
         except Exception:
             log.exception("could not start a %s agent", kind)
             return
-        finally:
+        finally:  # (no await between this and ``_add``: ``ensure`` would start another)
             self._starting[kind] -= 1
         shape = Resources(cpu=spec.num_cpus, gpu=spec.num_gpus, memory_gb=spec.memory_gb)
-        region, zone = await asyncio.to_thread(cluster_state.location_of, node_id)
         agent = Agent(agent_id=agent_id, agent_type=kind, capabilities=frozenset(spec.capabilities),
                       shape=shape, location=Location(region, zone))  # fmt: skip
         self._add(agent, handle, Tracked(kind, node_id, None, 0, spec.capacity))
@@ -192,6 +192,7 @@ class AgentRegistry:
                 capacity + 1, agent_id, capacity, self._build_llm, self._settings,
             )  # fmt: skip
             node_id = await asyncio.wait_for(handle.node_id.remote(), BUNDLE_START_TIMEOUT_S)
+            region, zone = await asyncio.to_thread(cluster_state.location_of, node_id)
         except Exception:
             log.exception("could not start the agent of task %s in bundle %d", r.task_id, bundle)
             actors.kill(actor_name(agent_id))  # (so that the next try makes a new one)
@@ -202,7 +203,6 @@ class AgentRegistry:
             actors.kill(actor_name(agent_id))
             return
         shape = Resources(cpu=cpu, gpu=gpu, memory_gb=memory_gb)
-        region, zone = await asyncio.to_thread(cluster_state.location_of, node_id)
         agent = Agent(agent_id=agent_id, agent_type=BUNDLE, capabilities=r.capabilities,
                       shape=shape, location=Location(region, zone))  # fmt: skip
         r.agents[bundle] = agent_id
