@@ -76,8 +76,10 @@ def loop_score(agent: Agent, needs: SubtaskNeeds, caller: Location, w: Suitabili
     ]
     here = agent.location
     near = 1.0 if here == caller else 0.5 if here.region == caller.region else 0.0
+    wanted = len(needs.capabilities)
+    specialisation = wanted / max(1, len(agent.capabilities)) if wanted else 1.0
     return (
-        w.capability
+        w.capability * specialisation
         + w.load * (1.0 - agent.load)
         + w.performance * p / (p + 1.0)
         + w.resources * (min(shares) if shares else 1.0)
