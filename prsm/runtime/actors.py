@@ -50,7 +50,8 @@ def pinned(cls: type, name: str, scheduling_strategy: Any, *args: Any) -> Any:
 
 
 def agent(cls: type, name: str, num_cpus: float, num_gpus: float, memory_gb: float,
-          concurrency: int, *args: Any) -> Any:  # fmt: skip
+          concurrency: int, *args: Any, **where: Any) -> Any:  # fmt: skip
+    """``where``: extra options (a scheduling strategy, ``get_if_exists``)."""
     actor_cls: Any = ray.remote(cls)
     return actor_cls.options(
         name=name,
@@ -61,6 +62,7 @@ def agent(cls: type, name: str, num_cpus: float, num_gpus: float, memory_gb: flo
         num_cpus=num_cpus,
         num_gpus=num_gpus,
         memory=int(memory_gb * 2**30) or None,
+        **where,
     ).remote(*args)
 
 
@@ -82,20 +84,9 @@ def kill(name: str) -> None:
 def bundle_agent(cls: type, name: str, pg: PlacementGroup, bundle: int, num_cpus: float,
                  num_gpus: float, memory_gb: float, concurrency: int,
                  *args: Any) -> Any:  # fmt: skip
-    actor_cls: Any = ray.remote(cls)
     where = PlacementGroupSchedulingStrategy(
         placement_group=pg, placement_group_bundle_index=bundle,
         placement_group_capture_child_tasks=True,
     )  # fmt: skip
-    return actor_cls.options(
-        name=name,
-        namespace=NAMESPACE,
-        lifetime="detached",
-        get_if_exists=True,
-        max_restarts=0,
-        max_concurrency=concurrency,
-        num_cpus=num_cpus,
-        num_gpus=num_gpus,
-        memory=int(memory_gb * 2**30) or None,
-        scheduling_strategy=where,
-    ).remote(*args)
+    return agent(cls, name, num_cpus, num_gpus, memory_gb, concurrency, *args,
+                 scheduling_strategy=where, get_if_exists=True)  # fmt: skip
