@@ -26,7 +26,7 @@ import ray
 from prsm.domain import events as ev
 from prsm.domain import streams
 from prsm.domain.errors import InsufficientResources
-from prsm.domain.placement import Bundle, NodeIndex, Placement, PlacementStrategy
+from prsm.domain.placement import Bundle, NodeIndex
 from prsm.domain.scheduling import (
     PLACEMENT,
     ClusterLoad,
@@ -43,7 +43,7 @@ from prsm.domain.scheduling import (
 )
 from prsm.domain.task_types import TASK_TYPES
 from prsm.domain.tasks import Task, TaskStatus
-from prsm.runtime import actors, allocations, cluster_state
+from prsm.runtime import actors, allocations, cluster_state, reservations
 from prsm.runtime.loop_actor import LoopActor, StoreBuilder
 from prsm.runtime.node_monitor import NodeMonitors
 from prsm.runtime.node_monitor import actor_name as node_actor_name
@@ -55,7 +55,6 @@ log = logging.getLogger("prsm.scheduler")
 
 NAME = "prsm-scheduler"
 NODES_EVERY_S = 1.0
-READY_TIMEOUT_S = 5.0  # how long a placement group may take to be placed before its task waits
 ACTIVE = (TaskStatus.SCHEDULED, TaskStatus.RUNNING)
 
 
@@ -209,14 +208,9 @@ class Scheduler(LoopActor):
             task = self._log.tasks.get(task_id)
             if task_id in self._releasing or task is None or all(n in live for n in nodes):
                 continue
-            decided = self._decide_again(task, placed)
-            if decided is None:
+            decided = reservations.decide_again(self._index, task, placed)
+            if decided is None or not await reservations.make_again(task_id, placed, decided):
                 continue
-            await asyncio.to_thread(allocations.remove, task_id)
-            pg = await asyncio.to_thread(allocations.create, task_id, self._bundles(placed),
-                                         decided)  # fmt: skip
-            if not await allocations.ready(pg, READY_TIMEOUT_S):
-                continue  # (still pinned to a node that left: decided again next time)
             self._allocated[task_id] = {**placed, "nodes": list(decided.nodes)}
             moved.append((task_id, list(decided.nodes)))
         if moved and self._store is not None:
@@ -224,32 +218,6 @@ class Scheduler(LoopActor):
             await self._store.append([
                 _note(t, ev.AllocationMoved(task_id=t, at=at, nodes=tuple(nodes)), at)
                 for t, nodes in moved])  # fmt: skip
-
-    @staticmethod
-    def _bundles(placed: dict[str, Any]) -> list[Bundle]:
-        return [Bundle(float(c), float(g), float(m)) for c, g, m in placed["bundles"]]
-
-    def _decide_again(self, task: Task, placed: dict[str, Any]) -> Placement | None:
-        bundles = self._bundles(placed)
-        mine = [(n, b) for n, b in zip(placed["nodes"], bundles, strict=True)
-                if n in self._index.nodes]  # fmt: skip
-        for node, b in mine:
-            self._index.take(node, b, sign=-1.0)
-        try:
-            decided = self._index.place(
-                bundles,
-                PlacementStrategy(placed["strategy"]),
-                task.placement.strict,
-                zone=task.placement.zone,
-            )
-        except InsufficientResources as exc:
-            log.info("task %s cannot be placed again yet: %s", task.task_id, exc)
-            for node, b in mine:
-                self._index.take(node, b)
-            return None
-        for node, b in zip(decided.nodes, bundles, strict=True):
-            self._index.take(node, b)
-        return decided
 
     # --- admission ---------------------------------------------------------------------------
 
@@ -337,23 +305,7 @@ class Scheduler(LoopActor):
                                         zone=task.placement.zone)  # fmt: skip
         except InsufficientResources as exc:
             return str(exc)
-        return await self._reserve(task, bundles, decided, strategy.value)
-
-    async def _reserve(self, task: Task, bundles: list[Bundle], decided: Placement,
-                       strategy: str) -> dict[str, Any] | str:  # fmt: skip
-        pg = await asyncio.to_thread(allocations.create, task.task_id, bundles, decided)
-        if not await allocations.ready(pg, READY_TIMEOUT_S):
-            allocations.remove(task.task_id)
-            return f"waiting for Ray to place {len(bundles)} bundle(s) ({decided.ray_strategy})"
-        nodes = await asyncio.to_thread(allocations.nodes_of, pg)
-        for node, b in zip(nodes, bundles, strict=True):
-            if node in self._index.nodes:
-                self._index.take(node, b)
-        return {"lane": "reserved", "strategy": decided.strategy.value,
-                "ray_strategy": decided.ray_strategy,
-                "scheduling": strategy, "zone": decided.zone, "nodes": nodes,
-                "bundles": [[b.cpu, b.gpu, b.memory_gb] for b in bundles],
-                "placement_group": allocations.pg_name(task.task_id)}  # fmt: skip
+        return await reservations.reserve(task, bundles, decided, strategy.value, self._index)
 
     def _load(self) -> ClusterLoad:
         total = sum(f.total["CPU"] for f in self._facts) or 1.0
