@@ -13,9 +13,9 @@ An agent type gives the capabilities and the Ray resources of its actors:
 Those are the *pooled* agents, shared by every task without a reservation. A task with a
 reservation gets agents of its own (``reserve``): one per bundle of its placement group,
 placed in that bundle with its resources (its code gets the CPUs and GPUs the task asked
-for, on the node Ray put the bundle on), able to run every skill the task needs, and gone
-with the task. One that dies (its node left) is started again in its bundle, wherever Ray
-places the bundle next.
+for, on the node the scheduler's placement chose for the bundle), able to run every skill
+the task needs, and gone with the task. One that dies (its node left) is started again in
+its bundle once the scheduler has made the group again on other nodes.
 """
 
 from __future__ import annotations
