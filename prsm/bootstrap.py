@@ -200,12 +200,8 @@ class SchedulerQueue(_ActorPort):
 
         super().__init__(NAME, "scheduler", SchedulerUnavailable)
 
-    async def where(self, task_ids: list[str]) -> dict[str, QueuePosition]:
-        found: dict[str, QueuePosition] = await self._call("where", task_ids)
-        return found
-
-    async def estimate(self, tasks: list[tuple[int, str]]) -> list[QueuePosition]:
-        out: list[QueuePosition] = await self._call("estimate", tasks)
+    async def stand(self, tasks: list[tuple[str, int, str]]) -> list[QueuePosition]:
+        out: list[QueuePosition] = await self._call("stand", tasks)
         return out
 
     async def cluster(self) -> ClusterView:

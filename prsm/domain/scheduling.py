@@ -124,12 +124,39 @@ class Durations:
             return sum(self.mean_s.values()) / len(self.mean_s)
         return DEFAULT_DURATION_S
 
+    def copy(self) -> Durations:
+        copied = Durations()
+        copied.mean_s = dict(self.mean_s)
+        return copied
 
-def estimated_start_s(ahead: list[Queued], durations: Durations, slots: int) -> float:
-    """Seconds until a task starts, with ``ahead`` queued before it and ``slots`` tasks
-    running at once: the work ahead, shared by the slots."""
-    work = sum(durations.of(q.task_type) for q in ahead)
-    return work / max(1, slots) if ahead else 0.0
+
+Backlog = dict[int, tuple[int, float]]  # priority → (tasks queued, their work in seconds)
+
+
+def backlog(queue: Iterable[Queued], durations: Durations) -> Backlog:
+    """The queued tasks and their expected work, per priority."""
+    out: Backlog = {}
+    for q in queue:
+        n, work = out.get(q.priority, (0, 0.0))
+        out[q.priority] = (n + 1, work + durations.of(q.task_type))
+    return out
+
+
+def place_new(queued: Backlog, new: Iterable[tuple[int, str]], durations: Durations,
+              slots: int) -> list[tuple[int, float]]:  # fmt: skip
+    """Where newly submitted tasks ``(priority, type)``, in this order, would stand: behind
+    every queued task of their priority or a higher one (ties: the older first), and each
+    behind the ones before it. ``(position from 1, estimated seconds to start)`` each: the
+    work ahead, shared by the ``slots`` tasks that run at once."""
+    counts = dict(queued)
+    out = []
+    for priority, task_type in new:
+        ahead = [v for p, v in counts.items() if p >= priority]
+        n, work = sum(c for c, _ in ahead), sum(w for _, w in ahead)
+        out.append((n + 1, work / max(1, slots) if n else 0.0))
+        c, w = counts.get(priority, (0, 0.0))
+        counts[priority] = (c + 1, w + durations.of(task_type))
+    return out
 
 
 def positions(queue: list[Queued], now: datetime, durations: Durations,

@@ -29,15 +29,17 @@ from prsm.domain.errors import InsufficientResources
 from prsm.domain.placement import Bundle, NodeIndex
 from prsm.domain.scheduling import (
     PLACEMENT,
+    Backlog,
     ClusterLoad,
     Durations,
     Queued,
     TaskProfile,
+    backlog,
     bundles_for,
     choose_strategy,
-    estimated_start_s,
     fits_quota,
     order,
+    place_new,
     positions,
     reservation_reason,
 )
@@ -70,6 +72,19 @@ class SchedulerOptions:
     max_cpu: float  # CPUs a tenant's scheduled and running tasks may reserve
 
 
+@dataclass(frozen=True)
+class _Published:
+    """What the actor methods read (Ray runs them on its own threads): made by the loop's
+    thread at the end of a pass and replaced whole, never changed."""
+
+    queue: dict[str, QueuePosition]  # the tasks still queued
+    backlog: Backlog
+    durations: Durations
+    slots: int
+    allocations: int
+    on_node: dict[str, int]  # node → allocations with a bundle on it
+
+
 class Scheduler(LoopActor):
     name = "scheduler"
 
@@ -89,47 +104,40 @@ class Scheduler(LoopActor):
         self._index = NodeIndex()
         self._facts: list[cluster_state.NodeFacts] = []
         self._monitors = NodeMonitors()
-        self._queue_view: dict[str, QueuePosition] = {}
+        self._published = _Published({}, {}, Durations(), 1, 0, {})
         self._nodes_at = 0.0
         self._start()
 
-    # --- actor methods -----------------------------------------------------------------------
+    # --- actor methods (called from Ray's threads: they read what the loop published) -------
 
-    def where(self, task_ids: list[str]) -> dict[str, QueuePosition]:
-        """Of these tasks, the queued ones: position (1: next), estimated seconds to start,
-        and why it waits (if it cannot start now)."""
-        view = self._queue_view
-        return {t: view[t] for t in task_ids if t in view}
-
-    def estimate(self, priorities: list[tuple[int, str]]) -> list[QueuePosition]:
-        """Where newly submitted tasks ``(priority, type)`` would stand in the queue now."""
-        now, out = _now(), []
-        queued = self._queued(now)
-        slots = self._slots()
-        for priority, task_type in priorities:
-            ahead = [q for q in queued if q.priority >= priority]  # ties: the older first
-            wait = estimated_start_s(ahead, self._durations, slots)
-            out.append(QueuePosition(len(ahead) + 1, wait, reason=None))
-            queued.append(Queued("new", task_type, priority, now))
-        return out
+    def stand(self, tasks: list[tuple[str, int, str]]) -> list[QueuePosition]:
+        """Where each queued task ``(id, priority, type)`` stands: position (1: next),
+        estimated seconds to start and why it waits, as the last pass left the queue; a
+        task that pass had not seen, where it would stand (``reason`` None)."""
+        seen = self._published
+        new = [(p, kind) for t, p, kind in tasks if t not in seen.queue]
+        guesses = iter(place_new(seen.backlog, new, seen.durations, seen.slots))
+        return [seen.queue[t] if t in seen.queue else QueuePosition(*next(guesses), reason=None)
+                for t, _, _ in tasks]  # fmt: skip
 
     def cluster(self) -> ClusterView:
         """The nodes (capacity, free, utilisation, what each machine reports) and totals."""
+        seen, facts = self._published, self._facts
         nodes = tuple(
             NodeView(
                 node_id=f.node_id, address=f.address, zone=f.zone, region=f.region,
                 total=f.total, free=f.free,
                 utilisation={k: (1 - f.free[k] / f.total[k]) if f.total[k] else 0.0
                              for k in f.total},
-                allocations=sum(f.node_id in a["nodes"] for a in self._allocated.values()),
+                allocations=seen.on_node.get(f.node_id, 0),
                 report=self._monitors.reports.get(f.node_id),
             )
-            for f in self._facts
+            for f in facts
         )  # fmt: skip
-        total = {k: sum(f.total[k] for f in self._facts) for k in ("CPU", "GPU", "memory")}
-        free = {k: sum(f.free[k] for f in self._facts) for k in ("CPU", "GPU", "memory")}
-        return ClusterView(nodes=nodes, total=total, free=free, queued=len(self._queue_view),
-                           allocations=len(self._allocated))  # fmt: skip
+        total = {k: sum(f.total[k] for f in facts) for k in ("CPU", "GPU", "memory")}
+        free = {k: sum(f.free[k] for f in facts) for k in ("CPU", "GPU", "memory")}
+        return ClusterView(nodes=nodes, total=total, free=free, queued=len(seen.queue),
+                           allocations=seen.allocations)  # fmt: skip
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -232,7 +240,7 @@ class Scheduler(LoopActor):
     async def _admit(self) -> None:
         assert self._store is not None
         if not self._log.queued:
-            self._queue_view = {}
+            self._publish([], _now())
             return
         now = _now()
         queued = self._queued(now)
@@ -272,7 +280,7 @@ class Scheduler(LoopActor):
             for task_id in reserved:
                 if self._log.status.get(task_id) not in ACTIVE:
                     allocations.remove(task_id)
-        self._publish_queue([q for q in queued if q.task_id in self._reasons], now)
+        self._publish([q for q in queued if q.task_id in self._reasons], now)
 
     def _dependencies(self, task: Task) -> str:
         """``""`` to go, ``"wait"``, or why the task cannot run."""
@@ -313,13 +321,20 @@ class Scheduler(LoopActor):
         memory = sum(f.free["memory"] for f in self._facts) / 2**30
         return ClusterLoad(cpu_used=1.0 - free / total, memory_free_gb=memory)
 
-    def _publish_queue(self, waiting: list[Queued], now: datetime) -> None:
-        """Positions and start estimates of the tasks still queued, and why each waits."""
-        self._queue_view = {
-            task_id: QueuePosition(pos, wait, reason=self._reasons[task_id])
-            for task_id, (pos, wait) in positions(waiting, now, self._durations,
-                                                  self._slots()).items()
-        }  # fmt: skip
+    def _publish(self, waiting: list[Queued], now: datetime) -> None:
+        """For the actor methods: the tasks still queued (position, start estimate, why each
+        waits), the work queued per priority, and the allocations per node."""
+        slots = self._slots()
+        on_node: dict[str, int] = {}
+        for placed in self._allocated.values():
+            for node in set(placed.get("nodes") or []):
+                on_node[node] = on_node.get(node, 0) + 1
+        queue = {task_id: QueuePosition(pos, wait, reason=self._reasons[task_id])
+                 for task_id, (pos, wait) in positions(waiting, now, self._durations,
+                                                       slots).items()}  # fmt: skip
+        self._published = _Published(queue, backlog(waiting, self._durations),
+                                     self._durations.copy(), slots, len(self._allocated),
+                                     on_node)  # fmt: skip
 
     async def _flush(self) -> None:
         if not self._released:

@@ -43,12 +43,9 @@ class Agents(Protocol):
 class Queue(Protocol):
     """The scheduler, as the gateway sees it."""
 
-    async def where(self, task_ids: list[str]) -> dict[str, QueuePosition]:
-        """Of these tasks, the ones queued, with where each stands."""
-        ...
-
-    async def estimate(self, tasks: list[tuple[int, str]]) -> list[QueuePosition]:
-        """Where new tasks ``(priority, type)`` would stand now."""
+    async def stand(self, tasks: list[tuple[str, int, str]]) -> list[QueuePosition]:
+        """Where each queued task ``(id, priority, type)`` stands (one the scheduler has not
+        seen yet: where it would stand now)."""
         ...
 
     async def cluster(self) -> ClusterView: ...

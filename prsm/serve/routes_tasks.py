@@ -120,14 +120,10 @@ async def _with_queue(tasks: list[TaskOut], deps: GatewayDeps) -> list[TaskOut]:
     if deps.queue is None or not queued:
         return tasks
     try:
-        known = await deps.queue.where([t.id for t in queued])
-        new = [t for t in queued if t.id not in known]
-        guesses = await deps.queue.estimate([(t.priority, t.type) for t in new]) if new else []
+        stands = await deps.queue.stand([(t.id, t.priority, t.type) for t in queued])
     except SchedulerUnavailable:
         return tasks  # the status stands without it
-    known |= {t.id: g for t, g in zip(new, guesses, strict=True)}
-    for t in queued:
-        q = known[t.id]
+    for t, q in zip(queued, stands, strict=True):
         t.queue = QueueInfo(position=q.position, estimated_start_s=q.estimated_start_s,
                             reason=q.reason)  # fmt: skip
     return tasks

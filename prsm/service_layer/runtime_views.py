@@ -2,7 +2,7 @@
 ``prsm.runtime`` builds and ``prsm.serve`` turns into the wire models of ``prsm.api``.
 
 - ``AgentView``: one of the orchestrator's agents (``Orchestrator.agents``);
-- ``QueuePosition``: where a queued task stands (``Scheduler.where`` and ``estimate``);
+- ``QueuePosition``: where a queued task stands (``Scheduler.stand``);
 - ``ClusterView`` of ``NodeView``\\ s, each with its compute-node actor's ``NodeReport``
   (``Scheduler.cluster``).
 """

@@ -251,10 +251,10 @@ async def test_an_infeasible_request_waits_with_its_reason_then_runs_when_a_node
 
     def reason() -> str:
         try:  # while the scheduler restarts its calls fail
-            found = ray.get(scheduler.handle().where.remote([task_id]), timeout=10)
+            found = ray.get(scheduler.handle().stand.remote([(task_id, 0, "map")]), timeout=10)
         except (ray.exceptions.RayError, AttributeError):
             return ""
-        return str(found[task_id].reason or "") if task_id in found else ""
+        return str(found[0].reason or "")
 
     wait_for(lambda: "no node has" in reason(), 30, "the reason")
     assert "wait for a node that fits to join" in reason()
@@ -324,7 +324,8 @@ async def test_tenant_quota_keeps_extra_tasks_queued_with_the_reason(bus: Messag
     await until(bus, ids[1], started)
 
     def waiting() -> dict[str, QueuePosition]:
-        return dict(ray.get(scheduler.handle().where.remote(ids)))
+        stands = ray.get(scheduler.handle().stand.remote([(t, 0, "map") for t in ids]))
+        return {t: q for t, q in zip(ids, stands, strict=True) if q.reason is not None}
 
     wait_for(lambda: "tenant quota: 2 of 2 tasks running" in str(waiting()), 30, "the quota")
     assert list(waiting()) == [ids[2]] and waiting()[ids[2]].position == 1
@@ -360,5 +361,5 @@ def test_compute_node_actors_report_every_node_and_follow_joins(
     finally:
         nodes.remove_node(node)
     wait_for(lambda: len(view().nodes) == 3, 30, "the node to leave")
-    estimate: list[QueuePosition] = ray.get(scheduler.handle().estimate.remote([(0, "map")]))
+    estimate: list[QueuePosition] = ray.get(scheduler.handle().stand.remote([("t", 0, "map")]))
     assert estimate[0].position >= 1 and estimate[0].estimated_start_s >= 0

@@ -14,11 +14,13 @@ from prsm.domain.scheduling import (
     Queued,
     SchedulingStrategy,
     TaskProfile,
+    backlog,
     bundles_for,
     choose_strategy,
     effective_priority,
     fits_quota,
     order,
+    place_new,
     positions,
     reservation_reason,
 )
@@ -70,6 +72,23 @@ def test_positions_and_start_estimates_come_from_observed_durations() -> None:
     assert got["b"] == (2, pytest.approx(30.0))  # the sweep ahead, over 2 slots
     assert got["c"] == (3, pytest.approx(36.5))
     assert Durations().of("anything") == 10.0  # nothing observed yet
+
+
+def test_new_tasks_stand_behind_the_queued_work_of_their_priority_and_higher() -> None:
+    durations = Durations()
+    durations.observe("sweep", 60.0)
+    durations.observe("map", 10.0)
+    queue = [Queued("a", "sweep", 5, T0), Queued("b", "map", 1, T0), Queued("c", "map", 0, T0)]
+    queued = backlog(queue, durations)
+    assert queued == {5: (1, 60.0), 1: (1, 10.0), 0: (1, 10.0)}
+    new = [(1, "map"), (9, "sweep"), (1, "map"), (0, "map")]
+    assert place_new(queued, new, durations, slots=2) == [
+        (3, pytest.approx(35.0)),  # behind a and b: (60 + 10) / 2
+        (1, 0.0),  # nothing queued at 9 or higher
+        (5, pytest.approx(70.0)),  # behind a, b, the first new map and the new sweep
+        (7, pytest.approx(80.0)),  # behind everything
+    ]
+    assert queued == {5: (1, 60.0), 1: (1, 10.0), 0: (1, 10.0)}  # left as it was
 
 
 def test_tenant_quotas() -> None:
