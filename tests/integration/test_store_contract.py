@@ -123,6 +123,34 @@ async def test_each_stream_once_per_append_and_an_empty_append_writes_nothing(
     assert await store.read_stream("s1") == []
 
 
+async def test_concurrent_appends_each_succeed_or_fail_on_their_own(store: Any) -> None:
+    """Appends made at once (SQLite writes them in one transaction, ``GroupCommit``): each is
+    all or nothing, a stale one fails alone, and the log stays gap-free."""
+    await store.append([StreamWrite("taken", 0, [queued("first")])])
+
+    async def one(i: int) -> list[Any] | ConcurrencyError:
+        stale = i % 10 == 3
+        writes = [StreamWrite(f"c{i}", 0, [queued(f"c{i}"), queued(f"d{i}")]),
+                  StreamWrite("taken", 0, [queued(f"x{i}")]) if stale
+                  else StreamWrite("shared", None, [queued(f"s{i}")])]  # fmt: skip
+        try:
+            return list(await store.append(writes))
+        except ConcurrencyError as exc:
+            return exc
+
+    results = await asyncio.gather(*(one(i) for i in range(40)))
+    for i, result in enumerate(results):
+        if i % 10 == 3:
+            assert isinstance(result, ConcurrencyError) and result.stream_id == "taken"
+            assert await store.read_stream(f"c{i}") == []
+        else:
+            assert isinstance(result, list)
+            assert [r.event.task_id for r in result] == [f"c{i}", f"d{i}", f"s{i}"]
+    log = await whole_log(store)
+    assert [r.position for r in log] == list(range(1, 1 + 36 * 3 + 1))
+    assert [r.version for r in await store.read_stream("shared")] == list(range(1, 37))
+
+
 async def test_read_log_from_a_position_across_streams_in_position_order(store: Any) -> None:
     for i in range(5):
         await store.append([StreamWrite(f"s{i}", 0, [queued(str(i)), queued(f"{i}'")])])

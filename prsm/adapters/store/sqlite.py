@@ -19,6 +19,7 @@ import aiosqlite
 
 from prsm.adapters.store import migrations, rows
 from prsm.adapters.store.codec import encode
+from prsm.adapters.store.group_commit import GroupCommit
 from prsm.domain.errors import ConcurrencyError, StoreUnavailable
 from prsm.domain.events import TASK_EVENT_NAMES, RecordedEvent
 from prsm.observability.metrics import count_appended
@@ -35,6 +36,30 @@ BUSY_TIMEOUT_MS = 60_000
 CACHE_KIB = 65_536  # per connection
 _CHUNK = 500  # ids per IN (...) list
 _VIEW = "task_view"
+
+
+Appended = list[RecordedEvent] | Exception
+
+
+def _recorded(writes: Sequence[StreamWrite], versions: dict[str, int],
+              head: int) -> tuple[list[RecordedEvent], list[tuple[Any, ...]]]:  # fmt: skip
+    """One append's events as recorded after position ``head`` and stream ``versions``, and
+    their rows; ConcurrencyError if an expected version does not hold."""
+    for w in writes:
+        actual = versions.get(w.stream_id, 0)
+        if w.expected_version is not None and w.expected_version != actual:
+            raise ConcurrencyError(w.stream_id, w.expected_version, actual)
+    out: list[RecordedEvent] = []
+    event_rows: list[tuple[Any, ...]] = []
+    for w in writes:
+        version = versions.get(w.stream_id, 0)
+        for new in w.events:
+            head += 1
+            version += 1
+            event_id, name, data, meta = encode(new)
+            event_rows.append((head, event_id, w.stream_id, version, name, data, meta))
+            out.append(RecordedEvent(w.stream_id, version, head, new.event, new.metadata))
+    return out, event_rows
 
 
 def _dt(value: datetime) -> str:
@@ -62,6 +87,8 @@ class SqliteStore:
         self._writer = writer
         self._reader = reader
         self._write_lock = asyncio.Lock()
+        self._appends = GroupCommit(self._append_group, (sqlite3.OperationalError,))
+        self._catch_ups = GroupCommit(self._catch_up_group, (sqlite3.OperationalError,))
 
     @classmethod
     async def open(cls, path: str | Path) -> SqliteStore:
@@ -117,38 +144,44 @@ class SqliteStore:
     # -- event store ---------------------------------------------------------------------
 
     async def append(self, writes: Sequence[StreamWrite]) -> list[RecordedEvent]:
+        """All of ``writes`` or none. Appends made while another is being written go into
+        the next transaction together (``GroupCommit``): one fsync for all of them."""
         ids = [w.stream_id for w in writes]
         if len(set(ids)) != len(ids):
             raise ValueError("each stream may appear once per append")
         if not any(w.events for w in writes):
             return []
+        out = await self._appends.write(list(writes))
+        count_appended(out)
+        return out
+
+    async def _append_group(self, group: list[list[StreamWrite]]) -> list[Appended]:
+        """Each append in order, in one transaction: the ones whose expected versions hold
+        (after the appends before them) are written; a ConcurrencyError for each other."""
         async with self._transaction() as db:
-            versions = await self._versions(db, ids)
-            for w in writes:
-                actual = versions.get(w.stream_id, 0)
-                if w.expected_version is not None and w.expected_version != actual:
-                    raise ConcurrencyError(w.stream_id, w.expected_version, actual)
+            versions = await self._versions(db, sorted({w.stream_id for ws in group for w in ws}))
             cursor = await db.execute("SELECT coalesce(max(position), 0) FROM events")
             head = (await cursor.fetchone() or (0,))[0]
-            out: list[RecordedEvent] = []
+            results: list[Appended] = []
             event_rows: list[tuple[Any, ...]] = []
-            for w in writes:
-                version = versions.get(w.stream_id, 0)
-                for new in w.events:
-                    head += 1
-                    version += 1
-                    event_id, name, data, meta = encode(new)
-                    event_rows.append((head, event_id, w.stream_id, version, name, data, meta))
-                    out.append(RecordedEvent(w.stream_id, version, head, new.event, new.metadata))
-                versions[w.stream_id] = version
+            for writes in group:
+                try:
+                    out, rows_of = _recorded(writes, versions, head)
+                except ConcurrencyError as exc:
+                    results.append(exc)
+                    continue
+                head += len(out)
+                versions |= {w.stream_id: versions.get(w.stream_id, 0) + len(w.events)
+                             for w in writes}  # fmt: skip
+                event_rows += rows_of
+                results.append(out)
             await db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", event_rows)
             await db.executemany(
                 "INSERT INTO streams VALUES (?, ?)"
                 " ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
-                [(w.stream_id, versions[w.stream_id]) for w in writes],
+                list(versions.items()),
             )
-        count_appended(out)
-        return out
+        return results
 
     @staticmethod
     async def _versions(db: aiosqlite.Connection, ids: list[str]) -> dict[str, int]:
@@ -189,6 +222,16 @@ class SqliteStore:
     # -- task views ----------------------------------------------------------------------
 
     async def catch_up(self, batch: int = 2000) -> int:
+        """Bring the task view up to the log; how many events this call applied. Calls made
+        while one runs share the next run, which starts after it (so it sees every write its
+        callers made before calling); the first of them is said to have applied them."""
+        return await self._catch_ups.write(batch)
+
+    async def _catch_up_group(self, batches: list[int]) -> list[int | Exception]:
+        applied: list[int | Exception] = [await self._catch_up(min(batches))]
+        return applied + [0] * (len(batches) - 1)
+
+    async def _catch_up(self, batch: int) -> int:
         applied = 0
         while True:
             pending = await _fetch(
