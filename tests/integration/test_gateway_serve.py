@@ -7,9 +7,12 @@ import asyncio
 import datetime
 import ipaddress
 import logging
+import multiprocessing
+import sqlite3
 import ssl
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -21,6 +24,7 @@ from prsm import bootstrap
 from prsm.config import Settings
 from prsm.runtime import orchestrator, scheduler
 from prsm.serve.deployment import gateway_app
+from tests.integration import soak_clients
 from tests.support import DEMO_TASK, free_port
 
 
@@ -140,62 +144,60 @@ def test_two_replicas_serve_the_api_over_http(gateway: tuple[str, Settings]) -> 
         assert http.get("/v1/whoami", headers={"Authorization": "Bearer nope"}).status_code == 401
 
 
-async def test_a_replica_killed_under_load_loses_no_accepted_task(
+def _count(db: Path, sql: str, args: list[str]) -> int:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
+        return int(conn.execute(sql, args).fetchone()[0])
+
+
+def _submitted(db: Path) -> int:
+    return _count(db, "SELECT count(*) FROM events WHERE event_type = 'TaskSubmitted'", [])
+
+
+def _succeeded(db: Path, ids: list[str]) -> int:
+    streams = [f"task-{i}" for i in ids]
+    marks = ",".join("?" * len(streams))
+    return _count(db, "SELECT count(*) FROM events WHERE event_type = 'TaskSucceeded'"
+                      f" AND stream_id IN ({marks})", streams)  # fmt: skip
+
+
+async def test_a_replica_killed_under_a_soak_loses_and_duplicates_no_task(
     gateway: tuple[str, Settings],
 ) -> None:
+    """2,000 keyed single submissions from 4 client processes that retry, while one of the
+    two replicas is killed: every key is one task, and every task succeeds."""
     url, settings = gateway
-    headers = {"Authorization": f"Bearer {bootstrap.issue_token(settings, 'load', 'lab')}"}
-    keys = [f"load-{i}" for i in range(60)]
-    accepted: dict[str, str] = {}
-    retried = 0
-    enough = asyncio.Event()
-    killed: list[str] = []
-
-    async def submit(http: httpx.AsyncClient, key: str) -> None:
-        nonlocal retried
-        deadline = asyncio.get_running_loop().time() + 60
-        while True:  # a client that retries with its key until the gateway answers
-            try:
-                response = await http.post(
-                    "/v1/tasks", json=DEMO_TASK, headers={"Idempotency-Key": key}
-                )
-                if response.status_code in (200, 201):
-                    accepted[key] = response.json()["id"]
-                    if len(accepted) >= 15:
-                        enough.set()
-                    return
-                assert response.status_code >= 500, response.text
-            except httpx.TransportError:
-                pass
-            retried += 1
-            assert asyncio.get_running_loop().time() < deadline, f"{key} never accepted"
+    db = settings.sqlite_path
+    keys = [f"soak-{i}" for i in range(2000)]
+    tokens = [bootstrap.issue_token(settings, f"soak{c}", "lab") for c in range(4)]
+    before = await asyncio.to_thread(_submitted, db)
+    loop = asyncio.get_running_loop()
+    with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
+        clients = [loop.run_in_executor(pool, soak_clients.submit_all, url, tokens[c],
+                                        str(settings.tls_certfile), keys[c::4])
+                   for c in range(4)]  # fmt: skip
+        while await asyncio.to_thread(_submitted, db) - before < 300:
+            assert not any(c.done() for c in clients), "the clients stopped before the kill"
             await asyncio.sleep(0.1)
-
-    async def worker(http: httpx.AsyncClient, mine: list[str]) -> None:
-        for key in mine:
-            await submit(http, key)
-
-    async def kill_a_replica() -> None:
-        await enough.wait()
-        names = [
-            a["name"]
-            for a in ray.util.list_named_actors(all_namespaces=True)
-            if a["name"].startswith("SERVE_REPLICA::prsm#gateway")
-        ]
-        ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
-        killed.append(names[0])
-
-    async with httpx.AsyncClient(
-        base_url=url, headers=headers, timeout=30, verify=TLS["verify"]
-    ) as http:
-        await asyncio.gather(kill_a_replica(), *(worker(http, keys[w::4]) for w in range(4)))
-        listed = (await http.get("/v1/tasks", params={"limit": 500})).json()["tasks"]
-
-    print(f"killed {killed}, client retries: {retried}")
-    assert killed, "a replica must have been killed"
+        [name, *_] = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                      if a["name"].startswith("SERVE_REPLICA::prsm#gateway")]  # fmt: skip
+        ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+        results = await asyncio.gather(*clients)
+    accepted = {k: v for found, _ in results for k, v in found.items()}
+    retried = sum(r for _, r in results)
+    print(f"killed {name} after 300 submissions; client retries: {retried}")
     assert set(accepted) == set(keys)
-    assert len(set(accepted.values())) == len(keys)  # one task per key, never two
-    assert sorted(t["id"] for t in listed) == sorted(accepted.values())
+    ids = sorted(set(accepted.values()))
+    assert len(ids) == len(keys)  # one task per key, never two
+    assert await asyncio.to_thread(_submitted, db) - before == len(keys)
+    deadline = time.monotonic() + 300
+    while (done := await asyncio.to_thread(_succeeded, db, ids)) < len(ids):
+        assert time.monotonic() < deadline, f"{done} of {len(ids)} tasks succeeded"
+        await asyncio.sleep(1)
+    headers = {"Authorization": f"Bearer {tokens[0]}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, verify=TLS["verify"]) as http:
+        for key in keys[0:40:4]:  # what the first client's user sees of its own tasks
+            task = (await http.get(f"/v1/tasks/{accepted[key]}")).json()
+            assert task["status"] == "SUCCEEDED" and task["result"] is not None
 
 
 def test_a_revoked_api_key_is_refused_by_both_replicas_at_once(
