@@ -14,8 +14,10 @@ to the last SUCCEEDED. Phases, all on one local Ray in the same run:
 - submit latency: p50 of one single submit at 1 and 16 clients, against a bare Serve FastAPI
   no-op on the same Serve.
 
-The gateway's rate limit for task submissions is raised for the run (it would cap single
-submits at its default 100/s per user): this measures the queue, not the limiter. A phase
+One tenant submits every task, so its limits are raised for the run: the rate limit for task
+submissions (by default 100/s per user) and the tenant's quota (by default 50 tasks and 256
+CPUs scheduled or running at once; each task asks for the default 1 CPU). This measures the
+queue, not the limiter or the quota. A phase
 that does not finish in ``--phase-timeout`` seconds reports what finished.
 Targets: ``http.tasks_per_min`` >= 50,000 and >= 1.0 x ``raw_unbatched.tasks_per_min``;
 single-submit p50 <= 3 x the no-op's at 1 and 16 clients.
@@ -186,6 +188,7 @@ def main() -> None:
                 default_model="",
                 http_port=port,
                 tenant_max_running=1_000_000,
+                tenant_max_cpu=1_000_000,
                 rate_limits="tasks=100000/100000,reads=100000/100000",
             )  # fmt: skip  (one tenant submits them all)
             handle = bootstrap.start_orchestrator(settings)
