@@ -80,12 +80,15 @@ async def submit_tasks(
     command = cmds.SubmitTasks(
         correlation_id=correlation_id.get(), principal=principal, specs=specs, origin=deps.origin
     )
-    submissions: list[Submission] = await deps.bus.handle(command)
+
+    async def where_they_stand(submissions: list[Submission]) -> list[TaskOut]:
+        return await _with_queue([TaskOut.model_validate(s.task) for s in submissions], deps)
+
+    submissions, out = await deps.bus.handle_then(command, where_they_stand)
     created = sum(s.created for s in submissions)
     metrics.TASKS_SUBMITTED.labels(principal.tenant_id).inc(created)
     if not created:
         response.status_code = 200
-    out = await _with_queue([TaskOut.model_validate(s.task) for s in submissions], deps)
     return TaskBatchOut(tasks=out) if isinstance(body, TaskBatchCreate) else out[0]
 
 

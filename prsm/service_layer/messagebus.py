@@ -3,12 +3,16 @@ so that the caller reads its own writes."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from prsm.domain.commands import Command
 from prsm.service_layer.handlers import HANDLERS
 from prsm.service_layer.ports import Clock, EventStore, TaskViews
 from prsm.service_layer.unit_of_work import Context
+
+T = TypeVar("T")
 
 
 class MessageBus:
@@ -17,7 +21,18 @@ class MessageBus:
         self._context = Context(store=store, clock=clock, source=source)
 
     async def handle(self, command: Command) -> Any:
-        handler = HANDLERS[type(command)]
-        result = await handler(command, self._context)
-        await self._views.catch_up()
+        result, _ = await self.handle_then(command, _nothing)
         return result
+
+    async def handle_then(self, command: Command,
+                          then: Callable[[Any], Awaitable[T]]) -> tuple[Any, T]:  # fmt: skip
+        """Handle ``command``, then run ``then(result)`` while the read views catch up: the
+        caller's own follow-up (e.g. asking the scheduler where new tasks stand) does not
+        wait for them. Both are done when this returns."""
+        result = await HANDLERS[type(command)](command, self._context)
+        _, after = await asyncio.gather(self._views.catch_up(), then(result))
+        return result, after
+
+
+async def _nothing(_: Any) -> None:
+    return None
