@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import matplotlib.pyplot as plt
 import ray
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from ray import serve
 
 from benchmarks.common import free_port, percentiles, write
@@ -37,6 +37,11 @@ def bare_app() -> Any:
 
     @app.get("/noop")
     async def noop() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.post("/noop")
+    async def noop_with_body(request: Request) -> dict[str, bool]:
+        await request.body()  # Serve's proxy hands a body over in a call of its own
         return {"ok": True}
 
     @serve.deployment(name="bare", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)

@@ -12,7 +12,9 @@ to the last SUCCEEDED. Phases, all on one local Ray in the same run:
   ``raw_batched`` — the same work in Ray tasks of 256 items, as PRSM batches subtasks into
   agent calls (the upper bound);
 - submit latency: p50 of one single submit at 1 and 16 clients, against a bare Serve FastAPI
-  no-op on the same Serve.
+  no-op on the same Serve (the target's baseline, a GET). For information, also against the
+  no-op POSTed the same body (``noop_post``): Serve's proxy hands a request body to the
+  replica in an actor call of its own, which a submit pays and the GET does not.
 
 One tenant submits every task, so its limits are raised for the run: the rate limit for task
 submissions (by default 100/s per user) and the tenant's quota (by default 50 tasks and 256
@@ -138,7 +140,8 @@ async def in_process_phase(settings: Settings, n: int, timeout_s: float) -> dict
     return {**rate(done, took), "submit_seconds": submit_s, "finished": done == n}
 
 
-async def submit_latency(url: str, token: str, path: str, clients: int, total: int) -> list[float]:
+async def submit_latency(url: str, token: str, method: str, path: str, clients: int,
+                         total: int) -> list[float]:  # fmt: skip
     latencies: list[float] = []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits,
@@ -147,7 +150,7 @@ async def submit_latency(url: str, token: str, path: str, clients: int, total: i
         async def client() -> None:
             while len(latencies) < total:
                 started = time.perf_counter()
-                if path == "/bare/noop":
+                if method == "GET":
                     response = await http.get(path)
                 else:
                     response = await http.post(path, json=task(len(latencies)))
@@ -161,12 +164,18 @@ async def submit_latency(url: str, token: str, path: str, clients: int, total: i
 async def latencies(url: str, token: str, per: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for clients in (1, 16):
-        submit, noop = [], []
-        for _ in range(3):  # rounds alternate, so drift hits both alike
-            submit += await submit_latency(url, token, "/v1/tasks", clients, per)
-            noop += await submit_latency(url, token, "/bare/noop", clients, per)
-        s, b = percentiles(submit), percentiles(noop)
-        out[str(clients)] = {"submit": s, "noop": b, "p50_ratio": s["p50_ms"] / b["p50_ms"]}
+        submit: list[float] = []
+        noop: list[float] = []
+        posted: list[float] = []
+        for _ in range(3):  # rounds alternate, so drift hits all alike
+            submit += await submit_latency(url, token, "POST", "/v1/tasks", clients, per)
+            noop += await submit_latency(url, token, "GET", "/bare/noop", clients, per)
+            posted += await submit_latency(url, token, "POST", "/bare/noop", clients, per)
+        s, b, p = percentiles(submit), percentiles(noop), percentiles(posted)
+        out[str(clients)] = {
+            "submit": s, "noop": b, "p50_ratio": s["p50_ms"] / b["p50_ms"],
+            "noop_post": p, "p50_ratio_to_post": s["p50_ms"] / p["p50_ms"],
+        }  # fmt: skip
     return out
 
 
