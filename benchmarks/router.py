@@ -34,6 +34,7 @@ from benchmarks.common import percentiles, write
 from prsm import bootstrap
 from prsm.adapters.inference import tiny_model
 from prsm.adapters.inference.vllm_serve import VllmServeBackend, app_name
+from prsm.adapters.skill_code import installed
 from prsm.config import Settings
 from prsm.domain import commands as cmds
 from prsm.domain.identity import Principal
@@ -52,7 +53,7 @@ HOLD = RolloutPolicy(initial_percent=50, evaluation_interval_s=86_400)
 
 async def setup(settings: Settings) -> ModelCatalog:
     store = await bootstrap.open_store(settings)
-    bus = MessageBus(store, store, bootstrap.utc_now, source="benchmark")
+    bus = MessageBus(store, store, bootstrap.utc_now, source="benchmark", skills=installed())
     source = str(settings.tiny_model_path)
     for name in ("plain", "canary"):
         spec = ModelSpec(name=name, version="v1", source=source, max_model_len=2048,

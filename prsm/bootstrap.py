@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prsm.adapters.blobs import BlobStore
 from prsm.adapters.inference import tiny_model
 from prsm.adapters.inference.anthropic_provider import AnthropicBackend
 from prsm.adapters.inference.openai_provider import OpenAIBackend
+from prsm.adapters.skill_code import installed
 from prsm.adapters.store.postgres import PostgresStore
 from prsm.adapters.store.sqlite import SqliteStore
 from prsm.config import Settings
@@ -125,8 +127,11 @@ async def build_gateway(raw_settings: dict[str, Any], in_ray: bool = True) -> Ga
     configure_logging(settings.log_level)
     store = await open_store(settings)
     checks = {"ray": local_cluster.check_ray} if in_ray else {}
+    blobs = BlobStore(settings.result_store_uri)
     deps = GatewayDeps(
-        bus=MessageBus(store, store, utc_now, source="gateway"),
+        bus=MessageBus(store, store, utc_now, source="gateway", skills=installed(), packages=blobs),
+        blobs=blobs,
+        max_package_bytes=settings.max_package_bytes,
         store=store,
         views=store,
         tokens=VerifiedTokens(token_codec(settings)),
@@ -286,7 +291,7 @@ async def register_models(settings: Settings, specs: list[ModelSpec]) -> list[De
     store = await open_store(settings)
     try:
         admin = Principal(user_id="prsm", tenant_id=SHARED_TENANT, roles=frozenset({"admin"}))
-        bus = MessageBus(store, store, utc_now, source="bootstrap")
+        bus = MessageBus(store, store, utc_now, source="bootstrap", skills=installed())
         out = []
         for spec in specs:
             registry = await load_registry(store)

@@ -19,7 +19,16 @@ from prsm.api.keys import KeyCreate, KeyCreated, KeyList, KeyOut
 from prsm.api.models import DeploymentCreate, DeploymentList, DeploymentOut, ModelList
 from prsm.api.rollouts import RolloutCreate, RolloutList, RolloutOut
 from prsm.api.system import Status, WhoAmI
-from prsm.api.tasks import Resources, TaskBatchCreate, TaskBatchOut, TaskCreate, TaskList, TaskOut
+from prsm.api.tasks import (
+    PackageOut,
+    Resources,
+    TaskBatchCreate,
+    TaskBatchOut,
+    TaskCreate,
+    TaskList,
+    TaskOut,
+)
+from prsm.client_packages import Upload, uploads, with_refs
 from prsm.domain.tasks import CoordinationStrategy, TaskStatus
 
 M = TypeVar("M", bound=BaseModel)
@@ -42,20 +51,27 @@ class _Call(Generic[M]):
     json: Any = None
     params: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    content: bytes | None = None
 
     def parse(self, response: httpx.Response) -> M:
-        if response.is_success:
-            return self.model.model_validate_json(response.content)
-        try:
-            error = response.json()["error"]
-        except (ValueError, KeyError, TypeError):
-            error = {"code": "http_error", "message": response.text[:500]}
-        raise PrsmAPIError(
-            response.status_code,
-            error.get("code", "http_error"),
-            error.get("message", ""),
-            error.get("correlation_id", response.headers.get("x-correlation-id", "")),
-        )
+        _raise_for(response)
+        return self.model.model_validate_json(response.content)
+
+
+def _raise_for(response: httpx.Response) -> None:
+    """Raise the gateway's error answer as a ``PrsmAPIError`` (a read response)."""
+    if response.is_success:
+        return
+    try:
+        error = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        error = {"code": "http_error", "message": response.text[:500]}
+    raise PrsmAPIError(
+        response.status_code,
+        error.get("code", "http_error"),
+        error.get("message", ""),
+        error.get("correlation_id", response.headers.get("x-correlation-id", "")),
+    )
 
 
 def _sent(body: BaseModel) -> Any:
@@ -78,16 +94,30 @@ class _Calls:
         strategy: CoordinationStrategy | None = None,
         placement: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        runtime_env: dict[str, Any] | None = None,
     ) -> _Call[TaskOut]:
         """What is left out (``None``) is not sent: the server's defaults apply."""
         given = {"priority": priority, "resources": resources, "dependencies": dependencies,
-                 "strategy": strategy, "placement": placement}  # fmt: skip
+                 "strategy": strategy, "placement": placement,
+                 "runtime_env": runtime_env}  # fmt: skip
         body = TaskCreate.model_validate(
             {"type": task_type, "params": params or {}}
             | {k: v for k, v in given.items() if v is not None}
         )
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return _Call("POST", "/v1/tasks", TaskOut, _sent(body), headers=headers)
+
+    @staticmethod
+    def _upload(upload: Upload) -> _Call[PackageOut]:
+        return _Call("POST", "/v1/packages", PackageOut, params={"filename": upload.filename},
+                     content=upload.data)  # fmt: skip
+
+    @staticmethod
+    def _map_params(skill: str, items: list[Any], reduce: str | None) -> tuple[str, dict[str, Any]]:
+        params: dict[str, Any] = {"skill": skill, "items": items}
+        if reduce is not None:
+            params["reduce"] = reduce
+        return ("map" if reduce is None else "map_reduce"), params
 
     @staticmethod
     def _submit_batch(
@@ -153,12 +183,45 @@ class PrsmClient(_Calls):
 
     def _run(self, call: _Call[M]) -> M:
         response = self._http.request(
-            call.method, call.path, json=call.json, params=call.params, headers=call.headers
-        )
+            call.method, call.path, json=call.json, params=call.params, headers=call.headers,
+            content=call.content,
+        )  # fmt: skip
         return call.parse(response)
 
     def submit(self, task_type: str, params: dict[str, Any] | None = None, **kw: Any) -> TaskOut:
+        """Submit a task; a ``runtime_env`` naming a local folder (``working_dir``) or wheels
+        (``pip``, ``py_modules``) has them uploaded first."""
+        if kw.get("runtime_env"):
+            kw["runtime_env"] = self.ship(kw["runtime_env"])
         return self._run(self._submit(task_type, params, **kw))
+
+    def map(self, skill: str, items: list[Any], reduce: str | None = None, **kw: Any) -> TaskOut:
+        """A ``map`` task (``map_reduce`` with ``reduce``) of ``skill`` — a name, or a
+        ``package.module:function`` reference to code shipped with ``runtime_env``."""
+        return self.submit(*self._map_params(skill, items, reduce), **kw)
+
+    def ship(self, runtime_env: dict[str, Any]) -> dict[str, Any]:
+        """``runtime_env`` with its local folder and wheels uploaded and named by reference."""
+        done = [(u, self._run(self._upload(u)).ref) for u in uploads(runtime_env)]
+        return with_refs(runtime_env, done)
+
+    def result(self, task_id: str) -> Any:
+        """A finished task's result (a stored one, read back in full)."""
+        response = self._http.get(f"/v1/tasks/{task_id}/result")
+        _raise_for(response)
+        return response.json()
+
+    def download_result(self, task_id: str, path: str) -> int:
+        """Stream a finished task's result into the file ``path``; the bytes written."""
+        written = 0
+        with self._http.stream("GET", f"/v1/tasks/{task_id}/result") as response:
+            if not response.is_success:
+                response.read()
+                _raise_for(response)
+            with open(path, "wb") as out:
+                for chunk in response.iter_bytes():
+                    written += out.write(chunk)
+        return written
 
     def submit_batch(
         self, tasks: list[TaskCreate], idempotency_key: str | None = None
@@ -263,14 +326,31 @@ class AsyncPrsmClient(_Calls):
 
     async def _run(self, call: _Call[M]) -> M:
         response = await self._http.request(
-            call.method, call.path, json=call.json, params=call.params, headers=call.headers
-        )
+            call.method, call.path, json=call.json, params=call.params, headers=call.headers,
+            content=call.content,
+        )  # fmt: skip
         return call.parse(response)
 
     async def submit(
         self, task_type: str, params: dict[str, Any] | None = None, **kw: Any
     ) -> TaskOut:
+        if kw.get("runtime_env"):
+            kw["runtime_env"] = await self.ship(kw["runtime_env"])
         return await self._run(self._submit(task_type, params, **kw))
+
+    async def map(
+        self, skill: str, items: list[Any], reduce: str | None = None, **kw: Any
+    ) -> TaskOut:
+        return await self.submit(*self._map_params(skill, items, reduce), **kw)
+
+    async def ship(self, runtime_env: dict[str, Any]) -> dict[str, Any]:
+        done = [(u, (await self._run(self._upload(u))).ref) for u in uploads(runtime_env)]
+        return with_refs(runtime_env, done)
+
+    async def result(self, task_id: str) -> Any:
+        response = await self._http.get(f"/v1/tasks/{task_id}/result")
+        _raise_for(response)
+        return response.json()
 
     async def submit_batch(
         self, tasks: list[TaskCreate], idempotency_key: str | None = None

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     jwt_audience: str = Field(default="prsm", description="`aud` of the tokens PRSM accepts.")
     token_ttl_seconds: int = Field(default=30 * 86400, description="Lifetime of issued tokens.")
     max_body_bytes: int = Field(default=1_048_576, description="Largest request body (413).")
+    max_package_bytes: int = Field(
+        default=100 * 2**20, description="Largest package upload (POST /v1/packages)."
+    )
     max_header_bytes: int = Field(
         default=16_384, description="Largest total of request headers (431)."
     )
@@ -94,6 +97,17 @@ class Settings(BaseSettings):
     tenant_max_cpu: float = Field(
         default=256, gt=0, description="CPUs a tenant's scheduled and running tasks may reserve."
     )
+    result_store: str = Field(
+        default="",
+        description="Where large results and shipped code are kept, by sha256: a directory or a "
+        "pyarrow filesystem URI such as s3://bucket/prefix (empty: `results` in the data dir).",
+    )
+    result_inline_max_bytes: int = Field(
+        default=65_536, ge=0, description="Outputs whose JSON is larger go to the result store."
+    )
+    skill_timeout_s: float = Field(
+        default=900.0, gt=0, description="Timeout of one subtask of a skill that sets none."
+    )
     url: str = Field(default="", description="Gateway URL for the CLI and SDK.")
     token: str = Field(default="", description="Bearer token for the CLI and SDK.")
 
@@ -106,6 +120,10 @@ class Settings(BaseSettings):
         return self.data_dir / "jwt_secret"
 
     @property
+    def result_store_uri(self) -> str:
+        return self.result_store or str(self.data_dir / "results")
+
+    @property
     def tiny_model_path(self) -> Path:
         return self.data_dir / "models" / "prsm-tiny-llama"
 
@@ -116,5 +134,7 @@ class Settings(BaseSettings):
 
     def for_replicas(self) -> dict[str, Any]:
         """The settings as plain data, to hand to Ray actors and Serve replicas (the CLI's
-        own token stays behind: init arguments show in Serve's status)."""
-        return self.model_dump(mode="json", exclude={"token"})
+        own token stays behind: init arguments show in Serve's status), the result store
+        resolved."""
+        return {**self.model_dump(mode="json", exclude={"token"}),
+                "result_store": self.result_store_uri}  # fmt: skip

@@ -39,6 +39,38 @@ class PlacementIn(BaseModel):
     bundles: int = Field(default=1, ge=1, le=64, description="Split the request into bundles")
 
 
+class RuntimeEnvIn(BaseModel):
+    """Code the task ships: packages uploaded with ``POST /v1/packages`` (the SDK and CLI
+    upload local folders and wheels and fill these in), pip requirements, variables."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    working_dir: str | None = Field(
+        default=None, description="An uploaded .zip package: sha256:<hex>/<name>.zip"
+    )
+    py_modules: list[str] = Field(default_factory=list, max_length=50,
+                                  description="Uploaded .zip or .whl packages")  # fmt: skip
+    pip: list[str] = Field(
+        default_factory=list, max_length=50,
+        description="Requirements, or uploaded wheels (sha256:<hex>/x.whl)",
+    )  # fmt: skip
+    env_vars: dict[str, str] = Field(default_factory=dict, description="Environment variables")
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump(exclude_defaults=True)
+
+
+class SkillUsed(BaseModel):
+    """A skill a task runs, as resolved at submit: exactly which code."""
+
+    name: str
+    kind: str
+    origin: str = Field(description="installed, registered or reference")
+    code: str = Field(description="module:function")
+    version: str
+    code_hash: str = Field(description="sha256 of its code (a reference: of the runtime_env)")
+
+
 class TaskCreate(BaseModel):
     """One task to submit."""
 
@@ -55,6 +87,9 @@ class TaskCreate(BaseModel):
         default=None, description="Coordination strategy; the task type's default if left out"
     )
     placement: PlacementIn = Field(default_factory=PlacementIn)
+    runtime_env: RuntimeEnvIn | None = Field(
+        default=None, description="Code the task ships (needs the skills:write scope)"
+    )
 
 
 class TaskBatchCreate(BaseModel):
@@ -102,6 +137,17 @@ class TaskOut(BaseModel):
     ran_on: list[WorkPlaceOut] | None = Field(
         default=None, description="Where its subtasks ran (`GET /v1/tasks/{id}` only)"
     )
+    skills: list[SkillUsed] | None = Field(
+        default=None, description="The code it runs (`GET /v1/tasks/{id}` only)"
+    )
+    runtime_env: dict[str, Any] | None = Field(
+        default=None, description="The code it ships (`GET /v1/tasks/{id}` only)"
+    )
+
+
+class PackageOut(BaseModel):
+    ref: str = Field(description="Name it in a runtime_env: sha256:<hex>/<file name>")
+    bytes: int
 
 
 class TaskBatchOut(BaseModel):

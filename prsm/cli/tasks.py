@@ -54,6 +54,13 @@ def submit(
     placement: Annotated[
         str, typer.Option(help='Placement as JSON, e.g. \'{"strategy": "distribution"}\'.')
     ] = "{}",
+    runtime_env: Annotated[
+        str,
+        typer.Option(
+            help='Code to ship, as JSON: \'{"working_dir": "./", "pip": '
+            '["dist/x.whl"]}\' (local folders and wheels are uploaded).'
+        ),
+    ] = "{}",
     as_json: JsonFlag = False,
 ) -> None:
     """Submit a task: map, map_reduce, pipeline, sweep or prompt (see the README)."""
@@ -66,11 +73,31 @@ def submit(
         where: Any = json.loads(placement)
     except json.JSONDecodeError as exc:
         raise typer.BadParameter(f"--placement is not JSON: {exc}") from None
+    try:
+        code: Any = json.loads(runtime_env)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"--runtime-env is not JSON: {exc}") from None
     task = client().submit(
         task_type, parsed, priority=priority, resources=resources, strategy=strategy,
         placement=where, dependencies=depends_on, idempotency_key=idempotency_key,
+        runtime_env=code or None,
     )  # fmt: skip
     _show([task], as_json)
+
+
+@tasks_app.command("result")
+def result(
+    task_id: str,
+    output: Annotated[
+        str | None, typer.Option("-o", "--output", help="Write it to this file.")
+    ] = None,
+) -> None:
+    """A finished task's result: printed as JSON, or streamed into a file (-o)."""
+    if output is None:
+        print(json.dumps(client().result(task_id)))
+        return
+    written = client().download_result(task_id, output)
+    err.print(f"{written} bytes written to {output}")
 
 
 @tasks_app.command("list")

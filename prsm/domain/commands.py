@@ -29,6 +29,7 @@ class TaskSpec:
     strategy: CoordinationStrategy | None = None  # None: the task type's default
     placement: PlacementRequest = field(default_factory=PlacementRequest)
     idempotency_key: str | None = None
+    runtime_env: dict[str, Any] = field(default_factory=dict)  # the code it ships
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,6 +11,7 @@ HTTP statuses in one table (``prsm.serve.errors``).
     ├── Conflict                  the resource's state forbids the request  (conflict)
     │   ├── IllegalTransition     a task status change the machine refuses  (illegal_transition)
     │   ├── IdempotencyConflict   a key reused with a different request     (idempotency_conflict)
+    │   ├── NotFinished           the task has no result yet                (not_finished)
     │   ├── ConcurrencyError      a stream moved past the expected version  (concurrency_conflict)
     │   ├── AgentUnavailable      the agent is busy, draining or offline    (agent_unavailable)
     │   └── InsufficientResources the cluster cannot hold the request now  (insufficient_resources)
@@ -71,6 +72,10 @@ class IllegalTransition(Conflict):
 
 class IdempotencyConflict(Conflict):
     code = "idempotency_conflict"
+
+
+class NotFinished(Conflict):
+    code = "not_finished"
 
 
 class ConcurrencyError(Conflict):

@@ -82,6 +82,8 @@ class TaskSubmitted(Event):
     placement: dict[str, Any] = field(default_factory=dict)  # a PlacementRequest
     origin_region: str = ""  # where it was submitted: the gateway replica's node's labels
     origin_zone: str = ""
+    skills: list[dict[str, Any]] = field(default_factory=list)  # each a ``Skill.record()``
+    runtime_env: dict[str, Any] = field(default_factory=dict)  # the code it ships
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,8 +11,9 @@ Subtask keys are ``"stage:item"`` (``"0:17"``: the first stage on item 17) and `
 
 A subtask that fails is retried after ``backoff × 2^(n−1)`` seconds, on another agent where
 there is one, until ``max_attempts``; then it fails for good, its item goes no further, the
-final subtask does not run, and the task fails naming it. A subtask whose agent died goes
-back to the front of the queue without counting as a try.
+final subtask does not run, and the task fails naming it. A subtask whose agent died in a
+batch goes back to the front of the queue without counting as a try, to run alone (``lost``).
+A run whose code cannot start at all (its runtime_env) is ``abandon``-ed with the reason.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class TaskRun:
         self.attempts: dict[str, int] = {}
         self.tried: dict[str, set[str]] = {}
         self.running: set[str] = set()
+        self.abandoned: str | None = None
         self._ready: deque[str] = deque()
         self._later: list[tuple[float, str]] = []
         self._sequential = plan.strategy is CoordinationStrategy.SEQUENTIAL
@@ -106,8 +108,13 @@ class TaskRun:
         calls: list[Call] = []
         while self._ready and len(calls) < limit:
             key = self._ready.popleft()
+            try:
+                given = self._input(key)
+            except Exception as exc:  # outputs the task type cannot combine (e.g. no metric)
+                self.failures[key] = f"its input could not be made: {type(exc).__name__}: {exc}"
+                continue
             self.running.add(key)
-            calls.append(Call(key, self.skill_of(key).name, self._input(key)))
+            calls.append(Call(key, self.skill_of(key).name, given))
         return calls
 
     def skill_of(self, key: str) -> Skill:
@@ -163,11 +170,23 @@ class TaskRun:
         return ev.SubtaskFailed(task_id=self.task_id, key=key, agent_id=agent_id,
                                 attempt=attempt, error=error, final=final)  # fmt: skip
 
-    def lost(self, key: str) -> None:
-        """The agent running ``key`` died: run it again elsewhere, not counted as a try."""
+    def lost(self, key: str, alone: bool = False) -> None:
+        """The agent running ``key`` died: run it again elsewhere, not counted as a try
+        (``alone``: in a batch of its own, as retries are)."""
         if key in self.running:
             self.running.discard(key)
             self._ready.appendleft(key)
+            if alone:
+                self.tried.setdefault(key, set())
+
+    def abandon(self, reason: str) -> None:
+        """Nothing more can run (its code cannot start): every subtask not done fails."""
+        if self.abandoned is None:
+            self.abandoned = reason
+            for key in [*self._ready, *(k for _, k in self._later)]:
+                self.failures[key] = reason
+            self._ready.clear()
+            self._later.clear()
 
     # --- state ---------------------------------------------------------------------------
 
@@ -187,12 +206,18 @@ class TaskRun:
     def outcome(self) -> tuple[bool, dict[str, Any], str | None]:
         """``(succeeded, result, error)`` of a finished run."""
         if not self.failures:
-            return True, self.plan.result(self._last_outputs(), self.outputs.get(FINAL)), None
+            try:
+                return True, self.plan.result(self._last_outputs(), self.outputs.get(FINAL)), None
+            except Exception as exc:  # outputs the task type cannot combine
+                error = f"its result could not be made: {type(exc).__name__}: {exc}"
+                return False, {"completed": len(self.outputs)}, error
         failed = [
             {"subtask": k, "item": None if k == FINAL else int(k.split(":")[1]),
              "error": e, "attempts": self.attempts.get(k, 0)}
             for k, e in sorted(self.failures.items(), key=lambda kv: _order(kv[0]))
         ]  # fmt: skip
+        if self.abandoned is not None:
+            return False, {"failed": failed, "completed": len(self.outputs)}, self.abandoned
         named = "; ".join(f"{f['subtask']}: {f['error']}" for f in failed[:MAX_ERRORS_NAMED])
         extra = len(failed) - MAX_ERRORS_NAMED
         more = f" and {extra} more" if extra > 0 else ""

@@ -24,10 +24,12 @@ class Scope(StrEnum):
     AGENTS_READ = "agents:read"
     AGENTS_WRITE = "agents:write"  # drain an agent
     CLUSTER_READ = "cluster:read"
+    SKILLS_READ = "skills:read"
+    SKILLS_WRITE = "skills:write"  # register skills, upload code, submit tasks that ship it
 
 
 _VIEWER = frozenset({Scope.WHOAMI, Scope.TASKS_READ, Scope.MODELS_READ, Scope.ROLLOUTS_READ,
-                     Scope.AGENTS_READ, Scope.CLUSTER_READ})  # fmt: skip
+                     Scope.AGENTS_READ, Scope.CLUSTER_READ, Scope.SKILLS_READ})  # fmt: skip
 _USER = _VIEWER | {
     Scope.TASKS_WRITE, Scope.INFERENCE, Scope.MODELS_WRITE, Scope.ROLLOUTS_WRITE, Scope.KEYS,
 }  # fmt: skip
@@ -35,7 +37,7 @@ _USER = _VIEWER | {
 ROLE_SCOPES: dict[str, frozenset[Scope]] = {
     "viewer": _VIEWER,
     "user": _USER,
-    "operator": _USER | {Scope.AGENTS_WRITE},
+    "operator": _USER | {Scope.AGENTS_WRITE, Scope.SKILLS_WRITE},
     "admin": frozenset(Scope),
 }
 

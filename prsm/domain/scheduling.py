@@ -12,7 +12,8 @@ Strategy choice, in this order:
 5. otherwise BALANCED (packed).
 
 Two lanes (``reservation_reason``): a task whose request a pooled agent's slot covers — at
-most ``POOLED_SLOT_CPU`` CPU, no GPU, no memory, one bundle, no placement asked for — runs
+most ``POOLED_SLOT_CPU`` CPU, no GPU, no memory, one bundle, no placement asked for, and no
+code of its own to ship (a ``runtime_env``, or a skill not installed on the platform) — runs
 on the orchestrator's pooled agents, which already hold their CPUs: no placement group is
 made for it, and it counts against its tenant's quota like any other. Every other task gets
 a reservation (a placement group) and its code runs on agents placed in its bundles.
@@ -198,8 +199,11 @@ def bundles_for(cpu: float, memory_gb: float, gpu: float, strategy: SchedulingSt
     return [(cpu, memory_gb, gpu)]
 
 
-def reservation_reason(cpu: float, gpu: float, memory_mb: int, where: PlacementRequest) -> str:
+def reservation_reason(cpu: float, gpu: float, memory_mb: int, where: PlacementRequest,
+                       ships_code: bool = False) -> str:  # fmt: skip
     """Why a task needs a reservation of its own (``""``: it runs on pooled agents)."""
+    if ships_code:
+        return "it ships its own code (agents of its own run it, in its runtime_env)"
     if gpu > 0:
         return f"it asks for {gpu:g} GPU"
     if memory_mb > 0:

@@ -1,22 +1,38 @@
-"""The skills agents run, as the platform knows them before running any: name, the capability
-an agent needs for it, its kind (``map``: one item → one output; ``reduce``: the list of
-outputs → one value; ``llm``: a model call) and a nominal duration (the speed an agent
-reports is nominal / observed). The code of each skill lives in ``prsm.runtime.skills``;
-a unit test checks that both name the same skills."""
+"""Skills as the platform knows them before running any: name, kind (``map``: one item → one
+output; ``reduce``: the list of outputs → one value; ``llm``: a model call), the capability
+an agent needs, the JSON Schemas of an input and an output, a timeout, and which code it is
+(``code``: ``module:function``; ``version``; ``code_hash``).
+
+Three origins, one shape:
+
+- ``installed``: found through the ``prsm.skills`` entry points where the platform runs
+  (PRSM's built-in skills are a package found this way);
+- ``registered``: a version registered through ``/v1/skills`` by a tenant (or shared by an
+  admin), with the ``runtime_env`` its code ships in;
+- ``reference``: ``package.module:function`` named by a task that ships the code itself.
+
+A ``SkillCatalog`` answers "which skill is this name"; a task records the skills it resolved
+at submit (``Skill.record``), so that its run uses exactly that code.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import jsonschema
 
 from prsm.domain.errors import InvalidRequest
 
 SkillKind = Literal["map", "reduce", "llm"]
-Accepts = Literal["number", "text", "list", "params", "prompt", "numbers", "lists"]
+Origin = Literal["installed", "registered", "reference"]
 
 COMPUTE = "compute"
 SIMULATION = "simulation"
 LLM = "llm"
+REFERENCE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 
 
 @dataclass(frozen=True)
@@ -24,51 +40,93 @@ class Skill:
     name: str
     capability: str
     kind: SkillKind
-    nominal_s: float
-    accepts: Accepts
-    doc: str
+    nominal_s: float = 0.01
+    doc: str = ""
+    input_schema: Mapping[str, Any] | None = None
+    output_schema: Mapping[str, Any] | None = None
+    timeout_s: float | None = None  # None: the platform's default
+    code: str = ""  # "module:function"
+    version: str = ""
+    code_hash: str = ""  # "sha256:…" of the code it runs
+    origin: Origin = "installed"
+    runtime_env: Mapping[str, Any] | None = None  # the code a registered skill ships in
+    resources: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def ships_code(self) -> bool:
+        """Its code is not installed where the platform runs: it runs on agents of the task's
+        own, started with the code's ``runtime_env``."""
+        return self.origin != "installed"
+
+    def record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Skill:
+        return cls(**record)
+
+    def check_input(self, item: Any, where: str) -> None:
+        """A clear ``InvalidRequest`` naming ``where`` (``items[3]``) and the field if ``item``
+        does not match the input schema."""
+        if self.input_schema is not None:
+            _check(self.input_schema, item, f"{self.name}: {where}")
+
+    def output_error(self, output: Any) -> str | None:
+        """Why ``output`` does not match the output schema, or ``None``."""
+        if self.output_schema is None:
+            return None
+        try:
+            _check(self.output_schema, output, f"{self.name} returned an output that")
+        except InvalidRequest as exc:
+            return exc.message
+        return None
 
 
-SKILLS: dict[str, Skill] = {
-    s.name: s
-    for s in (
-        Skill("math.square", COMPUTE, "map", 0.0005, "number", "x → x², for a number x"),
-        Skill("math.sqrt", COMPUTE, "map", 0.0005, "number", "x → √x; fails on a negative x"),
-        Skill("math.primes_below", COMPUTE, "map", 0.01, "number",
-              "n → how many primes are below n (a NumPy sieve; n up to 10⁸)"),
-        Skill("text.clean", COMPUTE, "map", 0.001, "text", "lower case, punctuation removed"),
-        Skill("text.tokens", COMPUTE, "map", 0.001, "text", "a text → its words"),
-        Skill("text.count", COMPUTE, "map", 0.0005, "list", "a list → its length"),
-        Skill("sim.logistic", SIMULATION, "map", 0.02, "params",
-              "logistic growth dy/dt = r·y·(1 − y/K) solved with SciPy's solve_ivp; "
-              "params r, K, y0, t_end → final, peak_rate, t_half"),
-        Skill("sim.oscillator", SIMULATION, "map", 0.02, "params",
-              "damped oscillator x'' + 2ζωx' + ω²x = 0 solved with solve_ivp; params omega, "
-              "zeta, t_end → final, max_amplitude, energy_left"),
-        Skill("sim.monte_carlo_pi", SIMULATION, "map", 0.01, "params",
-              "π estimated from `samples` random points (NumPy, seeded by `seed`) → "
-              "estimate, error"),
-        Skill("reduce.sum", COMPUTE, "reduce", 0.001, "numbers", "the sum of numbers"),
-        Skill("reduce.mean", COMPUTE, "reduce", 0.001, "numbers", "the mean of numbers"),
-        Skill("reduce.min", COMPUTE, "reduce", 0.001, "numbers", "the smallest number"),
-        Skill("reduce.max", COMPUTE, "reduce", 0.001, "numbers", "the largest number"),
-        Skill("reduce.count", COMPUTE, "reduce", 0.001, "list", "how many outputs"),
-        Skill("reduce.stats", COMPUTE, "reduce", 0.001, "numbers", "count, mean, std, min, max"),
-        Skill("reduce.concat", COMPUTE, "reduce", 0.001, "lists", "lists joined into one"),
-        Skill("sys.where", COMPUTE, "map", 0.001, "number",
-              "s → where the code runs (Ray node, assigned resources, GPU ids, "
-              "CUDA_VISIBLE_DEVICES), after holding its slot for s seconds (at most 600)"),
-        Skill("llm.complete", LLM, "llm", 1.0, "prompt",
-              "a chat completion from a deployed model: {model, prompt, max_tokens} → text"),
+def _check(schema: Mapping[str, Any], value: Any, where: str) -> None:
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema).iter_errors(value)
     )
-}  # fmt: skip
+    if error is not None:
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        raise InvalidRequest(f"{where}{path}: {error.message[:300]}")
 
 
-def skill(name: object, kind: SkillKind | tuple[SkillKind, ...] = "map") -> Skill:
-    """The skill called ``name``, which must be of ``kind``, or a clear ``InvalidRequest``."""
-    kinds = (kind,) if isinstance(kind, str) else kind
-    found = SKILLS.get(name) if isinstance(name, str) else None
-    if found is None or found.kind not in kinds:
-        known = ", ".join(sorted(n for n, s in SKILLS.items() if s.kind in kinds))
-        raise InvalidRequest(f"unknown {'/'.join(kinds)} skill {name!r}; known: {known}")
-    return found
+class SkillCatalog:
+    """The skills a task may name: by name, or by ``module:function`` reference."""
+
+    def __init__(self, skills: Iterable[Skill] = ()) -> None:
+        self._by_name: dict[str, Skill] = {}
+        self._by_code: dict[str, Skill] = {}
+        for s in skills:
+            self._by_name[s.name] = s
+            if s.code and s.origin == "installed":
+                self._by_code[s.code] = s
+
+    def __iter__(self) -> Any:
+        return iter(self._by_name.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def merged(self, more: Iterable[Skill]) -> SkillCatalog:
+        """This catalog with ``more`` added (a name in both: ``more``'s)."""
+        return SkillCatalog([*self._by_name.values(), *more])
+
+    def find(self, name: object, kind: SkillKind | tuple[SkillKind, ...] = "map") -> Skill:
+        """The skill ``name``, which must be of ``kind``, or a clear ``InvalidRequest``. A
+        ``module:function`` reference to installed code is that skill; to code the task
+        ships, a skill known by its reference alone."""
+        kinds = (kind,) if isinstance(kind, str) else kind
+        found = self._by_name.get(name) if isinstance(name, str) else None
+        if found is None and isinstance(name, str) and REFERENCE.match(name):
+            found = self._by_code.get(name) or Skill(
+                name, COMPUTE, "reduce" if kinds == ("reduce",) else "map", code=name,
+                origin="reference",
+            )  # fmt: skip
+        if found is None or found.kind not in kinds:
+            known = ", ".join(sorted(n for n, s in self._by_name.items() if s.kind in kinds))
+            raise InvalidRequest(
+                f"unknown {'/'.join(kinds)} skill {name!r}; known: {known}, or a reference "
+                "'package.module:function' to code the task ships in its runtime_env"
+            )
+        return found

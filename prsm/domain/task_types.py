@@ -6,12 +6,13 @@ subtasks, and how the results of its subtasks become the task's result.
 | `map`        | skill, items                                            | PARALLEL, SEQUENTIAL  |
 | `map_reduce` | skill, items, reduce (a `reduce.*` skill)               | MAP_REDUCE            |
 | `pipeline`   | stages (skills, in order), items                        | PIPELINE, SEQUENTIAL  |
-| `sweep`      | skill (`sim.*`), parameter_sets or grid, metric, z,     | PARALLEL, SEQUENTIAL  |
+| `sweep`      | skill (a map skill), parameter_sets or grid, metric, z, | PARALLEL, SEQUENTIAL  |
 |              | summarise_with (a model: an LLM summary of the outliers)|                       |
 | `prompt`     | model, prompts, max_tokens                              | PARALLEL, SEQUENTIAL  |
 
 Every type also takes ``requires``: capabilities an agent must have besides the skills'.
-The first strategy listed is the default.
+The first strategy listed is the default. Skills are looked up in a ``SkillCatalog`` (by name,
+or ``module:function``); each item is checked against the first stage's input schema.
 """
 
 from __future__ import annotations
@@ -25,17 +26,12 @@ from typing import Any
 import numpy as np
 
 from prsm.domain.errors import InvalidRequest
-from prsm.domain.skills import Skill, skill
+from prsm.domain.skills import Skill, SkillCatalog
 from prsm.domain.tasks import CoordinationStrategy as CS
 
 MAX_ITEMS = 10_000
 MAX_STAGES = 10
 MAX_TOKENS = 4096
-SIM_PARAMS: dict[str, dict[str, tuple[float, float]]] = {  # name → (low, high), inclusive
-    "sim.logistic": {"r": (1e-6, 100), "K": (1e-6, 1e12), "y0": (1e-9, 1e12), "t_end": (1e-3, 1e4)},
-    "sim.oscillator": {"omega": (1e-6, 1e4), "zeta": (0, 100), "t_end": (1e-3, 1e4)},
-    "sim.monte_carlo_pi": {"samples": (1, 1e7), "seed": (0, 2**32 - 1)},
-}
 DEFAULT_METRIC = {"sim.logistic": "t_half", "sim.oscillator": "energy_left",
                   "sim.monte_carlo_pi": "error"}  # fmt: skip
 
@@ -55,8 +51,16 @@ class Plan:
 
     @property
     def capabilities(self) -> frozenset[str]:
-        skills = [*self.stages, *([self.final] if self.final else [])]
-        return self.requires | {s.capability for s in skills}
+        return self.requires | {s.capability for s in self.skills}
+
+    @property
+    def skills(self) -> tuple[Skill, ...]:
+        return (*self.stages, *([self.final] if self.final else []))
+
+    @property
+    def ships_code(self) -> bool:
+        """Some skill's code is not installed: the task runs on agents of its own."""
+        return any(s.ships_code for s in self.skills)
 
     @property
     def size(self) -> int:
@@ -77,7 +81,8 @@ class Plan:
         return {"outputs": outputs}
 
 
-def plan(task_type: str, params: Mapping[str, Any], strategy: CS | None = None) -> Plan:
+def plan(task_type: str, params: Mapping[str, Any], skills: SkillCatalog,
+         strategy: CS | None = None) -> Plan:  # fmt: skip
     """Check a task definition and split it; a clear ``InvalidRequest`` if it is not valid."""
     build = _TYPES.get(task_type)
     if build is None:
@@ -87,11 +92,11 @@ def plan(task_type: str, params: Mapping[str, Any], strategy: CS | None = None) 
     if chosen not in allowed:
         names = ", ".join(s.value for s in allowed)
         raise InvalidRequest(f"a {task_type} task runs {names}, not {chosen.value}")
-    stages, items, final = build(params)
+    stages, items, final = build(params, skills)
     if len(items) > MAX_ITEMS:
         raise InvalidRequest(f"at most {MAX_ITEMS} items per task, got {len(items)}")
-    for item in items:
-        _check_input(stages[0], item)
+    for i, item in enumerate(items):
+        stages[0].check_input(item, f"items[{i}]")
     requires = params.get("requires", [])
     if not isinstance(requires, list) or not all(isinstance(c, str) and c for c in requires):
         raise InvalidRequest("requires must be a list of capability names")
@@ -103,33 +108,34 @@ def plan(task_type: str, params: Mapping[str, Any], strategy: CS | None = None) 
 Parts = tuple[tuple[Skill, ...], list[Any], Skill | None]
 
 
-def _map(params: Mapping[str, Any]) -> Parts:
-    return (skill(params.get("skill"), ("map", "llm")),), _items(params), None
+def _map(params: Mapping[str, Any], skills: SkillCatalog) -> Parts:
+    return (skills.find(params.get("skill"), ("map", "llm")),), _items(params), None
 
 
-def _map_reduce(params: Mapping[str, Any]) -> Parts:
-    return (skill(params.get("skill")),), _items(params), skill(params.get("reduce"), "reduce")
+def _map_reduce(params: Mapping[str, Any], skills: SkillCatalog) -> Parts:
+    reduce = skills.find(params.get("reduce"), "reduce")
+    return (skills.find(params.get("skill")),), _items(params), reduce
 
 
-def _pipeline(params: Mapping[str, Any]) -> Parts:
+def _pipeline(params: Mapping[str, Any], skills: SkillCatalog) -> Parts:
     stages = params.get("stages")
     if not isinstance(stages, list) or not 1 <= len(stages) <= MAX_STAGES:
         raise InvalidRequest(f"stages must be a list of 1 to {MAX_STAGES} skill names")
-    return tuple(skill(s) for s in stages), _items(params), None
+    return tuple(skills.find(s) for s in stages), _items(params), None
 
 
-def _sweep(params: Mapping[str, Any]) -> Parts:
-    sim = skill(params.get("skill"))
-    if sim.name not in SIM_PARAMS:
-        raise InvalidRequest(f"a sweep runs a simulation skill: {', '.join(SIM_PARAMS)}")
+def _sweep(params: Mapping[str, Any], skills: SkillCatalog) -> Parts:
+    sim = skills.find(params.get("skill"))
     if ("grid" in params) == ("parameter_sets" in params):
         raise InvalidRequest("a sweep takes either parameter_sets or grid")
     sets = _grid(params["grid"]) if "grid" in params else params["parameter_sets"]
     if not isinstance(sets, list) or not sets:
         raise InvalidRequest("parameter_sets must be a non-empty list of objects")
-    if _metric(sim, params) not in ("final", "peak_rate", "t_half", "max_amplitude",
-                                    "energy_left", "estimate", "error"):  # fmt: skip
-        raise InvalidRequest(f"unknown metric {params['metric']!r}")
+    metric = _metric(sim, params)
+    figures = (sim.output_schema or {}).get("properties")
+    if not isinstance(metric, str) or (figures is not None and metric not in figures):
+        known = f"; {sim.name} gives {', '.join(figures)}" if figures else ""
+        raise InvalidRequest(f"unknown metric {metric!r}{known}")
     z = params.get("z", 2.0)
     if not isinstance(z, int | float) or not 0 < z <= 10:
         raise InvalidRequest("z (the outlier threshold in standard deviations) must be in (0, 10]")
@@ -137,19 +143,19 @@ def _sweep(params: Mapping[str, Any]) -> Parts:
     final = None
     if model is not None:
         _prompt_item(model, "x", params.get("max_tokens", 256))
-        final = skill("llm.complete", "llm")
+        final = skills.find("llm.complete", "llm")
     return (sim,), sets, final
 
 
-def _prompt(params: Mapping[str, Any]) -> Parts:
+def _prompt(params: Mapping[str, Any], skills: SkillCatalog) -> Parts:
     prompts = params.get("prompts")
     if not isinstance(prompts, list) or not prompts:
         raise InvalidRequest("prompts must be a non-empty list of strings")
     items = [_prompt_item(params.get("model"), p, params.get("max_tokens", 128)) for p in prompts]
-    return (skill("llm.complete", "llm"),), items, None
+    return (skills.find("llm.complete", "llm"),), items, None
 
 
-_TYPES: dict[str, Callable[[Mapping[str, Any]], Parts]] = {
+_TYPES: dict[str, Callable[[Mapping[str, Any], SkillCatalog], Parts]] = {
     "map": _map, "map_reduce": _map_reduce, "pipeline": _pipeline, "sweep": _sweep,
     "prompt": _prompt,
 }  # fmt: skip
@@ -194,39 +200,13 @@ def _prompt_item(model: object, prompt: object, max_tokens: object) -> dict[str,
     return {"model": model, "prompt": prompt, "max_tokens": max_tokens}
 
 
-def _is_number(x: object) -> bool:
-    if isinstance(x, bool):
-        return False
-    return isinstance(x, int) or (isinstance(x, float) and math.isfinite(x))
-
-
-def _check_input(first: Skill, item: Any) -> None:
-    match first.accepts:
-        case "number" if not _is_number(item):
-            raise InvalidRequest(f"{first.name} takes numbers, got {item!r:.80}")
-        case "text" if not isinstance(item, str):
-            raise InvalidRequest(f"{first.name} takes strings, got {item!r:.80}")
-        case "list" if not isinstance(item, list):
-            raise InvalidRequest(f"{first.name} takes lists, got {item!r:.80}")
-        case "params":
-            _check_sim_params(first.name, item)
-
-
-def _check_sim_params(name: str, item: object) -> None:
-    bounds = SIM_PARAMS[name]
-    if not isinstance(item, dict) or set(item) - set(bounds):
-        raise InvalidRequest(f"{name} takes objects with keys among {', '.join(bounds)}")
-    for key, value in item.items():
-        low, high = bounds[key]
-        if not _is_number(value) or not low <= value <= high:
-            raise InvalidRequest(f"{name}: {key} must be a number in [{low:g}, {high:g}]")
-
-
 # --- sweep figures ---------------------------------------------------------------------
 
 
-def _metric(sim: Skill, params: Mapping[str, Any]) -> str:
-    return str(params.get("metric", DEFAULT_METRIC[sim.name]))
+def _metric(sim: Skill, params: Mapping[str, Any]) -> Any:
+    if "metric" not in params and sim.name not in DEFAULT_METRIC:
+        raise InvalidRequest(f"a sweep of {sim.name} names its metric (a figure of its output)")
+    return params.get("metric", DEFAULT_METRIC.get(sim.name))
 
 
 def _sweep_figures(p: Plan, outputs: list[Any]) -> dict[str, Any]:

@@ -95,6 +95,8 @@ class Task:
     placement: PlacementRequest = field(default_factory=PlacementRequest)
     allocation: dict[str, Any] | None = None  # what the scheduler reserved (``TaskScheduled``)
     origin: tuple[str, str] = ("", "")  # (region, zone) where it was submitted
+    skills: list[dict[str, Any]] = field(default_factory=list)  # resolved at submit
+    runtime_env: dict[str, Any] = field(default_factory=dict)  # the code it ships
     status: TaskStatus = TaskStatus.SUBMITTED
     progress: float = 0.0
     result_ref: str | None = None
@@ -102,6 +104,11 @@ class Task:
     result: Any = None
     version: int = 0
     changes: list[ev.Event] = field(default_factory=list, repr=False)
+
+    @property
+    def ships_code(self) -> bool:
+        """It brings code the platform does not have installed."""
+        return bool(self.runtime_env) or any(s.get("origin") != "installed" for s in self.skills)
 
     # -- creation ------------------------------------------------------------------------
 
@@ -146,6 +153,8 @@ class Task:
             request_hash=e.request_hash,
             placement=PlacementRequest.from_dict(e.placement),
             origin=(e.origin_region, e.origin_zone),
+            skills=e.skills,
+            runtime_env=e.runtime_env,
         )
 
     def follow(self, event: ev.Event, version: int) -> None:

@@ -83,10 +83,12 @@ def kill(name: str) -> None:
 
 def bundle_agent(cls: type, name: str, pg: PlacementGroup, bundle: int, num_cpus: float,
                  num_gpus: float, memory_gb: float, concurrency: int,
-                 *args: Any) -> Any:  # fmt: skip
+                 runtime_env: dict[str, Any] | None, *args: Any) -> Any:  # fmt: skip
+    """``runtime_env``: the code the task ships (Ray sets it up before the actor starts)."""
     where = PlacementGroupSchedulingStrategy(
         placement_group=pg, placement_group_bundle_index=bundle,
         placement_group_capture_child_tasks=True,
     )  # fmt: skip
+    extra = {"runtime_env": runtime_env} if runtime_env else {}
     return agent(cls, name, num_cpus, num_gpus, memory_gb, concurrency, *args,
-                 scheduling_strategy=where, get_if_exists=True)  # fmt: skip
+                 scheduling_strategy=where, get_if_exists=True, **extra)  # fmt: skip

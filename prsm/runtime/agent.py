@@ -1,8 +1,14 @@
 """An agent: a Ray actor (made in ``prsm.runtime.actors``) that runs skills on batches of
-subtasks for the orchestrator, and reports its load and observed speed in heartbeats.
+subtasks for the orchestrator, and reports its load, observed speed and what it is running
+in heartbeats.
 
 It runs ``capacity`` batches at once (a threaded actor with one more thread for heartbeats).
-A skill that raises fails only its own subtask; the error goes back as text.
+A skill that raises fails only its own subtask: the error goes back as text, with the
+exception's type and message and the last frames of its traceback; an output that does not
+match the skill's output schema fails it too. Outputs over the inline limit go to the result
+store, and a reference to one in an input is read back from it. A subtask that runs past its
+timeout is not stopped here (a thread cannot be): each heartbeat says how long each running
+subtask has run and its timeout, and the orchestrator replaces an agent that overran one.
 """
 
 from __future__ import annotations
@@ -10,17 +16,22 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import traceback
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import ray
 
-from prsm.domain.skills import SKILLS as CATALOG
-from prsm.runtime.skills import SKILLS
+from prsm.adapters import skill_code
+from prsm.adapters.blobs import BlobStore
+from prsm.domain.skills import Skill
+from prsm.skill import spec_of
 
 SPEED_ALPHA = 0.3
+TRACEBACK_FRAMES = 3
+MAX_ERROR_CHARS = 2000
 LLM_TIMEOUT_S = 120.0
 
 Complete = Callable[[str, str, dict[str, Any]], Coroutine[Any, Any, str]]
@@ -36,8 +47,9 @@ class SubtaskCall:
 
     tenant_id: str
     user_id: str
+    task_id: str
     key: str
-    skill: str
+    skill: Skill
     input: Any  # the skill's input (JSON-like)
 
 
@@ -59,6 +71,7 @@ class Heartbeat:
     done: int  # subtasks run since it started
     speed: dict[str, float]  # skill → nominal / observed seconds
     at: float  # time.time() of the heartbeat
+    running_for: tuple[tuple[str, str, float, float], ...] = ()  # (task, key, s, timeout s)
 
 
 class AgentWorker:
@@ -77,6 +90,12 @@ class AgentWorker:
         self._running = 0
         self._done = 0
         self._seconds: dict[str, float] = {}  # skill → moving average of its duration
+        self._nominal: dict[str, float] = {}
+        self._functions: dict[tuple[str, str], tuple[Skill, Callable[[Any], Any]]] = {}
+        self._now: dict[int, tuple[str, str, float, float]] = {}  # thread → what it runs
+        self._default_timeout_s = float(self._settings.get("skill_timeout_s", 900.0))
+        self._inline_max = int(self._settings.get("result_inline_max_bytes", 65_536))
+        self._blobs: BlobStore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._complete: Future[Complete] | None = None
 
@@ -91,28 +110,79 @@ class AgentWorker:
                 self._running -= 1
 
     def _one(self, call: SubtaskCall) -> Outcome:
-        name, started = call.skill, time.perf_counter()
+        name, started = call.skill.name, time.perf_counter()
+        thread = threading.get_ident()
         try:
-            output = self._llm(call) if name == "llm.complete" else SKILLS[name](call.input)
+            skill, fn = self._function(call.skill)
+            timeout = skill.timeout_s or self._default_timeout_s
+            with self._lock:
+                self._now[thread] = (call.task_id, call.key, time.monotonic(), timeout)
+            if skill.kind == "llm":
+                output = self._llm(call)
+            else:
+                output = fn(self._resolve(call.input))
+                problem = skill.output_error(output)
+                if problem is not None:
+                    raise OutputMismatch(problem)
+                output = self._keep(output)
             ok = True
         except Exception as exc:  # the skill's failure is its subtask's, reported as text
-            output, ok = f"{type(exc).__name__}: {exc}"[:500], False
+            output, ok = _describe(exc), False
+        finally:
+            with self._lock:
+                self._now.pop(thread, None)
         seconds = time.perf_counter() - started
         with self._lock:
             old = self._seconds.get(name)
             self._seconds[name] = seconds if old is None else old + SPEED_ALPHA * (seconds - old)
+            self._nominal[name] = call.skill.nominal_s
             self._done += 1
         return Outcome(call.key, ok, output, seconds)
 
+    def _function(self, skill: Skill) -> tuple[Skill, Callable[[Any], Any]]:
+        """The code of ``skill`` (loaded once); a reference's function brings the schemas and
+        timeout of its ``prsm.skill`` mark, where it has one."""
+        key = (skill.name, skill.code)
+        found = self._functions.get(key)
+        if found is None:
+            fn = _no_code if skill.kind == "llm" else skill_code.function(skill)
+            spec = spec_of(fn)
+            if skill.origin == "reference" and spec is not None:
+                skill = replace(skill, input_schema=spec.input_schema,
+                                output_schema=spec.output_schema,
+                                timeout_s=spec.timeout_s)  # fmt: skip
+            found = self._functions[key] = (skill, fn)
+        return found
+
+    def _store(self) -> BlobStore:
+        if self._blobs is None:
+            self._blobs = BlobStore(str(self._settings["result_store"]))
+        return self._blobs
+
+    def _keep(self, output: Any) -> Any:
+        if isinstance(output, int | float | bool) or output is None:
+            return output
+        return self._store().keep(output, self._inline_max)
+
+    def _resolve(self, value: Any) -> Any:
+        if isinstance(value, dict | list):
+            return self._store().resolve(value)
+        return value
+
     def heartbeat(self) -> Heartbeat:
+        now = time.monotonic()
         with self._lock:
             return Heartbeat(
                 agent_id=self.agent_id,
                 load=min(1.0, self._running / self.capacity),
                 running=self._running,
                 done=self._done,
-                speed={s: CATALOG[s].nominal_s / max(t, 1e-6) for s, t in self._seconds.items()},
+                speed={s: self._nominal[s] / max(t, 1e-6) for s, t in self._seconds.items()},
                 at=time.time(),
+                running_for=tuple(
+                    (task, key, round(now - at, 3), timeout)
+                    for task, key, at, timeout in self._now.values()
+                ),
             )
 
     def node_id(self) -> str:
@@ -142,3 +212,20 @@ class AgentWorker:
                 threading.Thread(target=self._loop.run_forever, daemon=True,
                                  name="agent-llm").start()  # fmt: skip
             return self._loop
+
+
+class OutputMismatch(Exception):
+    """The skill's output does not match its output schema."""
+
+
+def _no_code(_: Any) -> Any:
+    raise RuntimeError("a model call is run by its agent")
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` and the last frames of the traceback (where in the skill it broke)."""
+    head = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, OutputMismatch):
+        return head[:MAX_ERROR_CHARS]
+    frames = traceback.format_tb(exc.__traceback__, limit=-TRACEBACK_FRAMES)
+    return (head[: MAX_ERROR_CHARS // 2] + "\n" + "".join(frames))[:MAX_ERROR_CHARS].rstrip()

@@ -15,7 +15,11 @@ reservation gets agents of its own (``reserve``): one per bundle of its placemen
 placed in that bundle with its resources (its code gets the CPUs and GPUs the task asked
 for, on the node the scheduler's placement chose for the bundle), able to run every skill
 the task needs, and gone with the task. One that dies (its node left) is started again in
-its bundle once the scheduler has made the group again on other nodes.
+its bundle once the scheduler has made the group again on other nodes. A task that ships
+code has its agents started with the task's ``runtime_env`` (Ray installs it before the
+actor starts); an environment that cannot be set up (a pip package that does not install, a
+working_dir that cannot be fetched) ends the reservation with Ray's message
+(``Reservation.failed``), and the orchestrator fails the task with it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ray.exceptions import RayActorError
+from ray.exceptions import RayActorError, RuntimeEnvSetupError
 
 from prsm.domain import events as ev
 from prsm.domain.agents import Agent, AgentPool, AgentStatus, Location, Resources
@@ -44,6 +48,7 @@ log = logging.getLogger("prsm.agents")
 HEARTBEAT_TIMEOUT_S = 5.0
 START_TIMEOUT_S = 120.0
 BUNDLE_START_TIMEOUT_S = 30.0  # its group is placed already: only the actor has to start
+RUNTIME_ENV_START_TIMEOUT_S = 600.0  # … and its runtime_env installed (pip, downloads)
 
 
 @dataclass(frozen=True)
@@ -85,10 +90,12 @@ class Reservation:
     task_id: str
     bundles: list[tuple[float, float, float]]  # (CPU, GPU, memory GiB) of each
     capabilities: frozenset[str]
+    runtime_env: dict[str, Any] | None = None  # as Ray takes it
     pool: AgentPool = field(default_factory=AgentPool)
     agents: dict[int, str] = field(default_factory=dict)  # bundle → agent id
     starting: set[int] = field(default_factory=set)
     complete_once: bool = False  # every bundle has had its agent (work may begin)
+    failed: str | None = None  # why its agents cannot start (its runtime_env)
 
 
 def actor_name(agent_id: str) -> str:
@@ -147,6 +154,8 @@ class AgentRegistry:
                 self._starting[kind] = self._starting.get(kind, 0) + 1
                 asyncio.get_running_loop().create_task(self._start(kind))
         for r in self.reservations.values():
+            if r.failed is not None:
+                continue
             for bundle in range(len(r.bundles)):
                 if bundle not in r.agents and bundle not in r.starting:
                     r.starting.add(bundle)
@@ -189,10 +198,17 @@ class AgentRegistry:
                 return  # its group is being placed (again, after a node left): next pass
             handle = actors.bundle_agent(
                 AgentWorker, actor_name(agent_id), pg, bundle, cpu, gpu, memory_gb,
-                capacity + 1, agent_id, capacity, self._build_llm, self._settings,
+                capacity + 1, r.runtime_env, agent_id, capacity, self._build_llm,
+                self._settings,
             )  # fmt: skip
-            node_id = await asyncio.wait_for(handle.node_id.remote(), BUNDLE_START_TIMEOUT_S)
+            wait = RUNTIME_ENV_START_TIMEOUT_S if r.runtime_env else BUNDLE_START_TIMEOUT_S
+            node_id = await asyncio.wait_for(handle.node_id.remote(), wait)
             region, zone = await asyncio.to_thread(cluster_state.location_of, node_id)
+        except RuntimeEnvSetupError as exc:
+            r.failed = f"its runtime_env could not be set up: {exc}"[:4000]
+            log.warning("task %s: %s", r.task_id, r.failed)
+            actors.kill(actor_name(agent_id))
+            return
         except Exception:
             log.exception("could not start the agent of task %s in bundle %d", r.task_id, bundle)
             actors.kill(actor_name(agent_id))  # (so that the next try makes a new one)
@@ -223,10 +239,12 @@ class AgentRegistry:
     # --- reservations ------------------------------------------------------------------
 
     def reserve(self, task_id: str, bundles: list[tuple[float, float, float]],
-                capabilities: frozenset[str]) -> None:  # fmt: skip
-        """Give a task agents of its own, one in each bundle (started by ``ensure``)."""
+                capabilities: frozenset[str],
+                runtime_env: dict[str, Any] | None) -> None:  # fmt: skip
+        """Give a task agents of its own, one in each bundle (started by ``ensure``), in
+        ``runtime_env`` if it ships code."""
         if task_id not in self.reservations:
-            self.reservations[task_id] = Reservation(task_id, bundles, capabilities)
+            self.reservations[task_id] = Reservation(task_id, bundles, capabilities, runtime_env)
 
     def release(self, task_id: str) -> None:
         """The task ended: stop its agents (its placement group's removal would, too)."""
@@ -255,6 +273,12 @@ class AgentRegistry:
         r = self.reservations.get(info.task_id or "")
         if r is not None and info.bundle is not None:
             r.agents.pop(info.bundle, None)
+
+    def kill(self, agent_id: str) -> None:
+        """Stop an agent (one that overran a subtask's timeout); its call ends in an error,
+        and ``died`` replaces it."""
+        if agent_id in self.handles:
+            actors.kill(actor_name(agent_id))
 
     def died(self, agent_id: str, reason: str) -> None:
         """Forget a dead agent (its work is given back by the caller); a new one replaces it
@@ -315,13 +339,14 @@ class AgentRegistry:
             agent.status = AgentStatus.BUSY if agent.load >= 1.0 else AgentStatus.AVAILABLE
         pool.update(agent)
 
-    async def heartbeats(self) -> None:
+    async def heartbeats(self) -> dict[str, Heartbeat]:
         """Ask every agent how it is; fold its observed speed into the pool; a dead one is
-        removed, a silent one is OFFLINE (no work) until it answers again."""
+        removed, a silent one is OFFLINE (no work) until it answers again. The answers."""
         ids = list(self.handles)
         beats: list[Heartbeat | BaseException] = await asyncio.gather(
             *(asyncio.wait_for(self.handles[a].heartbeat.remote(), HEARTBEAT_TIMEOUT_S)
               for a in ids), return_exceptions=True)  # fmt: skip
+        answered: dict[str, Heartbeat] = {}
         for agent_id, beat in zip(ids, beats, strict=True):
             if agent_id not in self.handles:
                 continue
@@ -341,6 +366,8 @@ class AgentRegistry:
             if agent.status is AgentStatus.OFFLINE:
                 agent.status = AgentStatus.AVAILABLE
             self._set_load(agent_id)
+            answered[agent_id] = beat
+        return answered
 
     def snapshot(self) -> list[AgentView]:
         out = []

@@ -3,6 +3,15 @@ the event log for tasks of the built-in types, splits each into subtasks (``task
 runs them on agents chosen by suitability (``AgentPool``) under the task's coordination
 strategy (``TaskRun``), and records subtask outcomes, progress and the task's result.
 
+The code of a task's skills is the code recorded with the task at submit (``Task.skills``):
+installed skills run on pooled agents; a task that ships code gets agents of its own in
+its reservation, started in its ``runtime_env``. A subtask that overruns its skill's timeout
+has its agent killed and replaced, and counts a failed try; a subtask whose agent died
+while running it alone counts one too ("its worker died"); in a batch, its companions are
+sent again each alone, so that the one that kills its worker is found. A result larger than
+the inline limit is stored whole in the result store, and the task's ``result_ref`` names
+it.
+
 It holds nothing the store does not: restarted, it reads the log from the start, takes back
 the agents that still run, and resumes every unfinished task, each finished subtask's output
 coming from its ``SubtaskCompleted`` event instead of running again.
@@ -16,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -27,17 +37,22 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError
 
+from prsm.adapters import skill_code
+from prsm.adapters.blobs import BlobStore
 from prsm.domain import events as ev
 from prsm.domain import streams
 from prsm.domain.agents import AgentPool, Location, Resources
 from prsm.domain.errors import AgentUnavailable, CapabilityMismatch, PrsmError
 from prsm.domain.orchestration import Call, TaskRun
+from prsm.domain.results import digest_of
+from prsm.domain.skills import Skill
 from prsm.domain.task_types import TASK_TYPES, plan
 from prsm.domain.tasks import Task, TaskStatus
 from prsm.runtime import actors
-from prsm.runtime.agent import LlmBuilder, Outcome, SubtaskCall
+from prsm.runtime.agent import Heartbeat, LlmBuilder, Outcome, SubtaskCall
 from prsm.runtime.agent_registry import AgentRegistry, actor_name
 from prsm.runtime.loop_actor import LoopActor, StoreBuilder
+from prsm.runtime.shipped_code import ray_runtime_env
 from prsm.service_layer.ports import StreamWrite
 from prsm.service_layer.runtime_views import AgentView
 from prsm.service_layer.task_log import Mutation, TaskLog
@@ -83,6 +98,10 @@ class Orchestrator(LoopActor):
         self._touched: set[str] = set()  # runs with answers not yet reflected in the task
         self._snapshot: list[AgentView] = []
         self._beat_at = 0.0
+        self._installed = skill_code.installed()
+        self._blobs = BlobStore(str(settings["result_store"]))
+        self._inline_max = int(settings["result_inline_max_bytes"])
+        self._overdue: dict[str, dict[tuple[str, str], float]] = {}  # agent → (task, key) → s
         self._start()
 
     # --- actor methods (called from Ray's threads) ---------------------------------------
@@ -113,7 +132,7 @@ class Orchestrator(LoopActor):
         self._agents.ensure()
         if time.monotonic() - self._beat_at > HEARTBEAT_EVERY_S:
             self._beat_at = time.monotonic()
-            await self._agents.heartbeats()
+            self._stop_overdue(await self._agents.heartbeats())
             self._agents.retire_drained()
             self._snapshot = self._agents.snapshot()
         await self._log.catch_up(self._store)
@@ -148,15 +167,17 @@ class Orchestrator(LoopActor):
     async def _resume(self, task: Task, fresh: bool = False) -> None:
         assert self._store is not None
         try:
-            p = plan(task.task_type, task.params, task.strategy)
-        except PrsmError as exc:
+            skills = self._installed.merged(Skill.from_record(r) for r in task.skills)
+            p = plan(task.task_type, task.params, skills, task.strategy)
+            runtime_env = ray_runtime_env(task.runtime_env, self._blobs)
+        except (PrsmError, ValueError) as exc:
             await self._write_tasks([(task, partial(Task.fail, at=_now(), error=str(exc)))])
             return
         run = TaskRun(task.task_id, p, self._max_attempts, self._backoff_s)
         allocation = task.allocation or {}
         if allocation.get("placement_group"):  # its code runs in its own bundles
             bundles = [(float(c), float(g), float(m)) for c, g, m in allocation["bundles"]]
-            self._agents.reserve(task.task_id, bundles, p.capabilities)
+            self._agents.reserve(task.task_id, bundles, p.capabilities, runtime_env)
         if not fresh:  # started before a restart: take back what its subtasks recorded
             run.restore(r.event for r in await self._store.read_stream(streams.run(task.task_id)))
             self._touched.add(task.task_id)  # perhaps finished already: its outcome is due
@@ -175,6 +196,11 @@ class Orchestrator(LoopActor):
         ready = [t for t, run in self._runs.items() if run.waiting]
         order = sorted(ready, key=lambda t: (-self._tasks[t].priority,
                                              self._tasks[t].submitted_at))  # fmt: skip
+        for task_id in order:
+            r = self._agents.reservations.get(task_id)
+            if r is not None and r.failed is not None:
+                self._runs[task_id].abandon(r.failed)
+                self._touched.add(task_id)
         pooled = [t for t in order if t not in self._agents.reservations]
         if pooled:
             self._dispatch_to(self._agents.pool, pooled, now)
@@ -235,14 +261,14 @@ class Orchestrator(LoopActor):
         return True
 
     async def _call(self, agent_id: str, handle: Any, batch: list[Item]) -> None:
-        calls = [SubtaskCall(self._tasks[t].tenant_id, self._tasks[t].user_id, c.key, c.skill,
-                             c.input) for t, _, c in batch if t in self._tasks]  # fmt: skip
+        calls = [SubtaskCall(self._tasks[t].tenant_id, self._tasks[t].user_id, t, c.key,
+                             run.skill_of(c.key), c.input)
+                 for t, run, c in batch if t in self._tasks]  # fmt: skip
         try:
             outcomes: list[Outcome] = await handle.run.remote(calls)
         except RayActorError as exc:
             self._agents.died(agent_id, f"{type(exc).__name__} while running subtasks")
-            for _, run, c in reversed(batch):
-                run.lost(c.key)
+            self._died_running(agent_id, batch, exc)
             return
         except Exception as exc:  # the call itself failed (e.g. an input Ray cannot ship)
             outcomes = [Outcome(c.key, False, f"{type(exc).__name__}: {exc}"[:500], 0.0)
@@ -266,6 +292,40 @@ class Orchestrator(LoopActor):
                 failed = run.failed(out.key, agent_id, str(out.output), now)
                 if failed is not None:
                     buffer.append(replace(failed, node_id=node_id, bundle=bundle))
+
+    def _died_running(self, agent_id: str, batch: list[Item], exc: RayActorError) -> None:
+        """An agent died running ``batch``: a subtask that overran its timeout, or ran alone,
+        counts a failed try; the others go again, each alone."""
+        overdue = self._overdue.pop(agent_id, {})
+        now = time.monotonic()
+        cause = str(exc).strip().splitlines()
+        why = f"its worker died: {type(exc).__name__}" + (f" ({cause[0][:300]})" if cause else "")
+        for task_id, run, c in reversed(batch):
+            if self._runs.get(task_id) is not run:
+                continue
+            took = overdue.get((task_id, c.key))
+            if took is not None:
+                error = (f"timed out: ran {took:.0f} s, over its skill's timeout; its agent "
+                         "was stopped and replaced")  # fmt: skip
+            elif len(batch) == 1 and not overdue:
+                error = why
+            else:
+                run.lost(c.key, alone=True)
+                continue
+            self._touched.add(task_id)
+            failed = run.failed(c.key, agent_id, error, now)
+            if failed is not None:
+                self._run_events.setdefault(task_id, []).append(failed)
+
+    def _stop_overdue(self, beats: dict[str, Heartbeat]) -> None:
+        """Kill each agent running a subtask past its timeout (the call then fails)."""
+        for agent_id, beat in beats.items():
+            late = {(t, k): s for t, k, s, timeout in beat.running_for if s > timeout}
+            if late and agent_id not in self._overdue:
+                self._overdue[agent_id] = late
+                log.warning("agent %s overran a subtask's timeout (%s): stopping it",
+                            agent_id, ", ".join(f"{t}/{k}" for t, k in late))  # fmt: skip
+                self._agents.kill(agent_id)
 
     # --- writes ------------------------------------------------------------------------------
 
@@ -302,7 +362,8 @@ class Orchestrator(LoopActor):
             if run.finished:
                 ok, result, error = run.outcome()
                 if ok:
-                    changes.append((task, partial(Task.succeed, at=now, result_ref=None,
+                    ref, result = await asyncio.to_thread(self._stored, result)
+                    changes.append((task, partial(Task.succeed, at=now, result_ref=ref,
                                                   result=result)))  # fmt: skip
                 else:
                     changes.append((task, partial(Task.fail, at=now, error=error or "",
@@ -317,6 +378,16 @@ class Orchestrator(LoopActor):
                 changes.append((task, partial(Task.report_progress, at=now,
                                               progress=run.progress)))  # fmt: skip
         await self._write_tasks(changes)
+
+    def _stored(self, result: dict[str, Any]) -> tuple[str | None, Any]:
+        """A result with a stored output in it, or larger than the inline limit, stored whole
+        (its reference, and no inline result); otherwise kept inline."""
+        parts = [*result.get("outputs", []), result.get("value"), result.get("summary")]
+        small = len(json.dumps(result, separators=(",", ":"))) <= self._inline_max
+        if small and not any(digest_of(p) for p in parts):
+            return None, result
+        digest, _ = self._blobs.document(result)
+        return digest, None
 
     async def _write_tasks(self, changes: Sequence[tuple[Task, Mutation]]) -> None:
         assert self._store is not None

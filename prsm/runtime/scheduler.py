@@ -298,7 +298,7 @@ class Scheduler(LoopActor):
         """Reserve the task's resources; its placement, or why it has to wait."""
         r = task.resources
         memory_gb = r.memory_mb / 1024
-        if not reservation_reason(r.cpu, r.gpu, r.memory_mb, task.placement):
+        if not reservation_reason(r.cpu, r.gpu, r.memory_mb, task.placement, task.ships_code):
             return {"lane": "pooled", "strategy": "pooled", "bundles": []}  # agents hold it
         load = self._load()
         profile = TaskProfile(cpu=r.cpu, memory_gb=memory_gb, gpu=r.gpu,

@@ -20,6 +20,7 @@ from prsm.serve import (
     routes_deployments,
     routes_inference,
     routes_keys,
+    routes_packages,
     routes_rollouts,
     routes_system,
     routes_tasks,
@@ -77,11 +78,13 @@ def create_app(deps: GatewayDeps) -> FastAPI:
     app.include_router(routes_audit.router)
     app.include_router(routes_agents.router)
     app.include_router(routes_cluster.router)
+    app.include_router(routes_packages.router)
     _deny_by_default(app)
     app.add_middleware(
         RequestContext,
         max_body_bytes=deps.max_body_bytes,
         max_header_bytes=deps.max_header_bytes,
+        large_bodies={routes_packages.router.prefix: deps.max_package_bytes},
     )
     return app
 

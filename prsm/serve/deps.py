@@ -12,6 +12,7 @@ from typing import Annotated, Any, Protocol
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from prsm.adapters.blobs import BlobStore
 from prsm.domain import api_keys
 from prsm.domain import events as ev
 from prsm.domain.errors import AuthenticationError, PermissionDenied, PrsmError
@@ -63,6 +64,8 @@ class GatewayDeps:
     tokens: VerifiedTokens
     max_body_bytes: int = 1_048_576
     max_header_bytes: int = 16_384
+    max_package_bytes: int = 100 * 2**20
+    blobs: BlobStore | None = None  # the result store (large results, uploaded packages)
     origin: tuple[str, str] = ("", "")  # (region, zone) of this replica's node
     projection_interval_s: float = 0.5
     ready_checks: Mapping[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
@@ -99,7 +102,8 @@ async def get_deps(request: Request) -> GatewayDeps:
 _bearer = HTTPBearer(auto_error=False, description="A PRSM token (`prsm token`) or API key")
 
 # The class of each scope's routes, for rate limits.
-ROUTE_CLASS = {Scope.INFERENCE: "inference", Scope.TASKS_WRITE: "tasks"}
+ROUTE_CLASS = {Scope.INFERENCE: "inference", Scope.TASKS_WRITE: "tasks",
+               Scope.SKILLS_WRITE: "tasks"}  # fmt: skip
 
 
 def route_class(scope: Scope) -> str:
@@ -183,3 +187,5 @@ Auditor = Annotated[Principal, allow(Scope.AUDIT_READ)]
 AgentsReader = Annotated[Principal, allow(Scope.AGENTS_READ)]
 AgentsWriter = Annotated[Principal, allow(Scope.AGENTS_WRITE)]
 ClusterReader = Annotated[Principal, allow(Scope.CLUSTER_READ)]
+SkillsReader = Annotated[Principal, allow(Scope.SKILLS_READ)]
+SkillsWriter = Annotated[Principal, allow(Scope.SKILLS_WRITE)]

@@ -20,15 +20,23 @@ _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, max_body_bytes: int, max_header_bytes: int) -> None:
+    """``large_bodies``: paths that take larger bodies (uploads), with their limits."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, max_header_bytes: int,
+                 large_bodies: dict[str, int] | None = None) -> None:  # fmt: skip
         self.app = app
-        self.max_body_bytes = max_body_bytes
+        self.default_max_body_bytes = max_body_bytes
         self.max_header_bytes = max_header_bytes
+        self.large_bodies = large_bodies or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.large_bodies.get(scope["path"], self.default_max_body_bytes)
+        await self._request(scope, receive, send, limit)
+
+    async def _request(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         given, declared, header_bytes = "", "", 0
         for name, value in scope["headers"]:
             header_bytes += len(name) + len(value) + 4
@@ -53,10 +61,10 @@ class RequestContext:
                 message = f"request headers exceed {self.max_header_bytes} bytes"
                 await error_response(431, HTTP_CODES[431], message)(scope, receive, send_with_id)
                 return
-            if declared.isdigit() and int(declared) > self.max_body_bytes:
-                await self._reject(scope, receive, send_with_id)
+            if declared.isdigit() and int(declared) > limit:
+                await self._reject(scope, receive, send_with_id, limit)
                 return
-            await self._limited(scope, receive, send_with_id)
+            await self._limited(scope, receive, send_with_id, limit)
         finally:
             route = _route_of(scope)
             metrics.HTTP_REQUESTS.labels(route, scope["method"], str(status)).inc()
@@ -65,11 +73,11 @@ class RequestContext:
             )
             correlation_id.reset(token)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = f"request body exceeds {self.max_body_bytes} bytes"
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        message = f"request body exceeds {limit} bytes"
         await error_response(413, HTTP_CODES[413], message)(scope, receive, send)
 
-    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _limited(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         """Run the app, counting body bytes as they arrive; past the limit the app sees a
         disconnect, its output is dropped and the client gets 413."""
         seen, too_large, started = 0, False, False
@@ -81,7 +89,7 @@ class RequestContext:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body_bytes:
+                if seen > limit:
                     too_large = True
                     return {"type": "http.disconnect"}
             return message
@@ -98,7 +106,7 @@ class RequestContext:
             if not too_large:
                 raise
         if too_large and not started:
-            await self._reject(scope, receive, send)
+            await self._reject(scope, receive, send, limit)
 
 
 def _route_of(scope: Scope) -> str:

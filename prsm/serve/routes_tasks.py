@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import StreamingResponse
 from pydantic import Discriminator, Tag
 
 from prsm.api.errors import error_responses
 from prsm.api.tasks import (
     QueueInfo,
+    SkillUsed,
     TaskBatchCreate,
     TaskBatchOut,
     TaskCreate,
@@ -18,7 +22,7 @@ from prsm.api.tasks import (
     WorkPlaceOut,
 )
 from prsm.domain import commands as cmds
-from prsm.domain.errors import SchedulerUnavailable
+from prsm.domain.errors import NotFinished, SchedulerUnavailable, StoreUnavailable
 from prsm.domain.placement import PlacementRequest
 from prsm.domain.tasks import ResourceRequest, TaskStatus
 from prsm.observability import metrics
@@ -51,6 +55,7 @@ def _spec(body: TaskCreate, key: str | None) -> cmds.TaskSpec:
         strategy=body.strategy,
         placement=PlacementRequest(**body.placement.model_dump()),
         idempotency_key=key,
+        runtime_env=body.runtime_env.as_dict() if body.runtime_env else {},
     )
 
 
@@ -113,7 +118,32 @@ async def get_task(task_id: str, principal: TasksReader, deps: Deps) -> TaskOut:
     task = TaskOut.model_validate(await queries.get_task(deps.views, principal, task_id))
     places = await queries.where_it_ran(deps.store, task.id)
     task.ran_on = [WorkPlaceOut.model_validate(vars(p)) for p in places]
+    submitted = await queries.submitted(deps.store, task.id)
+    task.skills = [SkillUsed.model_validate(s) for s in submitted.skills]
+    task.runtime_env = submitted.runtime_env or None
     return (await _with_queue([task], deps))[0]
+
+
+@router.get(
+    "/{task_id}/result",
+    summary="A finished task's result, streamed (a stored one byte for byte)",
+    responses={200: {"content": {"application/json": {}}}},
+)
+async def get_result(task_id: str, principal: TasksReader, deps: Deps) -> Response:
+    task = await queries.get_task(deps.views, principal, task_id)
+    if not task.status.is_terminal:
+        raise NotFinished(f"task {task.task_id} is {task.status.value}: no result yet")
+    if task.result_ref is None:
+        return Response(json.dumps(task.result, separators=(",", ":")),
+                        media_type="application/json")  # fmt: skip
+    blobs = deps.blobs
+    if blobs is None:
+        raise StoreUnavailable("this gateway has no result store")
+    size = await asyncio.to_thread(blobs.size, task.result_ref)
+    return StreamingResponse(
+        blobs.chunks(task.result_ref), media_type="application/json",
+        headers={"Content-Length": str(size), "ETag": f'"{task.result_ref}"'},
+    )  # fmt: skip
 
 
 async def _with_queue(tasks: list[TaskOut], deps: GatewayDeps) -> list[TaskOut]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from prsm.domain import commands as cmds
 from prsm.domain import events as ev
-from prsm.domain import streams
+from prsm.domain import runtime_env, streams
 from prsm.domain.errors import (
     ConcurrencyError,
     IdempotencyConflict,
@@ -21,9 +21,9 @@ from prsm.domain.identity import Principal, can_see_task
 from prsm.domain.ids import new_id
 from prsm.domain.placement import PlacementRequest
 from prsm.domain.policy import Scope, granted
-from prsm.domain.skills import LLM
-from prsm.domain.task_types import plan
-from prsm.domain.tasks import CoordinationStrategy, Task, request_hash
+from prsm.domain.skills import LLM, Skill
+from prsm.domain.task_types import Plan, plan
+from prsm.domain.tasks import Task, request_hash
 from prsm.service_layer import agents, models, rollouts
 from prsm.service_layer.ports import EventStore, StreamWrite
 from prsm.service_layer.unit_of_work import (
@@ -61,9 +61,8 @@ def _write(task: Task, writer: Writer) -> StreamWrite:
     return StreamWrite(streams.task(task.task_id), task.version, writer.events(task.changes))
 
 
-def _new_task(spec: cmds.TaskSpec, strategy: CoordinationStrategy, cmd: cmds.SubmitTasks,
-              ctx: Context) -> Task:  # fmt: skip
-    principal = cmd.principal
+def _new_task(spec: cmds.TaskSpec, p: Plan, cmd: cmds.SubmitTasks, ctx: Context) -> Task:
+    principal, strategy = cmd.principal, p.strategy
     payload = {
         "task_type": spec.task_type,
         "params": spec.params,
@@ -74,6 +73,8 @@ def _new_task(spec: cmds.TaskSpec, strategy: CoordinationStrategy, cmd: cmds.Sub
     }
     if spec.placement != PlacementRequest():  # (absent before placement requests existed)
         payload["placement"] = spec.placement.as_dict()
+    if spec.runtime_env:  # (absent before tasks shipped code)
+        payload["runtime_env"] = spec.runtime_env
     return Task.submit(
         ev.TaskSubmitted(
             task_id=task_id_for(principal, spec.idempotency_key),
@@ -93,8 +94,29 @@ def _new_task(spec: cmds.TaskSpec, strategy: CoordinationStrategy, cmd: cmds.Sub
             placement=spec.placement.as_dict(),
             origin_region=cmd.origin[0],
             origin_zone=cmd.origin[1],
+            skills=[_pinned(s, spec.runtime_env).record() for s in p.skills],
+            runtime_env=spec.runtime_env,
         )
     )
+
+
+def _pinned(skill: Skill, env: dict[str, Any]) -> Skill:
+    """A skill as the task records it: a reference's code is the code the task ships."""
+    if skill.origin != "reference":
+        return skill
+    return replace(skill, code_hash=runtime_env.code_hash(env) if env else "")
+
+
+def _check_code(spec: cmds.TaskSpec, p: Plan, cmd: cmds.SubmitTasks, ctx: Context) -> None:
+    """Code a task ships: the caller may (``skills:write``), and its packages were uploaded."""
+    if not (spec.runtime_env or p.ships_code):
+        return
+    if Scope.SKILLS_WRITE not in granted(cmd.principal):
+        raise PermissionDenied("tasks that ship code (a runtime_env, or a skill reference) "
+                               "need the skills:write scope")  # fmt: skip
+    for digest, name in runtime_env.check(spec.runtime_env):
+        if ctx.packages is None or not ctx.packages.exists(digest, "/" + name):
+            raise InvalidRequest(f"package {digest}/{name} was not uploaded (POST /v1/packages)")
 
 
 async def load_task(store: EventStore, task_id: str) -> Task:
@@ -107,13 +129,15 @@ async def load_task(store: EventStore, task_id: str) -> Task:
 async def submit_tasks(cmd: cmds.SubmitTasks, ctx: Context) -> list[Submission]:
     """Check every definition (type, parameters, skills, and that some registered agent has
     each capability they need), then append all tasks in one transaction."""
-    plans = [plan(s.task_type, s.params, s.strategy) for s in cmd.specs]
+    plans = [plan(s.task_type, s.params, ctx.skills, s.strategy) for s in cmd.specs]
+    for spec, p in zip(cmd.specs, plans, strict=True):
+        _check_code(spec, p, cmd, ctx)
     wanted = frozenset().union(*(p.capabilities for p in plans))
     if LLM in wanted and Scope.INFERENCE not in granted(cmd.principal):
         # Agents call models as the task's owner: no more than the owner may do directly.
         raise PermissionDenied("tasks that call a model need the inference scope")
     await agents.check_capabilities(ctx.store, wanted)
-    tasks = [_new_task(spec, p.strategy, cmd, ctx)
+    tasks = [_new_task(spec, p, cmd, ctx)
              for spec, p in zip(cmd.specs, plans, strict=True)]  # fmt: skip
     keys = [s.idempotency_key for s in cmd.specs if s.idempotency_key is not None]
     if len(keys) != len(set(keys)):

@@ -8,17 +8,20 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from prsm.domain.commands import Command
+from prsm.domain.skills import SkillCatalog
 from prsm.service_layer.handlers import HANDLERS
-from prsm.service_layer.ports import Clock, EventStore, TaskViews
+from prsm.service_layer.ports import Clock, EventStore, Packages, TaskViews
 from prsm.service_layer.unit_of_work import Context
 
 T = TypeVar("T")
 
 
 class MessageBus:
-    def __init__(self, store: EventStore, views: TaskViews, clock: Clock, source: str) -> None:
+    def __init__(self, store: EventStore, views: TaskViews, clock: Clock, source: str,
+                 skills: SkillCatalog, packages: Packages | None = None) -> None:  # fmt: skip
         self._views = views
-        self._context = Context(store=store, clock=clock, source=source)
+        self._context = Context(store=store, clock=clock, source=source, skills=skills,
+                                packages=packages)  # fmt: skip
 
     async def handle(self, command: Command) -> Any:
         result, _ = await self.handle_then(command, _nothing)

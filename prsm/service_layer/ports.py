@@ -56,6 +56,12 @@ class EventStore(Protocol):
     async def close(self) -> None: ...
 
 
+class Packages(Protocol):
+    """The result store, as submit sees it: whether a package was uploaded."""
+
+    def exists(self, digest: str, suffix: str = "") -> bool: ...
+
+
 class TaskViews(Protocol):
     async def catch_up(self) -> int:
         """Apply every task event recorded since the view's stored position, each exactly

@@ -72,3 +72,11 @@ async def where_it_ran(store: EventStore, task_id: str) -> list[WorkPlace]:
     places = sorted(done.keys() | failed.keys(), key=lambda p: (p[1] is None, p[1] or 0, p[0]))
     return [WorkPlace(node, bundle, done[node, bundle], failed[node, bundle])
             for node, bundle in places]  # fmt: skip
+
+
+async def submitted(store: EventStore, task_id: str) -> ev.TaskSubmitted:
+    """The task as submitted (its skills and runtime_env); the caller has checked that the
+    task is visible."""
+    first = (await store.read_stream(streams.task(task_id)))[0].event
+    assert isinstance(first, ev.TaskSubmitted)
+    return first

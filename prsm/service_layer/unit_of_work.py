@@ -13,13 +13,14 @@ Every handler and follower appends through these two; none writes its own retry 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from prsm.domain import commands as cmds
 from prsm.domain import events as ev
 from prsm.domain.errors import ConcurrencyError
-from prsm.service_layer.ports import Clock, EventStore, StreamWrite
+from prsm.domain.skills import SkillCatalog
+from prsm.service_layer.ports import Clock, EventStore, Packages, StreamWrite
 
 MAX_CONFLICT_RETRIES = 20  # decisions per command before the conflict goes to the caller
 
@@ -28,11 +29,14 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Context:
-    """What every handler gets: the store, the clock and the component that writes."""
+    """What every handler gets: the store, the clock and the component that writes; the
+    skills installed where it runs, and the packages uploaded (``None``: none can be)."""
 
     store: EventStore
     clock: Clock
     source: str
+    skills: SkillCatalog = field(default_factory=SkillCatalog)
+    packages: Packages | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from prsm.adapters.skill_code import installed
 from prsm.bootstrap import utc_now
 from prsm.security.tokens import VerifiedTokens
 from prsm.serve.app import create_app
@@ -21,7 +22,7 @@ from tests.support import DEMO_TASK, register_agent
 
 def gateway(store: Any) -> httpx.AsyncClient:
     deps = GatewayDeps(
-        bus=MessageBus(store, store, utc_now, source="gateway"),
+        bus=MessageBus(store, store, utc_now, source="gateway", skills=installed()),
         store=store,
         views=store,
         tokens=VerifiedTokens(CODEC),

@@ -11,6 +11,7 @@ import httpx
 import jwt
 import pytest
 
+from prsm.adapters.skill_code import installed
 from prsm.bootstrap import utc_now
 from prsm.domain.identity import Principal
 from prsm.security.tokens import TokenCodec, VerifiedTokens
@@ -42,7 +43,7 @@ ADMIN = auth(token("root", roles=("admin",)))
 async def api(store: Any) -> AsyncIterator[httpx.AsyncClient]:
     await register_agent(store)
     deps = GatewayDeps(
-        bus=MessageBus(store, store, utc_now, source="gateway"),
+        bus=MessageBus(store, store, utc_now, source="gateway", skills=installed()),
         store=store,
         views=store,
         tokens=VerifiedTokens(CODEC),

@@ -12,6 +12,7 @@ import httpx
 import openai
 import pytest
 
+from prsm.adapters.skill_code import installed
 from prsm.bootstrap import backend_factory, utc_now
 from prsm.config import Settings
 from prsm.runtime.model_controller import provider_changes
@@ -48,7 +49,7 @@ async def gateway(
         inference_timeout_s=1.0,
     )
     deps = GatewayDeps(
-        bus=MessageBus(store, store, utc_now, source="gateway"),
+        bus=MessageBus(store, store, utc_now, source="gateway", skills=installed()),
         store=store,
         views=store,
         tokens=VerifiedTokens(CODEC),

@@ -15,6 +15,7 @@ import httpx
 import openai
 import pytest
 
+from prsm.adapters.skill_code import installed
 from prsm.bootstrap import backend_factory, utc_now
 from prsm.config import Settings
 from prsm.domain.identity import Principal
@@ -60,7 +61,7 @@ class Gateway:
 
 def make_deps(store: Any, windows: SampleWindows, settings: Settings) -> GatewayDeps:
     deps = GatewayDeps(
-        bus=MessageBus(store, store, utc_now, source="gateway"),
+        bus=MessageBus(store, store, utc_now, source="gateway", skills=installed()),
         store=store,
         views=store,
         tokens=VerifiedTokens(CODEC),

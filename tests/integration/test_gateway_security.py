@@ -15,6 +15,7 @@ import jwt
 import pytest
 from fastapi import APIRouter
 
+from prsm.adapters.skill_code import installed
 from prsm.bootstrap import utc_now
 from prsm.security.tokens import PublicKeys, TokenCodec, VerifiedTokens
 from prsm.serve import app as app_module
@@ -48,7 +49,7 @@ async def gw(store: Any, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClien
     (tmp_path / "idp.pem").write_text(PUBLIC)
     codec = TokenCodec(SECRET, "prsm", "prsm", PublicKeys(tmp_path / "idp.pem", jwks=False))
     deps = GatewayDeps(
-        bus=MessageBus(store, store, utc_now, source="gateway"),
+        bus=MessageBus(store, store, utc_now, source="gateway", skills=installed()),
         store=store,
         views=store,
         tokens=VerifiedTokens(codec),
@@ -176,7 +177,7 @@ def test_a_route_without_a_scope_is_refused_when_the_gateway_is_built(store: Any
     app_module.routes_audit.router = router  # type: ignore[attr-defined]
     try:
         deps = GatewayDeps(
-            bus=MessageBus(store, store, utc_now, source="gateway"),
+            bus=MessageBus(store, store, utc_now, source="gateway", skills=installed()),
             store=store,
             views=store,
             tokens=VerifiedTokens(TokenCodec(SECRET, "prsm", "prsm")),

@@ -19,6 +19,7 @@ import pytest
 import ray
 
 from prsm import bootstrap
+from prsm.adapters.skill_code import installed
 from prsm.config import Settings
 from prsm.domain import commands as cmds
 from prsm.domain import events as ev
@@ -53,7 +54,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 @pytest.fixture
 async def bus(platform: Settings) -> AsyncIterator[MessageBus]:
     store = await bootstrap.open_store(platform)
-    yield MessageBus(store, store, bootstrap.utc_now, source="tests")
+    yield MessageBus(store, store, bootstrap.utc_now, source="tests", skills=installed())
     await store.close()
 
 

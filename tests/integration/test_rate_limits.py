@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from prsm.adapters.skill_code import installed
 from prsm.bootstrap import utc_now
 from prsm.domain.errors import RateLimited, RateLimiterUnavailable
 from prsm.domain.identity import Principal
@@ -116,7 +117,7 @@ async def limited(store: Any) -> AsyncIterator[httpx.AsyncClient]:
     await register_agent(store)
     buckets = RedisBuckets(REDIS_URL, prefix=f"test-{uuid.uuid4().hex}:")
     deps = GatewayDeps(
-        bus=MessageBus(store, store, utc_now, source="gateway"),
+        bus=MessageBus(store, store, utc_now, source="gateway", skills=installed()),
         store=store,
         views=store,
         tokens=VerifiedTokens(CODEC),

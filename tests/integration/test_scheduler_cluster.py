@@ -17,6 +17,7 @@ from ray.cluster_utils import Cluster
 from ray.util.placement_group import get_placement_group
 
 from prsm import bootstrap
+from prsm.adapters.skill_code import installed
 from prsm.config import Settings
 from prsm.domain import commands as cmds
 from prsm.domain import events as ev
@@ -61,7 +62,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster,
 @pytest.fixture
 async def bus(cluster: tuple[Cluster, Settings]) -> AsyncIterator[MessageBus]:
     store = await bootstrap.open_store(cluster[1])
-    yield MessageBus(store, store, bootstrap.utc_now, source="tests")
+    yield MessageBus(store, store, bootstrap.utc_now, source="tests", skills=installed())
     await store.close()
 
 

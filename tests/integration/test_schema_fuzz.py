@@ -13,6 +13,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+from prsm.adapters.skill_code import installed
 from prsm.bootstrap import Store, backend_factory, open_store, utc_now
 from prsm.config import Settings
 from prsm.security.tokens import VerifiedTokens
@@ -48,7 +49,7 @@ def store(config: Settings) -> Iterator[Store]:
 
 def test_no_input_the_schema_admits_gets_a_5xx(config: Settings, store: Store) -> None:
     deps = GatewayDeps(
-        bus=MessageBus(store, store, utc_now, source="gateway"),
+        bus=MessageBus(store, store, utc_now, source="gateway", skills=installed()),
         store=store,
         views=store,
         tokens=VerifiedTokens(CODEC),

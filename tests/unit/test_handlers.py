@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from prsm.adapters.skill_code import installed
 from prsm.domain import commands as cmds
 from prsm.domain import events as ev
 from prsm.domain import streams
@@ -55,7 +56,7 @@ def spec(**fields: Any) -> cmds.TaskSpec:
 
 @pytest.fixture
 def bus(store: FakeStore) -> MessageBus:
-    return MessageBus(store, store, lambda: NOW, source="tests")
+    return MessageBus(store, store, lambda: NOW, source="tests", skills=installed())
 
 
 def submit(principal: Principal, *specs: cmds.TaskSpec) -> cmds.SubmitTasks:
@@ -155,7 +156,7 @@ async def test_cancel_decides_again_when_the_task_moved_on(store: FakeStore) -> 
 
     racing = RacingStore()
     await register_agent(racing)
-    bus = MessageBus(racing, racing, lambda: NOW, source="tests")
+    bus = MessageBus(racing, racing, lambda: NOW, source="tests", skills=installed())
     [s] = await bus.handle(submit(ALICE))
     task = await bus.handle(
         cmds.CancelTask(correlation_id="c", principal=ALICE, task_id=s.task.task_id)
@@ -197,7 +198,7 @@ async def test_concurrency_errors_name_the_stream(store: FakeStore) -> None:
 
 async def test_a_task_that_calls_a_model_needs_the_inference_scope(store: FakeStore) -> None:
     await register_agent(store, ("llm",))
-    bus = MessageBus(store, store, lambda: NOW, source="tests")
+    bus = MessageBus(store, store, lambda: NOW, source="tests", skills=installed())
     prompt = spec(task_type="prompt", params={"model": "m", "prompts": ["hi"]})
     narrow = Principal("alice", "acme", frozenset({"user"}), scopes=frozenset({"tasks:write"}))
     with pytest.raises(PermissionDenied, match="inference scope"):

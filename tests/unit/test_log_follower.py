@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from prsm.adapters.skill_code import installed
 from prsm.domain.errors import StoreUnavailable
 from prsm.security.tokens import TokenCodec, VerifiedTokens
 from prsm.serve.app import follow_log
@@ -42,7 +43,9 @@ async def test_the_follower_logs_a_failed_catch_up_and_goes_on(
 ) -> None:
     store = FailingTwice()
     deps = GatewayDeps(
-        bus=MessageBus(store, store, lambda: datetime.now(UTC), source="gateway"),
+        bus=MessageBus(
+            store, store, lambda: datetime.now(UTC), source="gateway", skills=installed()
+        ),
         store=store,
         views=store,
         tokens=VerifiedTokens(CODEC),

@@ -7,13 +7,19 @@ from typing import Any
 
 import pytest
 
+from prsm.adapters import skill_code
 from prsm.domain import events as ev
+from prsm.domain import task_types
 from prsm.domain.errors import InvalidRequest
 from prsm.domain.orchestration import FINAL, TaskRun
-from prsm.domain.skills import SKILLS
-from prsm.domain.task_types import plan
+from prsm.domain.task_types import Plan
 from prsm.domain.tasks import CoordinationStrategy as CS
-from prsm.runtime import skills as skill_code
+
+INSTALLED = skill_code.installed()
+
+
+def plan(task_type: str, params: dict[str, Any], strategy: CS | None = None) -> Plan:
+    return task_types.plan(task_type, params, INSTALLED, strategy)
 
 
 def run_of(task_type: str, params: dict[str, Any], strategy: CS | None = None) -> TaskRun:
@@ -29,13 +35,19 @@ def drain(run: TaskRun, now: float = 0.0) -> list[str]:
             if c.skill == "llm.complete":
                 run.lost(c.key)
                 return order
-            run.completed(c.key, skill_code.SKILLS[c.skill](c.input))
+            code = skill_code.function(INSTALLED.find(c.skill, ("map", "reduce")))
+            run.completed(c.key, code(c.input))
             order.append(c.key)
     return order
 
 
-def test_every_skill_in_the_catalog_has_code_and_no_code_is_unlisted() -> None:
-    assert set(skill_code.SKILLS) | {"llm.complete"} == set(SKILLS)
+def test_the_built_in_skills_are_found_through_their_entry_points_with_their_code() -> None:
+    names = {s.name for s in INSTALLED}
+    assert len(names) == 18 and {"math.square", "sim.logistic", "llm.complete"} <= names
+    for s in INSTALLED:
+        assert s.origin == "installed" and s.code.startswith("prsm.builtin_skills.")
+        assert s.code_hash.startswith("sha256:") and s.version
+        assert callable(skill_code.function(s))
 
 
 def test_map_reduce_runs_every_item_then_one_reduce() -> None:
@@ -169,14 +181,16 @@ def test_a_sweep_with_a_model_ends_with_a_summary_prompt_of_its_outliers() -> No
     [
         ("nope", {}, "unknown task type"),
         ("map", {"skill": "reduce.sum", "items": [1]}, "unknown map/llm skill"),
-        ("map", {"skill": "math.square", "items": [True]}, "takes numbers"),
+        ("map", {"skill": "math.square", "items": [1, True]}, r"items\[1\]: True is not of type"),
         ("map", {"skill": "math.square", "items": [1], "requires": "gpu"}, "requires"),
         ("map_reduce", {"skill": "math.square", "items": [1]}, "unknown reduce skill"),
         ("sweep", {"skill": "sim.oscillator", "grid": {"omega": [1]}, "parameter_sets": []},
          "either"),
         ("sweep", {"skill": "sim.oscillator", "grid": {"omega": [1] * 101, "zeta": [0] * 100}},
          "more than"),
-        ("sweep", {"skill": "sim.oscillator", "parameter_sets": [{"mass": 1}]}, "keys among"),
+        ("sweep", {"skill": "sim.oscillator", "parameter_sets": [{"mass": 1}]}, "'mass' was unexp"),
+        ("sweep", {"skill": "sim.oscillator", "parameter_sets": [{"zeta": -1}]},
+         r"items\[0\]\.zeta: -1 is less than the minimum of 0"),
         ("sweep", {"skill": "sim.oscillator", "grid": {"zeta": [1]}, "metric": "x"}, "metric"),
         ("prompt", {"model": "m", "prompts": ["hi"], "max_tokens": 0}, "max_tokens"),
     ],
