@@ -210,7 +210,9 @@ class AgentRegistry:
             actors.kill(actor_name(agent_id))
             return
         except Exception:
-            log.exception("could not start the agent of task %s in bundle %d", r.task_id, bundle)
+            if self.reservations.get(r.task_id) is r:  # (not: the task ended, its group went)
+                log.exception("could not start the agent of task %s in bundle %d", r.task_id,
+                              bundle)  # fmt: skip
             actors.kill(actor_name(agent_id))  # (so that the next try makes a new one)
             return
         finally:

@@ -1,0 +1,1 @@
+"""An SIR epidemic model, declared as PRSM skills (see ``core``)."""
