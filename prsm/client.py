@@ -18,6 +18,7 @@ from prsm.api.cluster import ClusterOut
 from prsm.api.keys import KeyCreate, KeyCreated, KeyList, KeyOut
 from prsm.api.models import DeploymentCreate, DeploymentList, DeploymentOut, ModelList
 from prsm.api.rollouts import RolloutCreate, RolloutList, RolloutOut
+from prsm.api.skills import SkillCreate, SkillList, SkillOut
 from prsm.api.system import Status, WhoAmI
 from prsm.api.tasks import (
     PackageOut,
@@ -120,6 +121,19 @@ class _Calls:
         return ("map" if reduce is None else "map_reduce"), params
 
     @staticmethod
+    def _register_skill(name: str, version: str, code: str, runtime_env: dict[str, Any],
+                        fields: dict[str, Any]) -> _Call[SkillOut]:  # fmt: skip
+        body = SkillCreate.model_validate(
+            {"name": name, "version": version, "code": code, "runtime_env": runtime_env, **fields}
+        )
+        return _Call("POST", "/v1/skills", SkillOut, _sent(body))
+
+    @staticmethod
+    def _retire_skill(name: str, version: str, shared: bool) -> _Call[SkillOut]:
+        return _Call("DELETE", f"/v1/skills/{name}/{version}", SkillOut,
+                     params={"shared": str(shared).lower()})  # fmt: skip
+
+    @staticmethod
     def _submit_batch(
         tasks: list[TaskCreate], idempotency_key: str | None = None
     ) -> _Call[TaskBatchOut]:
@@ -204,6 +218,25 @@ class PrsmClient(_Calls):
         """``runtime_env`` with its local folder and wheels uploaded and named by reference."""
         done = [(u, self._run(self._upload(u)).ref) for u in uploads(runtime_env)]
         return with_refs(runtime_env, done)
+
+    def register_skill(self, name: str, version: str, code: str, runtime_env: dict[str, Any],
+                       **fields: Any) -> SkillOut:  # fmt: skip
+        """Register a version of a skill (``code``: ``package.module:function``) whose code
+        ships in ``runtime_env`` (local folders and wheels are uploaded); ``fields``: kind,
+        capability, input_schema, output_schema, timeout_s, doc, shared."""
+        env = self.ship(runtime_env)
+        return self._run(self._register_skill(name, version, code, env, fields))
+
+    def skills(self) -> list[SkillOut]:
+        """The skills you may run: installed, shared, your tenant's."""
+        return self._run(_Call("GET", "/v1/skills", SkillList)).skills
+
+    def skill(self, name: str) -> list[SkillOut]:
+        """The versions of one skill."""
+        return self._run(_Call("GET", f"/v1/skills/{name}", SkillList)).skills
+
+    def retire_skill(self, name: str, version: str, shared: bool = False) -> SkillOut:
+        return self._run(self._retire_skill(name, version, shared))
 
     def result(self, task_id: str) -> Any:
         """A finished task's result (a stored one, read back in full)."""
@@ -346,6 +379,20 @@ class AsyncPrsmClient(_Calls):
     async def ship(self, runtime_env: dict[str, Any]) -> dict[str, Any]:
         done = [(u, (await self._run(self._upload(u))).ref) for u in uploads(runtime_env)]
         return with_refs(runtime_env, done)
+
+    async def register_skill(self, name: str, version: str, code: str,
+                             runtime_env: dict[str, Any], **fields: Any) -> SkillOut:  # fmt: skip
+        env = await self.ship(runtime_env)
+        return await self._run(self._register_skill(name, version, code, env, fields))
+
+    async def skills(self) -> list[SkillOut]:
+        return (await self._run(_Call("GET", "/v1/skills", SkillList))).skills
+
+    async def skill(self, name: str) -> list[SkillOut]:
+        return (await self._run(_Call("GET", f"/v1/skills/{name}", SkillList))).skills
+
+    async def retire_skill(self, name: str, version: str, shared: bool = False) -> SkillOut:
+        return await self._run(self._retire_skill(name, version, shared))
 
     async def result(self, task_id: str) -> Any:
         response = await self._http.get(f"/v1/tasks/{task_id}/result")

@@ -14,6 +14,7 @@ from prsm.cli.common import err
 from prsm.cli.keys import keys_app
 from prsm.cli.models import models_app
 from prsm.cli.rollouts import rollout_app
+from prsm.cli.skills import skills_app
 from prsm.client import PrsmAPIError
 
 app = typer.Typer(help="PRSM: AI work for scientific computing on Ray.", no_args_is_help=True)
@@ -24,6 +25,7 @@ app.add_typer(tasks.tasks_app, name="tasks")
 app.add_typer(models_app, name="models")
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(keys_app, name="keys")
+app.add_typer(skills_app, name="skills")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from prsm.domain.ids import new_id
 from prsm.domain.models import Faults, ModelSpec
 from prsm.domain.placement import PlacementRequest
 from prsm.domain.rollout_policy import RolloutPolicy
+from prsm.domain.skills import Skill
 from prsm.domain.tasks import CoordinationStrategy, ResourceRequest
 
 
@@ -96,3 +97,21 @@ class PromoteRollout(Command):
 class AbortRollout(Command):
     principal: Principal
     rollout_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegisterSkill(Command):
+    """Register a version of a skill whose code ships in its ``runtime_env``; ``shared``
+    (admins only) registers it for every tenant."""
+
+    principal: Principal
+    skill: Skill
+    shared: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetireSkill(Command):
+    principal: Principal
+    name: str
+    version: str
+    shared: bool = False

@@ -26,6 +26,11 @@ import jsonschema
 
 from prsm.domain.errors import InvalidRequest
 
+
+class UnknownSkill(InvalidRequest):
+    """No skill of that name (and kind) in the catalog."""
+
+
 SkillKind = Literal["map", "reduce", "llm"]
 Origin = Literal["installed", "registered", "reference"]
 
@@ -125,7 +130,7 @@ class SkillCatalog:
             )  # fmt: skip
         if found is None or found.kind not in kinds:
             known = ", ".join(sorted(n for n, s in self._by_name.items() if s.kind in kinds))
-            raise InvalidRequest(
+            raise UnknownSkill(
                 f"unknown {'/'.join(kinds)} skill {name!r}; known: {known}, or a reference "
                 "'package.module:function' to code the task ships in its runtime_env"
             )

@@ -7,6 +7,7 @@ model-registry         model deployments and canary rollouts
 audit                  every authentication and authorisation decision
 apikey-<key id>        one API key: created, revoked
 apikeys-of-<digest>    the keys one user owns (digest of tenant and user)
+skills-<tenant>        the skill versions a tenant registered (the shared tenant: everyone's)
 """
 
 from __future__ import annotations
@@ -40,3 +41,7 @@ def api_key(key_id: str) -> str:
 def api_keys_of(tenant_id: str, user_id: str) -> str:
     digest = hashlib.sha256(f"{tenant_id}/{user_id}".encode()).hexdigest()[:32]
     return f"apikeys-of-{digest}"
+
+
+def skills(tenant_id: str) -> str:
+    return f"skills-{tenant_id}"

@@ -22,6 +22,7 @@ from prsm.serve import (
     routes_keys,
     routes_packages,
     routes_rollouts,
+    routes_skills,
     routes_system,
     routes_tasks,
 )
@@ -79,6 +80,7 @@ def create_app(deps: GatewayDeps) -> FastAPI:
     app.include_router(routes_agents.router)
     app.include_router(routes_cluster.router)
     app.include_router(routes_packages.router)
+    app.include_router(routes_skills.router)
     _deny_by_default(app)
     app.add_middleware(
         RequestContext,

@@ -21,10 +21,10 @@ from prsm.domain.identity import Principal, can_see_task
 from prsm.domain.ids import new_id
 from prsm.domain.placement import PlacementRequest
 from prsm.domain.policy import Scope, granted
-from prsm.domain.skills import LLM, Skill
+from prsm.domain.skills import LLM, Skill, UnknownSkill
 from prsm.domain.task_types import Plan, plan
 from prsm.domain.tasks import Task, request_hash
-from prsm.service_layer import agents, models, rollouts
+from prsm.service_layer import agents, models, rollouts, skills
 from prsm.service_layer.ports import EventStore, StreamWrite
 from prsm.service_layer.unit_of_work import (
     Context,
@@ -63,6 +63,7 @@ def _write(task: Task, writer: Writer) -> StreamWrite:
 
 def _new_task(spec: cmds.TaskSpec, p: Plan, cmd: cmds.SubmitTasks, ctx: Context) -> Task:
     principal, strategy = cmd.principal, p.strategy
+    env = _environment(spec, p)
     payload = {
         "task_type": spec.task_type,
         "params": spec.params,
@@ -94,8 +95,8 @@ def _new_task(spec: cmds.TaskSpec, p: Plan, cmd: cmds.SubmitTasks, ctx: Context)
             placement=spec.placement.as_dict(),
             origin_region=cmd.origin[0],
             origin_zone=cmd.origin[1],
-            skills=[_pinned(s, spec.runtime_env).record() for s in p.skills],
-            runtime_env=spec.runtime_env,
+            skills=[_pinned(s, env).record() for s in p.skills],
+            runtime_env=env,
         )
     )
 
@@ -107,16 +108,38 @@ def _pinned(skill: Skill, env: dict[str, Any]) -> Skill:
     return replace(skill, code_hash=runtime_env.code_hash(env) if env else "")
 
 
+def _environment(spec: cmds.TaskSpec, p: Plan) -> dict[str, Any]:
+    """The code a task runs in: its own runtime_env, or its registered skill's."""
+    registered = {runtime_env.code_hash(dict(s.runtime_env or {})): dict(s.runtime_env or {})
+                  for s in p.skills if s.origin == "registered"}  # fmt: skip
+    if not registered:
+        return spec.runtime_env
+    if spec.runtime_env or len(registered) > 1:
+        raise InvalidRequest("a task of registered skills runs in their runtime_env: it ships "
+                             "none of its own, and its skills share one")  # fmt: skip
+    return next(iter(registered.values()))
+
+
 def _check_code(spec: cmds.TaskSpec, p: Plan, cmd: cmds.SubmitTasks, ctx: Context) -> None:
-    """Code a task ships: the caller may (``skills:write``), and its packages were uploaded."""
-    if not (spec.runtime_env or p.ships_code):
+    """Code a task ships itself (a runtime_env, a reference): the caller may
+    (``skills:write``), and its packages were uploaded. Registered skills need neither."""
+    if not (spec.runtime_env or any(s.origin == "reference" for s in p.skills)):
         return
     if Scope.SKILLS_WRITE not in granted(cmd.principal):
         raise PermissionDenied("tasks that ship code (a runtime_env, or a skill reference) "
                                "need the skills:write scope")  # fmt: skip
-    for digest, name in runtime_env.check(spec.runtime_env):
-        if ctx.packages is None or not ctx.packages.exists(digest, "/" + name):
-            raise InvalidRequest(f"package {digest}/{name} was not uploaded (POST /v1/packages)")
+    skills.check_packages(spec.runtime_env, ctx.packages)
+
+
+async def _plans(cmd: cmds.SubmitTasks, ctx: Context) -> list[Plan]:
+    """Each definition checked and split; a skill not installed is looked up among the
+    registered ones the submitter may use."""
+    catalog = ctx.skills
+    try:
+        return [plan(s.task_type, s.params, catalog, s.strategy) for s in cmd.specs]
+    except UnknownSkill:
+        catalog = catalog.merged(await skills.visible(ctx.store, cmd.principal))
+    return [plan(s.task_type, s.params, catalog, s.strategy) for s in cmd.specs]
 
 
 async def load_task(store: EventStore, task_id: str) -> Task:
@@ -127,16 +150,20 @@ async def load_task(store: EventStore, task_id: str) -> Task:
 
 
 async def submit_tasks(cmd: cmds.SubmitTasks, ctx: Context) -> list[Submission]:
-    """Check every definition (type, parameters, skills, and that some registered agent has
-    each capability they need), then append all tasks in one transaction."""
-    plans = [plan(s.task_type, s.params, ctx.skills, s.strategy) for s in cmd.specs]
+    """Check every definition (type, parameters, skills, the code it ships, and that some
+    registered agent has each capability a pooled task needs), then append all tasks in one
+    transaction."""
+    plans = await _plans(cmd, ctx)
     for spec, p in zip(cmd.specs, plans, strict=True):
         _check_code(spec, p, cmd, ctx)
     wanted = frozenset().union(*(p.capabilities for p in plans))
     if LLM in wanted and Scope.INFERENCE not in granted(cmd.principal):
         # Agents call models as the task's owner: no more than the owner may do directly.
         raise PermissionDenied("tasks that call a model need the inference scope")
-    await agents.check_capabilities(ctx.store, wanted)
+    # Pooled agents run installed code; a task that ships code gets agents of its own.
+    pooled = [p for s, p in zip(cmd.specs, plans, strict=True)
+              if not (s.runtime_env or p.ships_code)]  # fmt: skip
+    await agents.check_capabilities(ctx.store, frozenset().union(*(p.capabilities for p in pooled)))
     tasks = [_new_task(spec, p, cmd, ctx)
              for spec, p in zip(cmd.specs, plans, strict=True)]  # fmt: skip
     keys = [s.idempotency_key for s in cmd.specs if s.idempotency_key is not None]
@@ -185,4 +212,6 @@ HANDLERS: dict[type[cmds.Command], Handler] = {
     cmds.StartRollout: rollouts.start_rollout,
     cmds.PromoteRollout: rollouts.promote_rollout,
     cmds.AbortRollout: rollouts.abort_rollout,
+    cmds.RegisterSkill: skills.register_skill,
+    cmds.RetireSkill: skills.retire_skill,
 }

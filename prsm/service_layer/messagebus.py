@@ -20,6 +20,7 @@ class MessageBus:
     def __init__(self, store: EventStore, views: TaskViews, clock: Clock, source: str,
                  skills: SkillCatalog, packages: Packages | None = None) -> None:  # fmt: skip
         self._views = views
+        self.skills = skills  # the installed ones
         self._context = Context(store=store, clock=clock, source=source, skills=skills,
                                 packages=packages)  # fmt: skip
 
