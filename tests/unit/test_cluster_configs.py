@@ -116,3 +116,23 @@ def test_a_manifest_violating_the_crd_or_without_tls_is_caught() -> None:
     manifest = copy.deepcopy(load(CLUSTER / "kuberay" / "raycluster.yaml"))
     del manifest["spec"]["workerGroupSpecs"][1]["template"]["spec"]["containers"][0]["env"]
     assert any("RAY_USE_TLS" in p for p in secured_manifest(manifest))
+
+
+def test_the_per_tenant_variant_puts_a_secured_ray_cluster_in_a_namespace_of_its_own() -> None:
+    docs = list(yaml.safe_load_all((CLUSTER / "kuberay" / "tenant-namespace.yaml").read_text()))
+    by_kind = {d["kind"]: d for d in docs}
+    assert set(by_kind) == {"Namespace", "ResourceQuota", "NetworkPolicy", "RayCluster"}
+    namespace = by_kind["Namespace"]["metadata"]["name"]
+    assert all(
+        d["metadata"].get("namespace") == namespace for d in docs if d["kind"] != "Namespace"
+    )
+    cluster = by_kind["RayCluster"]
+    jsonschema.validate(cluster, crd_schema("RayCluster"))
+    assert secured_manifest(cluster) == []
+    # Only pods of the namespace reach its pods, but for the gateway's Serve port.
+    ingress = by_kind["NetworkPolicy"]["spec"]["ingress"]
+    assert by_kind["NetworkPolicy"]["spec"]["podSelector"] == {}
+    assert ingress[0] == {"from": [{"podSelector": {}}]}
+    assert [p["port"] for rule in ingress[1:] for p in rule["ports"]] == [8000]
+    hard = by_kind["ResourceQuota"]["spec"]["hard"]
+    assert {"requests.cpu", "requests.memory", "requests.nvidia.com/gpu"} <= set(hard)
