@@ -48,7 +48,8 @@ class SkillSpec:
     capability: str = "compute"
     input_schema: Mapping[str, Any] | None = None  # JSON Schema of one input
     output_schema: Mapping[str, Any] | None = None  # JSON Schema of one output
-    resources: Mapping[str, float] = field(default_factory=dict)  # cpu, gpu, memory_mb
+    resources: Mapping[str, float] = field(default_factory=dict)  # cpu, gpu, memory_mb: what
+    # a task of it gets when the task does not say
     timeout_s: float | None = None  # None: the platform's default
     nominal_s: float = 0.01  # the duration an agent's speed is measured against
     doc: str = ""

@@ -11,6 +11,14 @@ from prsm.domain.skills import REFERENCE
 from prsm.skill import NAME_PATTERN
 
 
+class SkillResources(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cpu: float | None = Field(default=None, ge=0, le=4096)
+    gpu: float | None = Field(default=None, ge=0, le=512)
+    memory_mb: int | None = Field(default=None, ge=0, le=64 * 1024 * 1024)
+
+
 class SkillCreate(BaseModel):
     """A version of a skill whose code ships in ``runtime_env`` (uploaded packages)."""
 
@@ -25,6 +33,10 @@ class SkillCreate(BaseModel):
     input_schema: dict[str, Any] | None = Field(default=None, description="JSON Schema")
     output_schema: dict[str, Any] | None = Field(default=None, description="JSON Schema")
     timeout_s: float | None = Field(default=None, gt=0, le=86_400)
+    resources: SkillResources = Field(
+        default_factory=lambda: SkillResources(),
+        description="What one of its tasks needs when the task does not say",
+    )
     doc: str = Field(default="", max_length=500)
     runtime_env: RuntimeEnvIn = Field(description="The code: packages, pip requirements")
     shared: bool = Field(default=False, description="For every tenant (admins only)")
@@ -44,6 +56,7 @@ class SkillOut(BaseModel):
     input_schema: dict[str, Any] | None
     output_schema: dict[str, Any] | None
     timeout_s: float | None
+    resources: dict[str, float]
     runtime_env: dict[str, Any] | None
     shared: bool = Field(description="Usable by every tenant")
 

@@ -55,6 +55,9 @@ def register(
     input_schema: Annotated[str | None, typer.Option(help="JSON Schema (or @file).")] = None,
     output_schema: Annotated[str | None, typer.Option(help="JSON Schema (or @file).")] = None,
     timeout_s: Annotated[float | None, typer.Option(help="Per subtask.")] = None,
+    cpu: Annotated[float | None, typer.Option(help="CPUs a task of it gets by default.")] = None,
+    gpu: Annotated[float | None, typer.Option(help="GPUs a task of it gets by default.")] = None,
+    memory_mb: Annotated[int | None, typer.Option(help="Memory (MiB), by default.")] = None,
     doc: Annotated[str | None, typer.Option(help="One line on what it does.")] = None,
     shared: Annotated[bool, typer.Option(help="For every tenant (admins).")] = False,
     as_json: JsonFlag = False,
@@ -62,7 +65,8 @@ def register(
     """Register a version of a skill whose code ships with it."""
     fields = given(kind=kind, capability=capability, timeout_s=timeout_s, doc=doc,
                    input_schema=_json("--input-schema", input_schema),
-                   output_schema=_json("--output-schema", output_schema))  # fmt: skip
+                   output_schema=_json("--output-schema", output_schema),
+                   resources=given(cpu=cpu, gpu=gpu, memory_mb=memory_mb) or None)  # fmt: skip
     env = _json("--runtime-env", runtime_env)
     skill = client().register_skill(name, version, code, env, shared=shared, **fields)
     _show([skill], as_json)

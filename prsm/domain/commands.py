@@ -26,6 +26,7 @@ class TaskSpec:
     params: dict[str, Any] = field(default_factory=dict)
     priority: int = 0
     resources: ResourceRequest = field(default_factory=ResourceRequest)
+    resources_given: bool = True  # False: its skills' declared resources apply, if any
     dependencies: tuple[str, ...] = ()
     strategy: CoordinationStrategy | None = None  # None: the task type's default
     placement: PlacementRequest = field(default_factory=PlacementRequest)

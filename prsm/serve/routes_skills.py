@@ -49,6 +49,7 @@ async def register(body: SkillCreate, principal: SkillsWriter, deps: Deps) -> Sk
         input_schema=body.input_schema, output_schema=body.output_schema,
         timeout_s=body.timeout_s, code=body.code, version=body.version,
         runtime_env=body.runtime_env.as_dict(),
+        resources=body.resources.model_dump(exclude_none=True),
     )  # fmt: skip
     command = cmds.RegisterSkill(correlation_id=correlation_id.get(), principal=principal,
                                  skill=skill, shared=body.shared)  # fmt: skip

@@ -51,6 +51,7 @@ def _spec(body: TaskCreate, key: str | None) -> cmds.TaskSpec:
         params=body.params,
         priority=body.priority,
         resources=ResourceRequest(**body.resources.model_dump()),
+        resources_given="resources" in body.model_fields_set,
         dependencies=tuple(str(d) for d in body.dependencies),
         strategy=body.strategy,
         placement=PlacementRequest(**body.placement.model_dump()),

@@ -23,7 +23,7 @@ from prsm.domain.placement import PlacementRequest
 from prsm.domain.policy import Scope, granted
 from prsm.domain.skills import LLM, Skill, UnknownSkill
 from prsm.domain.task_types import Plan, plan
-from prsm.domain.tasks import Task, request_hash
+from prsm.domain.tasks import ResourceRequest, Task, request_hash
 from prsm.service_layer import agents, models, rollouts, skills
 from prsm.service_layer.ports import EventStore, StreamWrite
 from prsm.service_layer.unit_of_work import (
@@ -64,11 +64,12 @@ def _write(task: Task, writer: Writer) -> StreamWrite:
 def _new_task(spec: cmds.TaskSpec, p: Plan, cmd: cmds.SubmitTasks, ctx: Context) -> Task:
     principal, strategy = cmd.principal, p.strategy
     env = _environment(spec, p)
+    resources = _resources(spec, p)
     payload = {
         "task_type": spec.task_type,
         "params": spec.params,
         "priority": spec.priority,
-        "resources": [spec.resources.cpu, spec.resources.gpu, spec.resources.memory_mb],
+        "resources": [resources.cpu, resources.gpu, resources.memory_mb],
         "dependencies": list(spec.dependencies),
         "strategy": strategy.value,
     }
@@ -84,9 +85,9 @@ def _new_task(spec: cmds.TaskSpec, p: Plan, cmd: cmds.SubmitTasks, ctx: Context)
             priority=spec.priority,
             user_id=principal.user_id,
             tenant_id=principal.tenant_id,
-            cpu=spec.resources.cpu,
-            gpu=spec.resources.gpu,
-            memory_mb=spec.resources.memory_mb,
+            cpu=resources.cpu,
+            gpu=resources.gpu,
+            memory_mb=resources.memory_mb,
             dependencies=spec.dependencies,
             strategy=strategy.value,
             submitted_at=ctx.clock(),
@@ -106,6 +107,22 @@ def _pinned(skill: Skill, env: dict[str, Any]) -> Skill:
     if skill.origin != "reference":
         return skill
     return replace(skill, code_hash=runtime_env.code_hash(env) if env else "")
+
+
+def _resources(spec: cmds.TaskSpec, p: Plan) -> ResourceRequest:
+    """What the task asked for; left out, what its skills declare (the most any of them
+    declares, per resource) over the defaults."""
+    declared = [s.resources for s in p.skills if s.resources]
+    if spec.resources_given or not declared:
+        return spec.resources
+
+    def most(key: str, default: float) -> float:
+        values = [float(d[key]) for d in declared if key in d]
+        return max(values) if values else default
+
+    r = spec.resources
+    return ResourceRequest(cpu=most("cpu", r.cpu), gpu=most("gpu", r.gpu),
+                           memory_mb=int(most("memory_mb", r.memory_mb)))  # fmt: skip
 
 
 def _environment(spec: cmds.TaskSpec, p: Plan) -> dict[str, Any]:

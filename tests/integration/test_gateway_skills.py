@@ -155,6 +155,20 @@ async def test_shared_skills_are_for_admins_to_register_and_everyone_to_run(
     assert ran.status_code == 201, ran.text
 
 
+async def test_a_skills_declared_resources_apply_when_a_task_does_not_say(
+    api: httpx.AsyncClient,
+) -> None:
+    ref = (await upload(api, zip_folder(ROOT / "examples" / "sirmodel"))).json()["ref"]
+    created = await register(api, ref, resources={"cpu": 2, "memory_mb": 512})
+    assert created.json()["resources"] == {"cpu": 2, "memory_mb": 512}
+    plain = {"type": "map", "params": {"skill": "sir.simulate", "items": [SIR]}}
+    task = (await api.post("/v1/tasks", headers=BOB, json=plain)).json()
+    assert task["resources"] == {"cpu": 2.0, "gpu": 0.0, "memory_mb": 512}
+    own = {**plain, "resources": {"cpu": 0.5}}
+    task = (await api.post("/v1/tasks", headers=BOB, json=own)).json()
+    assert task["resources"] == {"cpu": 0.5, "gpu": 0.0, "memory_mb": 0}
+
+
 async def test_shipping_code_with_a_task_needs_skills_write(api: httpx.AsyncClient) -> None:
     ref = (await upload(api, zip_folder(ROOT / "examples" / "sirmodel"))).json()["ref"]
     body = {"type": "map", "params": {"skill": "sirmodel.core:simulate", "items": [SIR]},

@@ -63,6 +63,8 @@ def test_the_decorator_records_a_spec_and_refuses_bad_declarations() -> None:
     spec = spec_of(half)
     assert spec is not None and (spec.name, spec.kind, spec.timeout_s) == ("demo.half", "map", 5)
     assert spec.doc == "x → x / 2" and half(4) == 2  # the function itself is unchanged
+    heavy = skill("demo.heavy", resources={"cpu": 4})(lambda x: x)
+    assert skill_code.as_skill(spec_of(heavy), heavy).resources == {"cpu": 4}  # type: ignore[arg-type]
     assert [s.name for s, _ in skills_in(__import__(__name__, fromlist=["x"]))] == [
         "demo.half", "demo.wrong"]  # fmt: skip
     bad: list[tuple[dict[str, Any], str]] = [
