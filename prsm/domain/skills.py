@@ -17,6 +17,8 @@ at submit (``Skill.record``), so that its run uses exactly that code.
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -87,10 +89,14 @@ class Skill:
         return None
 
 
+@functools.lru_cache(maxsize=256)
+def _validator(schema: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(json.loads(schema))
+
+
 def _check(schema: Mapping[str, Any], value: Any, where: str) -> None:
-    error = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(schema).iter_errors(value)
-    )
+    validator = _validator(json.dumps(schema, sort_keys=True))  # made once per schema
+    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
     if error is not None:
         path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
         raise InvalidRequest(f"{where}{path}: {error.message[:300]}")
