@@ -71,8 +71,11 @@ def _serve_default_model(settings: Settings) -> str:
     deadline = time.monotonic() + settings.model_wait_seconds
     with httpx.Client(base_url=settings.gateway_url, headers=headers, timeout=60) as http:
         while time.monotonic() < deadline:
-            if http.post("/v1/chat/completions", json=ask).status_code == 200:
-                return name
+            try:
+                if http.post("/v1/chat/completions", json=ask).status_code == 200:
+                    return name
+            except httpx.TimeoutException:
+                pass  # a busy machine: the engine is still starting; ask again
             found = asyncio.run(bootstrap.model_status(settings, name, "v1"))
             if found is not None and found.status is ModelStatus.FAILED:
                 err.print(f"[yellow]warning[/] {name} failed to deploy: {found.detail}")
