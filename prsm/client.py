@@ -7,182 +7,30 @@ client.get(task.id).status
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import httpx
-from pydantic import BaseModel
 
 from prsm.api.agents import AgentList, AgentOut
 from prsm.api.cluster import ClusterOut
-from prsm.api.keys import KeyCreate, KeyCreated, KeyList, KeyOut
-from prsm.api.models import DeploymentCreate, DeploymentList, DeploymentOut, ModelList
-from prsm.api.rollouts import RolloutCreate, RolloutList, RolloutOut
-from prsm.api.skills import SkillCreate, SkillList, SkillOut
+from prsm.api.keys import KeyCreated, KeyList, KeyOut
+from prsm.api.models import DeploymentList, DeploymentOut, ModelList
+from prsm.api.rollouts import RolloutOut
+from prsm.api.skills import SkillList, SkillOut
 from prsm.api.system import Status, WhoAmI
 from prsm.api.tasks import (
-    PackageOut,
-    Resources,
-    TaskBatchCreate,
-    TaskBatchOut,
     TaskCreate,
     TaskList,
     TaskOut,
 )
-from prsm.client_packages import Upload, uploads, with_refs
-from prsm.domain.tasks import CoordinationStrategy, TaskStatus
+from prsm.client_calls import Call, Calls, M, PrsmAPIError, raise_for
+from prsm.client_packages import uploads, with_refs
+from prsm.domain.tasks import TaskStatus
 
-M = TypeVar("M", bound=BaseModel)
-
-
-class PrsmAPIError(Exception):
-    """An error answer of the gateway, with its stable code and correlation id."""
-
-    def __init__(self, status: int, code: str, message: str, correlation_id: str) -> None:
-        super().__init__(f"{status} {code}: {message} (correlation id {correlation_id})")
-        self.status, self.code, self.message = status, code, message
-        self.correlation_id = correlation_id
+__all__ = ["AsyncPrsmClient", "PrsmAPIError", "PrsmClient"]
 
 
-@dataclass(frozen=True)
-class _Call(Generic[M]):
-    method: str
-    path: str
-    model: type[M]
-    json: Any = None
-    params: dict[str, Any] = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict)
-    content: bytes | None = None
-
-    def parse(self, response: httpx.Response) -> M:
-        _raise_for(response)
-        return self.model.model_validate_json(response.content)
-
-
-def _raise_for(response: httpx.Response) -> None:
-    """Raise the gateway's error answer as a ``PrsmAPIError`` (a read response)."""
-    if response.is_success:
-        return
-    try:
-        error = response.json()["error"]
-    except (ValueError, KeyError, TypeError):
-        error = {"code": "http_error", "message": response.text[:500]}
-    raise PrsmAPIError(
-        response.status_code,
-        error.get("code", "http_error"),
-        error.get("message", ""),
-        error.get("correlation_id", response.headers.get("x-correlation-id", "")),
-    )
-
-
-def _sent(body: BaseModel) -> Any:
-    """A request body as JSON, without the fields the caller left unset: the server fills
-    in its own defaults (one source for each)."""
-    return body.model_dump(mode="json", exclude_unset=True)
-
-
-class _Calls:
-    """What each API call sends and how its answer is read; the clients only send."""
-
-    @staticmethod
-    def _submit(
-        task_type: str,
-        params: dict[str, Any] | None = None,
-        *,
-        priority: int | None = None,
-        resources: Resources | None = None,
-        dependencies: list[str] | None = None,
-        strategy: CoordinationStrategy | None = None,
-        placement: dict[str, Any] | None = None,
-        idempotency_key: str | None = None,
-        runtime_env: dict[str, Any] | None = None,
-    ) -> _Call[TaskOut]:
-        """What is left out (``None``) is not sent: the server's defaults apply."""
-        given = {"priority": priority, "resources": resources, "dependencies": dependencies,
-                 "strategy": strategy, "placement": placement,
-                 "runtime_env": runtime_env}  # fmt: skip
-        body = TaskCreate.model_validate(
-            {"type": task_type, "params": params or {}}
-            | {k: v for k, v in given.items() if v is not None}
-        )
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return _Call("POST", "/v1/tasks", TaskOut, _sent(body), headers=headers)
-
-    @staticmethod
-    def _upload(upload: Upload) -> _Call[PackageOut]:
-        return _Call("POST", "/v1/packages", PackageOut, params={"filename": upload.filename},
-                     content=upload.data)  # fmt: skip
-
-    @staticmethod
-    def _map_params(skill: str, items: list[Any], reduce: str | None) -> tuple[str, dict[str, Any]]:
-        params: dict[str, Any] = {"skill": skill, "items": items}
-        if reduce is not None:
-            params["reduce"] = reduce
-        return ("map" if reduce is None else "map_reduce"), params
-
-    @staticmethod
-    def _register_skill(name: str, version: str, code: str, runtime_env: dict[str, Any],
-                        fields: dict[str, Any]) -> _Call[SkillOut]:  # fmt: skip
-        body = SkillCreate.model_validate(
-            {"name": name, "version": version, "code": code, "runtime_env": runtime_env, **fields}
-        )
-        return _Call("POST", "/v1/skills", SkillOut, _sent(body))
-
-    @staticmethod
-    def _retire_skill(name: str, version: str, shared: bool) -> _Call[SkillOut]:
-        return _Call("DELETE", f"/v1/skills/{name}/{version}", SkillOut,
-                     params={"shared": str(shared).lower()})  # fmt: skip
-
-    @staticmethod
-    def _submit_batch(
-        tasks: list[TaskCreate], idempotency_key: str | None = None
-    ) -> _Call[TaskBatchOut]:
-        body = TaskBatchCreate(tasks=tasks).model_dump(mode="json")
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return _Call("POST", "/v1/tasks", TaskBatchOut, body, headers=headers)
-
-    @staticmethod
-    def _list(
-        status: TaskStatus | None = None, limit: int = 50, cursor: int | None = None
-    ) -> _Call[TaskList]:
-        params: dict[str, Any] = {"limit": limit}
-        if status is not None:
-            params["status"] = status.value
-        if cursor is not None:
-            params["cursor"] = cursor
-        return _Call("GET", "/v1/tasks", TaskList, params=params)
-
-    @staticmethod
-    def _deploy(name: str, version: str, **fields: Any) -> _Call[DeploymentOut]:
-        body = DeploymentCreate.model_validate({"name": name, "version": version, **fields})
-        return _Call("POST", "/v1/deployments", DeploymentOut, _sent(body))
-
-    @staticmethod
-    def _deployment(method: str, name: str, version: str) -> _Call[DeploymentOut]:
-        return _Call(method, f"/v1/deployments/{name}/{version}", DeploymentOut)
-
-    @staticmethod
-    def _create_key(name: str, scopes: list[str] | None, days: int | None) -> _Call[KeyCreated]:
-        body = KeyCreate(name=name, scopes=scopes, expires_in_days=days)
-        return _Call("POST", "/v1/keys", KeyCreated, body.model_dump(mode="json"))
-
-    @staticmethod
-    def _start_rollout(model: str, version: str, **fields: Any) -> _Call[RolloutOut]:
-        body = RolloutCreate.model_validate({"model": model, "version": version, **fields})
-        return _Call("POST", "/v1/rollouts", RolloutOut, _sent(body))
-
-    @staticmethod
-    def _rollouts(model: str | None) -> _Call[RolloutList]:
-        params = {"model": model} if model else {}
-        return _Call("GET", "/v1/rollouts", RolloutList, params=params)
-
-    @staticmethod
-    def _rollout(rollout_id: str, action: str = "") -> _Call[RolloutOut]:
-        path = f"/v1/rollouts/{rollout_id}" + (f"/{action}" if action else "")
-        return _Call("POST" if action else "GET", path, RolloutOut)
-
-
-class PrsmClient(_Calls):
+class PrsmClient(Calls):
     def __init__(
         self,
         url: str,
@@ -195,7 +43,7 @@ class PrsmClient(_Calls):
             headers={"Authorization": f"Bearer {token}"},
         )  # fmt: skip
 
-    def _run(self, call: _Call[M]) -> M:
+    def _run(self, call: Call[M]) -> M:
         response = self._http.request(
             call.method, call.path, json=call.json, params=call.params, headers=call.headers,
             content=call.content,
@@ -229,11 +77,11 @@ class PrsmClient(_Calls):
 
     def skills(self) -> list[SkillOut]:
         """The skills you may run: installed, shared, your tenant's."""
-        return self._run(_Call("GET", "/v1/skills", SkillList)).skills
+        return self._run(Call("GET", "/v1/skills", SkillList)).skills
 
     def skill(self, name: str) -> list[SkillOut]:
         """The versions of one skill."""
-        return self._run(_Call("GET", f"/v1/skills/{name}", SkillList)).skills
+        return self._run(Call("GET", f"/v1/skills/{name}", SkillList)).skills
 
     def retire_skill(self, name: str, version: str, shared: bool = False) -> SkillOut:
         return self._run(self._retire_skill(name, version, shared))
@@ -241,7 +89,7 @@ class PrsmClient(_Calls):
     def result(self, task_id: str) -> Any:
         """A finished task's result (a stored one, read back in full)."""
         response = self._http.get(f"/v1/tasks/{task_id}/result")
-        _raise_for(response)
+        raise_for(response)
         return response.json()
 
     def download_result(self, task_id: str, path: str) -> int:
@@ -250,7 +98,7 @@ class PrsmClient(_Calls):
         with self._http.stream("GET", f"/v1/tasks/{task_id}/result") as response:
             if not response.is_success:
                 response.read()
-                _raise_for(response)
+                raise_for(response)
             with open(path, "wb") as out:
                 for chunk in response.iter_bytes():
                     written += out.write(chunk)
@@ -262,7 +110,7 @@ class PrsmClient(_Calls):
         return self._run(self._submit_batch(tasks, idempotency_key)).tasks
 
     def get(self, task_id: str) -> TaskOut:
-        return self._run(_Call("GET", f"/v1/tasks/{task_id}", TaskOut))
+        return self._run(Call("GET", f"/v1/tasks/{task_id}", TaskOut))
 
     def list_tasks(
         self, status: TaskStatus | None = None, limit: int = 50, cursor: int | None = None
@@ -270,13 +118,13 @@ class PrsmClient(_Calls):
         return self._run(self._list(status, limit, cursor))
 
     def cancel(self, task_id: str) -> TaskOut:
-        return self._run(_Call("DELETE", f"/v1/tasks/{task_id}", TaskOut))
+        return self._run(Call("DELETE", f"/v1/tasks/{task_id}", TaskOut))
 
     def whoami(self) -> WhoAmI:
-        return self._run(_Call("GET", "/v1/whoami", WhoAmI))
+        return self._run(Call("GET", "/v1/whoami", WhoAmI))
 
     def ready(self) -> Status:
-        return self._run(_Call("GET", "/ready", Status))
+        return self._run(Call("GET", "/ready", Status))
 
     def deploy_model(self, name: str, version: str, **fields: Any) -> DeploymentOut:
         """Deploy a model version (see ``DeploymentCreate`` for the fields); it starts
@@ -287,7 +135,7 @@ class PrsmClient(_Calls):
         return self._run(self._deployment("GET", name, version))
 
     def deployments(self) -> list[DeploymentOut]:
-        return self._run(_Call("GET", "/v1/deployments", DeploymentList)).deployments
+        return self._run(Call("GET", "/v1/deployments", DeploymentList)).deployments
 
     def set_faults(
         self, name: str, version: str, error_rate: float = 0.0, latency_ms: int = 0
@@ -295,13 +143,13 @@ class PrsmClient(_Calls):
         """Inject faults into a version's traffic (zeros remove them)."""
         body = {"error_rate": error_rate, "latency_ms": latency_ms}
         path = f"/v1/deployments/{name}/{version}/faults"
-        return self._run(_Call("PUT", path, DeploymentOut, body))
+        return self._run(Call("PUT", path, DeploymentOut, body))
 
     def undeploy_model(self, name: str, version: str) -> DeploymentOut:
         return self._run(self._deployment("DELETE", name, version))
 
     def models(self) -> ModelList:
-        return self._run(_Call("GET", "/v1/models", ModelList))
+        return self._run(Call("GET", "/v1/models", ModelList))
 
     def start_rollout(self, model: str, version: str, **fields: Any) -> RolloutOut:
         """Start a canary rollout of ``version`` (fields: see ``RolloutCreate``)."""
@@ -326,25 +174,25 @@ class PrsmClient(_Calls):
         return self._run(self._create_key(name, scopes, expires_in_days))
 
     def keys(self) -> list[KeyOut]:
-        return self._run(_Call("GET", "/v1/keys", KeyList)).keys
+        return self._run(Call("GET", "/v1/keys", KeyList)).keys
 
     def revoke_key(self, key_id: str) -> KeyOut:
-        return self._run(_Call("DELETE", f"/v1/keys/{key_id}", KeyOut))
+        return self._run(Call("DELETE", f"/v1/keys/{key_id}", KeyOut))
 
     def agents(self) -> list[AgentOut]:
-        return self._run(_Call("GET", "/v1/agents", AgentList)).agents
+        return self._run(Call("GET", "/v1/agents", AgentList)).agents
 
     def cluster(self) -> ClusterOut:
-        return self._run(_Call("GET", "/v1/cluster", ClusterOut))
+        return self._run(Call("GET", "/v1/cluster", ClusterOut))
 
     def drain_agent(self, agent_id: str) -> AgentOut:
-        return self._run(_Call("POST", f"/v1/agents/{agent_id}/drain", AgentList)).agents[0]
+        return self._run(Call("POST", f"/v1/agents/{agent_id}/drain", AgentList)).agents[0]
 
     def close(self) -> None:
         self._http.close()
 
 
-class AsyncPrsmClient(_Calls):
+class AsyncPrsmClient(Calls):
     def __init__(
         self,
         url: str,
@@ -357,7 +205,7 @@ class AsyncPrsmClient(_Calls):
             headers={"Authorization": f"Bearer {token}"},
         )  # fmt: skip
 
-    async def _run(self, call: _Call[M]) -> M:
+    async def _run(self, call: Call[M]) -> M:
         response = await self._http.request(
             call.method, call.path, json=call.json, params=call.params, headers=call.headers,
             content=call.content,
@@ -386,17 +234,17 @@ class AsyncPrsmClient(_Calls):
         return await self._run(self._register_skill(name, version, code, env, fields))
 
     async def skills(self) -> list[SkillOut]:
-        return (await self._run(_Call("GET", "/v1/skills", SkillList))).skills
+        return (await self._run(Call("GET", "/v1/skills", SkillList))).skills
 
     async def skill(self, name: str) -> list[SkillOut]:
-        return (await self._run(_Call("GET", f"/v1/skills/{name}", SkillList))).skills
+        return (await self._run(Call("GET", f"/v1/skills/{name}", SkillList))).skills
 
     async def retire_skill(self, name: str, version: str, shared: bool = False) -> SkillOut:
         return await self._run(self._retire_skill(name, version, shared))
 
     async def result(self, task_id: str) -> Any:
         response = await self._http.get(f"/v1/tasks/{task_id}/result")
-        _raise_for(response)
+        raise_for(response)
         return response.json()
 
     async def submit_batch(
@@ -405,7 +253,7 @@ class AsyncPrsmClient(_Calls):
         return (await self._run(self._submit_batch(tasks, idempotency_key))).tasks
 
     async def get(self, task_id: str) -> TaskOut:
-        return await self._run(_Call("GET", f"/v1/tasks/{task_id}", TaskOut))
+        return await self._run(Call("GET", f"/v1/tasks/{task_id}", TaskOut))
 
     async def list_tasks(
         self, status: TaskStatus | None = None, limit: int = 50, cursor: int | None = None
@@ -413,13 +261,13 @@ class AsyncPrsmClient(_Calls):
         return await self._run(self._list(status, limit, cursor))
 
     async def cancel(self, task_id: str) -> TaskOut:
-        return await self._run(_Call("DELETE", f"/v1/tasks/{task_id}", TaskOut))
+        return await self._run(Call("DELETE", f"/v1/tasks/{task_id}", TaskOut))
 
     async def whoami(self) -> WhoAmI:
-        return await self._run(_Call("GET", "/v1/whoami", WhoAmI))
+        return await self._run(Call("GET", "/v1/whoami", WhoAmI))
 
     async def ready(self) -> Status:
-        return await self._run(_Call("GET", "/ready", Status))
+        return await self._run(Call("GET", "/ready", Status))
 
     async def deploy_model(self, name: str, version: str, **fields: Any) -> DeploymentOut:
         return await self._run(self._deploy(name, version, **fields))
@@ -428,13 +276,13 @@ class AsyncPrsmClient(_Calls):
         return await self._run(self._deployment("GET", name, version))
 
     async def deployments(self) -> list[DeploymentOut]:
-        return (await self._run(_Call("GET", "/v1/deployments", DeploymentList))).deployments
+        return (await self._run(Call("GET", "/v1/deployments", DeploymentList))).deployments
 
     async def undeploy_model(self, name: str, version: str) -> DeploymentOut:
         return await self._run(self._deployment("DELETE", name, version))
 
     async def models(self) -> ModelList:
-        return await self._run(_Call("GET", "/v1/models", ModelList))
+        return await self._run(Call("GET", "/v1/models", ModelList))
 
     async def start_rollout(self, model: str, version: str, **fields: Any) -> RolloutOut:
         return await self._run(self._start_rollout(model, version, **fields))
@@ -457,19 +305,19 @@ class AsyncPrsmClient(_Calls):
         return await self._run(self._create_key(name, scopes, expires_in_days))
 
     async def keys(self) -> list[KeyOut]:
-        return (await self._run(_Call("GET", "/v1/keys", KeyList))).keys
+        return (await self._run(Call("GET", "/v1/keys", KeyList))).keys
 
     async def revoke_key(self, key_id: str) -> KeyOut:
-        return await self._run(_Call("DELETE", f"/v1/keys/{key_id}", KeyOut))
+        return await self._run(Call("DELETE", f"/v1/keys/{key_id}", KeyOut))
 
     async def agents(self) -> list[AgentOut]:
-        return (await self._run(_Call("GET", "/v1/agents", AgentList))).agents
+        return (await self._run(Call("GET", "/v1/agents", AgentList))).agents
 
     async def cluster(self) -> ClusterOut:
-        return await self._run(_Call("GET", "/v1/cluster", ClusterOut))
+        return await self._run(Call("GET", "/v1/cluster", ClusterOut))
 
     async def drain_agent(self, agent_id: str) -> AgentOut:
-        return (await self._run(_Call("POST", f"/v1/agents/{agent_id}/drain", AgentList))).agents[0]
+        return (await self._run(Call("POST", f"/v1/agents/{agent_id}/drain", AgentList))).agents[0]
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -97,6 +97,16 @@ class BlobStore:
         digest = digest_of(value)
         return value if digest is None else json.loads(self.read(digest))
 
+    def result(self, result: dict[str, Any], limit: int) -> tuple[str | None, Any]:
+        """A task's result with a stored output in it, or larger than ``limit``, stored whole
+        (its digest, and no inline result); otherwise ``(None, result)``."""
+        parts = [*result.get("outputs", []), result.get("value"), result.get("summary")]
+        small = len(json.dumps(result, separators=(",", ":"))) <= limit
+        if small and not any(digest_of(p) for p in parts):
+            return None, result
+        digest, _ = self.document(result)
+        return digest, None
+
     def document(self, value: Any) -> tuple[str, int]:
         """Store ``value`` as one JSON document, references spliced in from their blobs
         (streamed: never the whole document in memory)."""

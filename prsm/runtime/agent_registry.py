@@ -123,6 +123,7 @@ class AgentRegistry:
         self._build_llm = build_llm
         self._settings = settings
         self._starting: dict[str, int] = {}
+        self.overdue: dict[str, dict[tuple[str, str], float]] = {}  # agent → (task, key) → s
 
     # --- membership ----------------------------------------------------------------------
 
@@ -276,11 +277,16 @@ class AgentRegistry:
         if r is not None and info.bundle is not None:
             r.agents.pop(info.bundle, None)
 
-    def kill(self, agent_id: str) -> None:
-        """Stop an agent (one that overran a subtask's timeout); its call ends in an error,
-        and ``died`` replaces it."""
-        if agent_id in self.handles:
-            actors.kill(actor_name(agent_id))
+    def stop_overdue(self, beats: dict[str, Heartbeat]) -> None:
+        """Kill each agent running a subtask past its timeout (its call then fails, and
+        ``died`` replaces it); ``overdue`` says which subtasks, for how long."""
+        for agent_id, beat in beats.items():
+            late = {(t, k): s for t, k, s, timeout in beat.running_for if s > timeout}
+            if late and agent_id not in self.overdue and agent_id in self.handles:
+                self.overdue[agent_id] = late
+                log.warning("agent %s overran a subtask's timeout (%s): stopping it",
+                            agent_id, ", ".join(f"{t}/{k}" for t, k in late))  # fmt: skip
+                actors.kill(actor_name(agent_id))
 
     def died(self, agent_id: str, reason: str) -> None:
         """Forget a dead agent (its work is given back by the caller); a new one replaces it

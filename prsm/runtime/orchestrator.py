@@ -3,14 +3,11 @@ the event log for tasks of the built-in types, splits each into subtasks (``task
 runs them on agents chosen by suitability (``AgentPool``) under the task's coordination
 strategy (``TaskRun``), and records subtask outcomes, progress and the task's result.
 
-The code of a task's skills is the code recorded with the task at submit (``Task.skills``):
-installed skills run on pooled agents; a task that ships code gets agents of its own in
-its reservation, started in its ``runtime_env``. A subtask that overruns its skill's timeout
-has its agent killed and replaced, and counts a failed try; a subtask whose agent died
-while running it alone counts one too ("its worker died"); in a batch, its companions are
-sent again each alone, so that the one that kills its worker is found. A result larger than
-the inline limit is stored whole in the result store, and the task's ``result_ref`` names
-it.
+A task runs the code recorded with it at submit (``Task.skills``): installed skills on pooled
+agents; shipped code on agents of its own, in its ``runtime_env``. A subtask past its timeout
+has its agent killed and replaced and counts a failed try, as does one whose agent died
+running it alone; a dead agent's batch goes again, each alone, to find the culprit. A large
+result is stored whole in the result store (``result_ref``).
 
 It holds nothing the store does not: restarted, it reads the log from the start, takes back
 the agents that still run, and resumes every unfinished task, each finished subtask's output
@@ -25,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -44,12 +40,11 @@ from prsm.domain import streams
 from prsm.domain.agents import AgentPool, Location, Resources
 from prsm.domain.errors import AgentUnavailable, CapabilityMismatch, PrsmError
 from prsm.domain.orchestration import Call, TaskRun
-from prsm.domain.results import digest_of
 from prsm.domain.skills import Skill
 from prsm.domain.task_types import TASK_TYPES, plan
 from prsm.domain.tasks import Task, TaskStatus
 from prsm.runtime import actors
-from prsm.runtime.agent import Heartbeat, LlmBuilder, Outcome, SubtaskCall
+from prsm.runtime.agent import LlmBuilder, Outcome, SubtaskCall
 from prsm.runtime.agent_registry import AgentRegistry, actor_name
 from prsm.runtime.loop_actor import LoopActor, StoreBuilder
 from prsm.runtime.shipped_code import ray_runtime_env
@@ -101,7 +96,6 @@ class Orchestrator(LoopActor):
         self._installed = skill_code.installed()
         self._blobs = BlobStore(str(settings["result_store"]))
         self._inline_max = int(settings["result_inline_max_bytes"])
-        self._overdue: dict[str, dict[tuple[str, str], float]] = {}  # agent → (task, key) → s
         self._start()
 
     # --- actor methods (called from Ray's threads) ---------------------------------------
@@ -132,7 +126,7 @@ class Orchestrator(LoopActor):
         self._agents.ensure()
         if time.monotonic() - self._beat_at > HEARTBEAT_EVERY_S:
             self._beat_at = time.monotonic()
-            self._stop_overdue(await self._agents.heartbeats())
+            self._agents.stop_overdue(await self._agents.heartbeats())
             self._agents.retire_drained()
             self._snapshot = self._agents.snapshot()
         await self._log.catch_up(self._store)
@@ -296,7 +290,7 @@ class Orchestrator(LoopActor):
     def _died_running(self, agent_id: str, batch: list[Item], exc: RayActorError) -> None:
         """An agent died running ``batch``: a subtask that overran its timeout, or ran alone,
         counts a failed try; the others go again, each alone."""
-        overdue = self._overdue.pop(agent_id, {})
+        overdue = self._agents.overdue.pop(agent_id, {})
         now = time.monotonic()
         cause = str(exc).strip().splitlines()
         why = f"its worker died: {type(exc).__name__}" + (f" ({cause[0][:300]})" if cause else "")
@@ -316,16 +310,6 @@ class Orchestrator(LoopActor):
             failed = run.failed(c.key, agent_id, error, now)
             if failed is not None:
                 self._run_events.setdefault(task_id, []).append(failed)
-
-    def _stop_overdue(self, beats: dict[str, Heartbeat]) -> None:
-        """Kill each agent running a subtask past its timeout (the call then fails)."""
-        for agent_id, beat in beats.items():
-            late = {(t, k): s for t, k, s, timeout in beat.running_for if s > timeout}
-            if late and agent_id not in self._overdue:
-                self._overdue[agent_id] = late
-                log.warning("agent %s overran a subtask's timeout (%s): stopping it",
-                            agent_id, ", ".join(f"{t}/{k}" for t, k in late))  # fmt: skip
-                self._agents.kill(agent_id)
 
     # --- writes ------------------------------------------------------------------------------
 
@@ -362,7 +346,9 @@ class Orchestrator(LoopActor):
             if run.finished:
                 ok, result, error = run.outcome()
                 if ok:
-                    ref, result = await asyncio.to_thread(self._stored, result)
+                    ref, result = await asyncio.to_thread(
+                        self._blobs.result, result, self._inline_max
+                    )
                     changes.append((task, partial(Task.succeed, at=now, result_ref=ref,
                                                   result=result)))  # fmt: skip
                 else:
@@ -378,16 +364,6 @@ class Orchestrator(LoopActor):
                 changes.append((task, partial(Task.report_progress, at=now,
                                               progress=run.progress)))  # fmt: skip
         await self._write_tasks(changes)
-
-    def _stored(self, result: dict[str, Any]) -> tuple[str | None, Any]:
-        """A result with a stored output in it, or larger than the inline limit, stored whole
-        (its reference, and no inline result); otherwise kept inline."""
-        parts = [*result.get("outputs", []), result.get("value"), result.get("summary")]
-        small = len(json.dumps(result, separators=(",", ":"))) <= self._inline_max
-        if small and not any(digest_of(p) for p in parts):
-            return None, result
-        digest, _ = self._blobs.document(result)
-        return digest, None
 
     async def _write_tasks(self, changes: Sequence[tuple[Task, Mutation]]) -> None:
         assert self._store is not None
