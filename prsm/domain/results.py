@@ -22,3 +22,10 @@ def digest_of(value: Any) -> str | None:
         found = value.get(REF_KEY)
         return found if isinstance(found, str) and DIGEST.match(found) else None
     return None
+
+
+def has_reference(value: Any) -> bool:
+    """``value`` is a reference, or a list holding one (a later stage's or a reduce's input)."""
+    if isinstance(value, list):
+        return any(digest_of(v) is not None for v in value)
+    return digest_of(value) is not None

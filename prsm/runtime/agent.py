@@ -26,6 +26,7 @@ import ray
 
 from prsm.adapters import skill_code
 from prsm.adapters.blobs import BlobStore
+from prsm.domain.results import has_reference
 from prsm.domain.skills import Skill
 from prsm.skill import spec_of
 
@@ -165,7 +166,8 @@ class AgentWorker:
         return self._store().keep(output, self._inline_max)
 
     def _resolve(self, value: Any) -> Any:
-        if isinstance(value, dict | list):
+        """An input with a stored output in it, read back (the store is touched only then)."""
+        if has_reference(value):
             return self._store().resolve(value)
         return value
 

@@ -196,6 +196,8 @@ def test_an_agent_runs_user_code_and_reports_its_failures_clearly(tmp_path: Path
     assert "ModuleNotFoundError: No module named 'nosuch'" in missing.output
     [big] = agent.run([call(INSTALLED.find(f"{__name__}:large"), 500)])
     assert big.ok and digest_of(big.output) is not None  # stored, the outcome a reference
+    [count] = AgentWorker("a2", 1).run([call(INSTALLED.find("text.count"), [1, 2])])
+    assert (count.ok, count.output) == (True, 2)  # no reference in it: no store needed
     [square] = agent.run([call(INSTALLED.find("math.square"), 3)])
     assert (square.ok, square.output) == (True, 9)
     assert agent.heartbeat().running_for == ()  # nothing running now
