@@ -187,7 +187,11 @@ async def test_a_skill_that_raises_fails_its_subtasks_after_retries_on_other_age
 
 
 async def test_a_pipeline_streams_items_from_stage_to_stage(bus: MessageBus) -> None:
-    items = [1_000_000 + 1_000 * i for i in range(120)]
+    # Sixty cheap items, then sixty costly ones: the batches split at the boundary for any
+    # agent count the dispatcher divides by (120 // (2 × agents) divides 60 for 1..6 agents),
+    # so streaming shows as the cheap items' second stage ending while the costly first
+    # stages still run, a gap of seconds, whatever the machine's load.
+    items = [10 + i for i in range(60)] + [10_000_000 + 1_000 * i for i in range(60)]
     params = {"stages": ["math.primes_below", "math.sqrt", "math.square"], "items": items}
     task_id = await submit(bus, "pipeline", params)
     task = await finished(bus, task_id)
