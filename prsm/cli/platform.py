@@ -49,6 +49,10 @@ def up() -> None:
   Data dir    {settings.data_dir}
 Local admin token (tenant "default"):
   export PRSM_TOKEN={token}
+Batch jobs (`ray job submit`; Ray's token authentication is on):
+  export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={cluster.auth_env()["RAY_AUTH_TOKEN_PATH"]}
+  ray job submit --address http://127.0.0.1:{settings.dashboard_port} --working-dir . -- \\
+    python jobs/batch_inference.py --input prompts.jsonl --model prsm-tiny --output out/
 Try:
   curl -H "Authorization: Bearer $PRSM_TOKEN" {url}/v1/whoami""")
     if model:

@@ -37,6 +37,15 @@ def _ray_executable() -> str:
     return found
 
 
+def _path_with_this_python() -> str:
+    """PATH with this Python's folder first: `python` in a job's entrypoint (`ray job submit
+    -- python jobs/…`) is then the Python PRSM runs in, with Ray and PRSM installed, even when
+    `prsm up` was started by its full path from a virtual environment not activated."""
+    here = str(Path(sys.executable).parent)
+    return os.pathsep.join([here, *(p for p in os.environ.get("PATH", "").split(os.pathsep)
+                                    if p and p != here)])  # fmt: skip
+
+
 def _port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
@@ -114,7 +123,7 @@ class LocalCluster:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, **self.auth_env()},
+            env={**os.environ, **self.auth_env(), "PATH": _path_with_this_python()},
         )
         self._pid_file.write_text(str(process.pid))
         deadline = time.monotonic() + timeout_s
