@@ -76,8 +76,10 @@ class Plan:
         subtask's output."""
         if self.task_type == "map_reduce":
             return {"value": final, "count": len(outputs)}
-        if self.task_type == "sweep":
-            return {**_sweep_figures(self, outputs), "summary": final}
+        if self.task_type == "sweep":  # the metric of every set, in order, for plots
+            figures = _sweep_figures(self, outputs)
+            values = [float(o[figures["metric"]]) for o in outputs]
+            return {**figures, "values": values, "summary": final}
         return {"outputs": outputs}
 
 
