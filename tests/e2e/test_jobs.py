@@ -1,0 +1,198 @@
+"""The `jobs/` entrypoints as users run them: the real `ray job submit` CLI against the cluster
+`prsm up` starts (its dashboard, Ray token authentication on), each job's status and outputs
+checked — batch inference through vLLM engines in Ray Data and through the gateway, the
+research workflow's report, the load test's figures, and bad input failing the job with its
+reason."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.support import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def prsm(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "prsm", *args], env=env, capture_output=True,
+                          text=True, timeout=600, check=False)  # fmt: skip
+    assert done.returncode == 0, f"prsm {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("jobs")
+    env = {
+        **os.environ,
+        "PRSM_DATA_DIR": str(tmp / "data"),
+        "PRSM_HTTP_PORT": str(free_port()),
+        "PRSM_RAY_PORT": str(free_port()),
+        "PRSM_DASHBOARD_PORT": str(free_port()),
+        "PRSM_RAY_NUM_CPUS": "8",
+        "PRSM_AGENTS": '{"compute": 1, "simulation": 1, "llm": 1}',
+    }
+    env.pop("PRSM_TOKEN", None)
+    out = prsm(env, "up")
+    found = re.search(r"export PRSM_TOKEN=(\S+)", out)
+    assert found, out
+    # What `prsm up` prints for `ray job submit`: the dashboard and the Ray token's file.
+    address = f"http://127.0.0.1:{env['PRSM_DASHBOARD_PORT']}"
+    token_path = re.search(r"RAY_AUTH_TOKEN_PATH=(\S+)", out)
+    assert token_path and address in out, out
+    ray_env = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": token_path.group(1)}
+    try:
+        yield {"env": ray_env, "address": address, "token": found.group(1), "tmp": tmp,
+               "gateway": f"http://127.0.0.1:{env['PRSM_HTTP_PORT']}"}  # fmt: skip
+    finally:
+        subprocess.run([sys.executable, "-m", "prsm", "down"], env=env, timeout=300, check=False)
+
+
+def submit(cluster: dict[str, Any], *entrypoint: str, env_vars: dict[str, str] | None = None,
+           ) -> tuple[str, str]:  # fmt: skip
+    """`ray job submit` (it waits for the job's end), then `ray job status` and `ray job
+    logs`, as a user would: the job's final status line and its logs."""
+    job_id = f"test-{uuid.uuid4().hex[:8]}"
+    address = ["--address", cluster["address"]]
+    command = [RAY, "job", "submit", *address, "--submission-id", job_id,
+               "--working-dir", str(ROOT)]  # fmt: skip
+    if env_vars:
+        command += ["--runtime-env-json", json.dumps({"env_vars": env_vars})]
+    done = ray(cluster, *command, "--", "python", *entrypoint)
+    asked = ray(cluster, RAY, "job", "status", *address, job_id)
+    status = asked.stdout + asked.stderr
+    found = re.search(rf"Job '{job_id}' (succeeded|failed|was stopped)", status)
+    assert found, status
+    ended = {"succeeded": "SUCCEEDED", "failed": "FAILED"}.get(found.group(1), "STOPPED")
+    assert (done.returncode == 0) == (ended == "SUCCEEDED"), done.stderr
+    logs = ray(cluster, RAY, "job", "logs", *address, job_id).stdout
+    return ended, status + logs
+
+
+def ray(cluster: dict[str, Any], *command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, env=cluster["env"], capture_output=True, text=True,
+                          timeout=580, check=False)  # fmt: skip
+
+
+def rows(folder: Path) -> list[dict[str, Any]]:
+    table = pq.read_table(folder / "rows")
+    assert table.column_names == ["id", "prompt", "output", "input_tokens", "output_tokens",
+                                  "finish_reason", "error"]  # fmt: skip
+    return list(table.to_pylist())
+
+
+def test_batch_inference_runs_vllm_engines_in_ray_data_and_records_failed_rows(
+    cluster: dict[str, Any],
+) -> None:
+    prompts = cluster["tmp"] / "prompts.jsonl"
+    lines = [{"prompt": f"Sample {i}: the measured value is"} for i in range(40)]
+    prompts.write_text("\n".join(json.dumps(x) for x in [*lines, {"prompt": ""}]) + "\n")
+    out = cluster["tmp"] / "engine-out"
+    status, logs = submit(
+        cluster, "jobs/batch_inference.py", "--input", str(prompts), "--model", "prsm-tiny",
+        "--output", str(out), "--max-tokens", "16", "--batch-size", "16",
+    )  # fmt: skip
+    assert status == "SUCCEEDED", logs[-4000:]
+    got = rows(out)
+    assert len(got) == 41 and len({r["id"] for r in got}) == 41
+    failed = [r for r in got if r["error"]]
+    assert [(r["prompt"], r["finish_reason"]) for r in failed] == [("", "error")]
+    assert failed[0]["error"] == "the prompt is empty or not text"
+    done = [r for r in got if not r["error"]]
+    assert {r["prompt"] for r in done} == {x["prompt"] for x in lines}
+    assert all(r["output"] and 1 <= r["output_tokens"] <= 16 and r["input_tokens"] > 0
+               for r in done)  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["rows"], summary["succeeded"], summary["failed"]) == (41, 40, 1)
+    assert summary["output_tokens"] == sum(r["output_tokens"] for r in done)
+    assert "vLLM engines" in summary["via"]
+
+
+def test_batch_inference_through_the_gateway_from_parquet(cluster: dict[str, Any]) -> None:
+    source = cluster["tmp"] / "questions.parquet"
+    pq.write_table(pa.table({"id": [f"q{i}" for i in range(12)],
+                             "text": [f"Question {i}?" for i in range(12)]}), source)  # fmt: skip
+    out = cluster["tmp"] / "gateway-out"
+    status, logs = submit(
+        cluster, "jobs/batch_inference.py", "--input", str(source), "--column", "text",
+        "--via-gateway", cluster["gateway"], "--model", "prsm-tiny", "--output", str(out),
+        "--max-tokens", "8", "--concurrency", "4",
+        env_vars={"PRSM_TOKEN": cluster["token"]},
+    )  # fmt: skip
+    assert status == "SUCCEEDED", logs[-4000:]
+    got = rows(out)
+    assert sorted(r["id"] for r in got) == sorted(f"q{i}" for i in range(12))
+    assert all(not r["error"] and r["output_tokens"] >= 1 and r["finish_reason"] for r in got)
+    assert "gateway" in json.loads((out / "summary.json").read_text())["via"]
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--input", "/nowhere/prompts.jsonl"], "/nowhere/prompts.jsonl: no such file"),
+        (["--model", "no-such-model"], "--model no-such-model: not prsm-tiny"),
+        (["--column", "question"], "has no column 'question' (it has: prompt)"),
+    ],
+    ids=["missing-file", "unknown-model", "bad-column"],
+)
+def test_batch_inference_bad_input_fails_the_job_with_its_reason(
+    cluster: dict[str, Any], args: list[str], reason: str
+) -> None:
+    prompts = cluster["tmp"] / "few.jsonl"
+    prompts.write_text('{"prompt": "a"}\n{"prompt": "b"}\n')
+    given = {"--input": str(prompts), "--output": str(cluster["tmp"] / "bad-out")}
+    given.update(dict(zip(args[::2], args[1::2], strict=True)))
+    flat = [x for pair in given.items() for x in pair]
+    status, logs = submit(cluster, "jobs/batch_inference.py", *flat)
+    assert status == "FAILED"
+    assert "exit code 2" in logs and reason in logs
+    assert "Traceback" not in logs
+
+
+def test_the_research_workflow_writes_its_report(cluster: dict[str, Any]) -> None:
+    out = cluster["tmp"] / "report"
+    status, logs = submit(
+        cluster, "jobs/research_workflow.py", "--gateway", cluster["gateway"],
+        "--output", str(out), "--synthetic", "6", "--steps", "4",
+        env_vars={"PRSM_TOKEN": cluster["token"]},
+    )  # fmt: skip
+    assert status == "SUCCEEDED", logs[-4000:]
+    report = (out / "report.md").read_text()
+    assert report.count("| pattern (model unreadable) |") + report.count("| model |") == 6
+    assert "sweep task" in report and "16 parameter sets" in report
+    assert "## The model's summary of the outliers" in report
+    assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_load_test_reports_throughput_errors_and_latency(cluster: dict[str, Any]) -> None:
+    out = cluster["tmp"] / "load"
+    status, logs = submit(
+        cluster, "jobs/load_test.py", "--gateway", cluster["gateway"], "--target", "both",
+        "--concurrency", "2", "--duration", "6", "--max-tokens", "8", "--output", str(out),
+        env_vars={"PRSM_TOKEN": cluster["token"]},
+    )  # fmt: skip
+    assert status == "SUCCEEDED", logs[-4000:]
+    load = json.loads((out / "load.json").read_text())
+    assert load["succeeded"] > 2 and load["failed"] == sum(load["errors"].values())
+    assert load["requests"] == load["succeeded"] + load["failed"]
+    assert load["latency"]["p50_ms"] > 0 and load["inference"]["ttft"]["p50_ms"] > 0
+    assert load["inference"]["output_tokens"] > 0
+    assert (out / "load.png").is_file()
+    # A token the gateway does not take fails the job with the reason.
+    status, logs = submit(cluster, "jobs/load_test.py", "--gateway", cluster["gateway"],
+                             "--duration", "1", "--output", str(out),
+                             env_vars={"PRSM_TOKEN": "not-a-token"})  # fmt: skip
+    assert status == "FAILED" and "refused the token: 401" in logs

@@ -1,0 +1,78 @@
+"""The `jobs/` entrypoints' own logic, without a cluster: argument checks, the row records the
+batch job writes, the workflow's figure extraction and sweep grid, the load test's figures.
+(tests/e2e/test_jobs.py runs each job with `ray job submit`.)"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from jobs import batch_inference, load_test, research_workflow
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--replicas", "0"], "--replicas must be at least 1"),
+        (["--top-p", "0"], "--top-p must be in (0, 1]"),
+        (["--accelerator", "tpu"], "invalid choice: 'tpu'"),
+    ],
+)
+def test_batch_arguments_are_checked(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        batch_inference.parse_args(["--input", "x.jsonl", "--output", "out", *argv])
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_batch_input_and_model_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(batch_inference.BadInput, match="no such file"):
+        batch_inference.read_prompts(str(tmp_path / "missing.jsonl"), "prompt")
+    (tmp_path / "data.txt").write_text("x")
+    with pytest.raises(batch_inference.BadInput, match=r"expected a \.jsonl, \.csv or \.parquet"):
+        batch_inference.read_prompts(str(tmp_path / "data.txt"), "prompt")
+    with pytest.raises(batch_inference.BadInput, match="not prsm-tiny, a model folder"):
+        batch_inference.resolve_model("no-such-model")
+    with pytest.raises(batch_inference.BadInput, match=r"has no config\.json"):
+        batch_inference.resolve_model(str(tmp_path))
+    assert batch_inference.resolve_model("org/model") == "org/model"  # a hub id
+
+
+def test_a_batch_row_records_its_output_or_its_error() -> None:
+    ok = {"id": "a", "prompt": "p", "generated_text": "out", "num_input_tokens": 3,
+          "num_generated_tokens": 8}  # fmt: skip
+    assert batch_inference._result(ok, max_tokens=8) == {
+        "id": "a", "prompt": "p", "output": "out", "input_tokens": 3, "output_tokens": 8,
+        "finish_reason": "length", "error": "",
+    }  # fmt: skip
+    assert batch_inference._result({**ok, "num_generated_tokens": 2}, 8)["finish_reason"] == "stop"
+    assert not batch_inference._usable({"id": "b", "prompt": None})
+    assert not batch_inference._usable({"id": "b", "prompt": ""})
+    failed = batch_inference._unusable({"id": "b", "prompt": None})
+    assert (failed["output"], failed["finish_reason"], failed["error"]) == (
+        "", "error", "the prompt is empty or not text",
+    )  # fmt: skip
+
+
+def test_the_workflow_reads_back_the_figures_its_synthetic_abstracts_report() -> None:
+    abstracts = research_workflow.synthetic_abstracts(5)
+    found = [research_workflow.figures(a) for a in abstracts]
+    assert all(f is not None and 0.3 <= f[0] <= 1.5 and 1e7 <= f[1] < 1e10 for f in found)
+    assert research_workflow.figures("no figures here") is None
+    assert research_workflow.figures("we get r = 0.5, K = 2e9.") == (0.5, 2e9)
+    assert research_workflow.around(1.0, 0.5, 5) == [0.5, 0.75, 1.0, 1.25, 1.5]
+
+
+def test_the_load_test_figures() -> None:
+    tally = load_test.Tally(started=4, latencies=[0.01, 0.02, 0.03], ttft=[0.005], itl=[0.001])
+    tally.errors["tasks HTTP 429"] += 1
+    args = argparse.Namespace(gateway="http://g", target="both", concurrency=2, rate=None)
+    got = load_test.summary(args, tally, seconds=2.0)
+    assert (got["requests"], got["succeeded"], got["failed"]) == (4, 3, 1)
+    assert got["errors"] == {"tasks HTTP 429": 1} and got["requests_per_s"] == 1.5
+    assert got["latency"] == {"p50_ms": 20.0, "p95_ms": 30.0, "p99_ms": 30.0}
+    assert got["inference"]["ttft"]["p50_ms"] == 5.0
+    assert load_test.percentiles([]) == {"p50_ms": None, "p95_ms": None, "p99_ms": None}
