@@ -65,14 +65,21 @@ def crd_schema(kind: str) -> dict[str, Any]:
     return schema
 
 
+def cluster_spec(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The RayCluster spec of a RayCluster, RayService or RayJob."""
+    spec = manifest["spec"]
+    found: dict[str, Any] = spec.get("rayClusterConfig") or spec.get("rayClusterSpec") or spec
+    return found
+
+
 def pod_specs(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    spec = manifest["spec"].get("rayClusterConfig", manifest["spec"])
+    spec = cluster_spec(manifest)
     groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
     return [g["template"]["spec"] for g in groups]
 
 
 def secured_manifest(manifest: dict[str, Any]) -> list[str]:
-    spec = manifest["spec"].get("rayClusterConfig", manifest["spec"])
+    spec = cluster_spec(manifest)
     problems = []
     if spec.get("authOptions", {}).get("mode") != "token":
         problems.append("authOptions.mode is not token")
@@ -88,13 +95,14 @@ def secured_manifest(manifest: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.parametrize(("name", "kind"), [("raycluster.yaml", "RayCluster"),
-                                            ("rayservice.yaml", "RayService")])  # fmt: skip
+                                            ("rayservice.yaml", "RayService"),
+                                            ("rayjob-batch-inference.yaml", "RayJob")])  # fmt: skip
 def test_kuberay_manifests_pass_the_crd_schemas_and_are_secured(name: str, kind: str) -> None:
     manifest = load(CLUSTER / "kuberay" / name)
     assert manifest["kind"] == kind and manifest["apiVersion"] == "ray.io/v1"
     jsonschema.validate(manifest, crd_schema(kind))
     assert secured_manifest(manifest) == []
-    spec = manifest["spec"].get("rayClusterConfig", manifest["spec"])
+    spec = cluster_spec(manifest)
     assert spec["enableInTreeAutoscaling"] is True
     gpu = [g for g in spec["workerGroupSpecs"] if g["groupName"] == "gpu"]
     assert gpu and gpu[0]["maxReplicas"] > gpu[0]["minReplicas"]
@@ -136,3 +144,21 @@ def test_the_per_tenant_variant_puts_a_secured_ray_cluster_in_a_namespace_of_its
     assert [p["port"] for rule in ingress[1:] for p in rule["ports"]] == [8000]
     hard = by_kind["ResourceQuota"]["spec"]["hard"]
     assert {"requests.cpu", "requests.memory", "requests.nvidia.com/gpu"} <= set(hard)
+
+
+def test_the_rayjob_runs_the_batch_job_on_gpus_and_cleans_up() -> None:
+    manifest = load(CLUSTER / "kuberay" / "rayjob-batch-inference.yaml")
+    entry = manifest["spec"]["entrypoint"].split()
+    assert entry[:2] == ["python", "jobs/batch_inference.py"]
+    assert (ROOT / entry[1]).is_file()
+    from jobs.batch_inference import parse_args
+
+    args = parse_args(entry[2:])  # the job's own parser takes the manifest's arguments
+    assert (args.accelerator, args.replicas) == ("gpu", 2)
+    groups = cluster_spec(manifest)["workerGroupSpecs"]
+    limits = [(g["replicas"], g["template"]["spec"]["containers"][0]["resources"]["limits"])
+              for g in groups]  # fmt: skip
+    gpu_workers = sum(n for n, limit in limits if "nvidia.com/gpu" in limit)
+    assert gpu_workers >= args.replicas
+    assert manifest["spec"]["shutdownAfterJobFinishes"] is True
+    assert yaml.safe_load(manifest["spec"]["runtimeEnvYAML"])["working_dir"]
