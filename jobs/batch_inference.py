@@ -314,6 +314,15 @@ def through_gateway(ds: Any, args: argparse.Namespace) -> Any:
     )  # fmt: skip
 
 
+def _check_fresh(rows: str) -> None:
+    """An earlier run's rows are neither mixed with this run's nor overwritten."""
+    import pyarrow.fs
+
+    fs, inner = filesystem(rows)
+    if fs.get_file_info(inner).type != pyarrow.fs.FileType.NotFound:
+        raise BadInput(f"--output: {rows} holds an earlier run's rows; give a new folder")
+
+
 def _write_text(uri: str, text: str) -> None:
     fs, inner = filesystem(uri)
     with fs.open_output_stream(inner) as out:
@@ -324,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     try:
+        rows = f"{args.output.rstrip('/')}/rows"
+        _check_fresh(rows)
         import ray
 
         ray.init(ignore_reinit_error=True)
@@ -344,7 +355,6 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             via = f"vLLM engines ×{args.replicas} ({args.accelerator}), model {source}"
-        rows = f"{args.output.rstrip('/')}/rows"
         ds.write_parquet(rows, ray_remote_args={"num_cpus": LIGHT})
         summary = summarise(rows, started, via)
     except BadInput as e:

@@ -39,6 +39,10 @@ def test_batch_input_and_model_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(batch_inference.BadInput, match=r"has no config\.json"):
         batch_inference.resolve_model(str(tmp_path))
     assert batch_inference.resolve_model("org/model") == "org/model"  # a hub id
+    (tmp_path / "out" / "rows").mkdir(parents=True)
+    with pytest.raises(batch_inference.BadInput, match="holds an earlier run's rows"):
+        batch_inference._check_fresh(str(tmp_path / "out" / "rows"))
+    batch_inference._check_fresh(str(tmp_path / "new" / "rows"))
 
 
 def test_a_batch_row_records_its_output_or_its_error() -> None:
