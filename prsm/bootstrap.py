@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,12 +123,25 @@ def backend_factory(settings: Settings) -> BackendFactory:
     return make
 
 
+def runtime_checks() -> dict[str, Callable[[], Awaitable[None]]]:
+    """What a gateway replica's readiness needs besides its store: Ray, and the runtime
+    actors that schedule and run the tasks it accepts and serve the models it routes to."""
+    from prsm.runtime import actors, model_controller, orchestrator, scheduler
+
+    names = {"scheduler": scheduler.NAME, "orchestrator": orchestrator.NAME,
+             "model_controller": model_controller.NAME}  # fmt: skip
+    checks: dict[str, Callable[[], Awaitable[None]]] = {"ray": local_cluster.check_ray}
+    for check, name in names.items():
+        checks[check] = functools.partial(actors.answers, name)
+    return checks
+
+
 async def build_gateway(raw_settings: dict[str, Any], in_ray: bool = True) -> GatewayDeps:
     """Everything one gateway replica needs (called inside each replica)."""
     settings = Settings(**raw_settings)
     configure_logging(settings.log_level)
     store = await open_store(settings)
-    checks = {"ray": local_cluster.check_ray} if in_ray else {}
+    checks = runtime_checks() if in_ray else {}
     blobs = BlobStore(settings.result_store_uri)
     deps = GatewayDeps(
         bus=MessageBus(store, store, utc_now, source="gateway", skills=installed(), packages=blobs),

@@ -14,6 +14,7 @@ options. Everything else calls these functions.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import ray
@@ -72,6 +73,22 @@ def lookup(name: str) -> Any | None:
         return ray.get_actor(name, namespace=NAMESPACE)
     except ValueError:
         return None
+
+
+async def answers(name: str, timeout_s: float = 2.0) -> None:
+    """Readiness: the named runtime actor runs, has finished its set-up and answers within
+    ``timeout_s``; otherwise ``RuntimeError`` says which of these it is not."""
+    handle = await asyncio.to_thread(lookup, name)
+    if handle is None:
+        raise RuntimeError("not running")
+    try:
+        up = await asyncio.wait_for(handle.ready.remote(), timeout_s)
+    except TimeoutError:
+        raise RuntimeError(f"no answer in {timeout_s:g} s (restarting or stuck)") from None
+    except ray.exceptions.RayError as exc:
+        raise RuntimeError(f"down ({type(exc).__name__})") from None
+    if not up:
+        raise RuntimeError("its set-up has not finished")
 
 
 def kill(name: str) -> None:

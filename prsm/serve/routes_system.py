@@ -23,7 +23,7 @@ async def health() -> Status:
     "/ready",
     response_model=Status,
     responses={503: {"model": Status}},
-    summary="Readiness: the event store and Ray answer",
+    summary="Readiness: store, Ray and runtime actors answer (a 503 names what does not)",
 )
 async def ready(deps: Deps) -> JSONResponse:
     checks: dict[str, str] = {}

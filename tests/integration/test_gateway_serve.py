@@ -22,7 +22,7 @@ from ray import serve
 
 from prsm import bootstrap
 from prsm.config import Settings
-from prsm.runtime import orchestrator, scheduler
+from prsm.runtime import actors, model_controller, orchestrator, scheduler
 from prsm.serve.deployment import gateway_app
 from tests.integration import soak_clients
 from tests.support import DEMO_TASK, free_port
@@ -64,6 +64,7 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 
 
 TLS: dict[str, ssl.SSLContext] = {}
+READY_CHECKS = ("store", "ray", "scheduler", "orchestrator", "model_controller")
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +85,13 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Set
         serve.start(http_options=bootstrap.http_options(settings))
         app = gateway_app(bootstrap.build_gateway, settings.for_replicas(), replicas=2)
         serve.run(app, name="prsm", route_prefix="/")
+        bootstrap.start_model_controller(settings)
         assert settings.gateway_url.startswith("https://")
         yield settings.gateway_url, settings
     finally:
         scheduler.stop()
         orchestrator.stop()
+        model_controller.stop()
         serve.shutdown()
         ray.shutdown()
 
@@ -102,7 +105,7 @@ def test_two_replicas_serve_the_api_over_http(gateway: tuple[str, Settings]) -> 
     headers = {"Authorization": f"Bearer {bootstrap.issue_token(settings, 'ann', 'lab')}"}
     with httpx.Client(base_url=url, headers=headers, timeout=30, verify=TLS["verify"]) as http:
         assert http.get("/v1/whoami").json()["user_id"] == "ann"
-        assert http.get("/ready").json()["checks"] == {"store": "ok", "ray": "ok"}
+        assert http.get("/ready").json()["checks"] == dict.fromkeys(READY_CHECKS, "ok")
 
         # Retries with one key land on either replica and still make one task.
         keyed = {"Idempotency-Key": "serve-1"}
@@ -212,3 +215,41 @@ def test_a_revoked_api_key_is_refused_by_both_replicas_at_once(
         assert http.delete(f"/v1/keys/{created['id']}", headers=token).status_code == 200
         statuses = {http.get("/v1/whoami", headers=key).status_code for _ in range(10)}
         assert statuses == {401}
+
+
+def _ready_until(
+    http: httpx.Client, status: int, check: str = "", says: str = "ok"
+) -> dict[str, str]:
+    """Poll /ready until it answers ``status`` with ``check`` (if given) saying ``says``."""
+    deadline = time.monotonic() + 60
+    while True:
+        r = http.get("/ready")
+        checks: dict[str, str] = r.json()["checks"]
+        if r.status_code == status and (not check or checks[check] == says):
+            return checks
+        assert time.monotonic() < deadline, checks
+        time.sleep(0.05)
+
+
+def test_the_gateway_leaves_readiness_while_a_runtime_actor_is_down(
+    gateway: tuple[str, Settings],
+) -> None:
+    """Each runtime actor killed for good: both replicas answer 503 naming it, and 200 again
+    once it is started again (the last test here: it replaces the module's actors)."""
+    url, settings = gateway
+    starts = {
+        "scheduler": (scheduler.NAME, bootstrap.start_scheduler),
+        "orchestrator": (orchestrator.NAME, bootstrap.start_orchestrator),
+        "model_controller": (model_controller.NAME, bootstrap.start_model_controller),
+    }
+    with httpx.Client(base_url=url, timeout=30, verify=TLS["verify"]) as http:
+        assert _ready_until(http, 200) == dict.fromkeys(READY_CHECKS, "ok")
+        for check, (name, start) in starts.items():
+            actors.kill(name)
+            # Gone for good (its name free again), not merely restarting.
+            down = _ready_until(http, 503, check, "failing: not running")
+            assert {k for k, v in down.items() if v != "ok"} == {check}
+            for _ in range(6):  # either replica says so
+                assert http.get("/ready").json()["status"] == "not ready"
+            start(settings)
+            assert _ready_until(http, 200) == dict.fromkeys(READY_CHECKS, "ok")
