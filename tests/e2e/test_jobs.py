@@ -99,24 +99,31 @@ def test_batch_inference_runs_vllm_engines_in_ray_data_and_records_failed_rows(
 ) -> None:
     prompts = cluster["tmp"] / "prompts.jsonl"
     lines = [{"prompt": f"Sample {i}: the measured value is"} for i in range(40)]
-    prompts.write_text("\n".join(json.dumps(x) for x in [*lines, {"prompt": ""}]) + "\n")
+    # Two rows the engine cannot take, in the middle of the others' batches: an empty prompt
+    # and one longer than the model's context.
+    long_prompt = "measured " * 400
+    bad = [{"prompt": ""}, {"prompt": long_prompt}]
+    prompts.write_text("\n".join(json.dumps(x) for x in [*lines[:20], *bad, *lines[20:]]) + "\n")
     out = cluster["tmp"] / "engine-out"
     status, logs = submit(
         cluster, "jobs/batch_inference.py", "--input", str(prompts), "--model", "prsm-tiny",
         "--output", str(out), "--max-tokens", "16", "--batch-size", "16",
+        "--max-model-len", "256",
     )  # fmt: skip
     assert status == "SUCCEEDED", logs[-4000:]
     got = rows(out)
-    assert len(got) == 41 and len({r["id"] for r in got}) == 41
-    failed = [r for r in got if r["error"]]
-    assert [(r["prompt"], r["finish_reason"]) for r in failed] == [("", "error")]
+    assert len(got) == 42 and len({r["id"] for r in got}) == 42
+    failed = sorted((r for r in got if r["error"]), key=lambda r: len(r["prompt"]))
+    assert [(r["prompt"], r["finish_reason"]) for r in failed] == [
+        ("", "error"), (long_prompt, "error")]  # fmt: skip
     assert failed[0]["error"] == "the prompt is empty or not text"
+    assert "maximum context length is 256 tokens" in failed[1]["error"]
     done = [r for r in got if not r["error"]]
     assert {r["prompt"] for r in done} == {x["prompt"] for x in lines}
     assert all(r["output"] and 1 <= r["output_tokens"] <= 16 and r["input_tokens"] > 0
-               for r in done)  # fmt: skip
+               and r["finish_reason"] in ("length", "stop") for r in done)  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
-    assert (summary["rows"], summary["succeeded"], summary["failed"]) == (41, 40, 1)
+    assert (summary["rows"], summary["succeeded"], summary["failed"]) == (42, 40, 2)
     assert summary["output_tokens"] == sum(r["output_tokens"] for r in done)
     assert "vLLM engines" in summary["via"]
 

@@ -45,20 +45,12 @@ def test_batch_input_and_model_errors_name_the_problem(tmp_path: Path) -> None:
     batch_inference._check_fresh(str(tmp_path / "new" / "rows"))
 
 
-def test_a_batch_row_records_its_output_or_its_error() -> None:
-    ok = {"id": "a", "prompt": "p", "generated_text": "out", "num_input_tokens": 3,
-          "num_generated_tokens": 8}  # fmt: skip
-    assert batch_inference._result(ok, max_tokens=8) == {
-        "id": "a", "prompt": "p", "output": "out", "input_tokens": 3, "output_tokens": 8,
-        "finish_reason": "length", "error": "",
+def test_a_failed_batch_row_keeps_its_id_its_text_prompt_and_the_reason() -> None:
+    assert batch_inference._failed(7, None, "the prompt is empty or not text") == {
+        "id": "7", "prompt": "", "output": "", "input_tokens": 0, "output_tokens": 0,
+        "finish_reason": "error", "error": "the prompt is empty or not text",
     }  # fmt: skip
-    assert batch_inference._result({**ok, "num_generated_tokens": 2}, 8)["finish_reason"] == "stop"
-    assert not batch_inference._usable({"id": "b", "prompt": None})
-    assert not batch_inference._usable({"id": "b", "prompt": ""})
-    failed = batch_inference._unusable({"id": "b", "prompt": None})
-    assert (failed["output"], failed["finish_reason"], failed["error"]) == (
-        "", "error", "the prompt is empty or not text",
-    )  # fmt: skip
+    assert tuple(batch_inference._failed("a", "p", "x")) == batch_inference.OUTPUT_COLUMNS
 
 
 def test_the_workflow_reads_back_the_figures_its_synthetic_abstracts_report() -> None:
