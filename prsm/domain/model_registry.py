@@ -87,6 +87,7 @@ class ModelRegistry:
     def __init__(self) -> None:
         self.deployments: dict[str, Deployment] = {}
         self.rollouts: dict[str, Rollout] = {}
+        self.declared: dict[str, rev.RolloutDeclared] = {}  # not started yet, by rollout id
         self.version = 0
         self.changes: list[rev.ModelEvent | rev.RolloutEvent] = []
 
@@ -96,7 +97,10 @@ class ModelRegistry:
         for event in events:
             if isinstance(event, rev.ModelEvent):
                 registry._apply(event)
+            elif isinstance(event, rev.RolloutDeclared):
+                registry.declared[event.rollout_id] = event
             elif isinstance(event, rev.RolloutStarted):
+                registry.declared.pop(event.rollout_id, None)
                 registry.rollouts[event.rollout_id] = Rollout(event)
             elif isinstance(event, rev.RolloutEvent):
                 registry.rollouts[event.rollout_id]._apply(event)
@@ -241,8 +245,16 @@ class ModelRegistry:
             rollout_id, route.tenant_id, model, current.spec.version, new_version, policy, at,
             principal.user_id,
         )  # fmt: skip
+        self.declared.pop(rollout_id, None)
         self._take(rollout)
         return rollout
+
+    def declare_rollout(self, principal: Principal, declared: rev.RolloutDeclared) -> None:
+        """Record a shared model's rollout for the controller to start when it can."""
+        if not principal.is_admin or declared.tenant_id != SHARED_TENANT:
+            raise PermissionDenied("only admins declare rollouts, of shared models")
+        self.declared[declared.rollout_id] = declared
+        self.changes.append(declared)
 
     def evaluate_rollout(
         self, rollout_id: str, at: datetime, current: VersionStats, candidate: VersionStats

@@ -127,6 +127,18 @@ class RolloutAborted(RolloutEvent):
     figures: dict[str, Any]
 
 
+@dataclass(frozen=True, kw_only=True)
+class RolloutDeclared(RolloutEvent):
+    """A rollout declared ahead (by a Serve config, applied before any engine is up): the
+    model controller starts it, with this id, once the version serving ``model`` is ready."""
+
+    new_version: str
+    current_version: str | None
+    source: str | None
+    policy: RolloutPolicy
+    declared_by: str
+
+
 ROLLOUT_EVENTS: tuple[type[RolloutEvent], ...] = (
     RolloutStarted,
     RolloutAdvanced,
@@ -134,4 +146,5 @@ ROLLOUT_EVENTS: tuple[type[RolloutEvent], ...] = (
     RolloutCompleted,
     RolloutRolledBack,
     RolloutAborted,
+    RolloutDeclared,
 )

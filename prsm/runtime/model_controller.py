@@ -25,7 +25,7 @@ from prsm.domain.models import ModelStatus
 from prsm.runtime import actors, rollout_stats
 from prsm.runtime.loop_actor import LoopActor, StoreBuilder
 from prsm.service_layer.models import change_registry, controller_writer, load_registry
-from prsm.service_layer.rollouts import evaluate_due
+from prsm.service_layer.rollouts import evaluate_due, start_declared
 
 log = logging.getLogger("prsm.models")
 
@@ -73,10 +73,13 @@ class ModelController(LoopActor):
         return {key: d.status.value for key, d in registry.deployments.items()}
 
     async def evaluate_rollouts(self) -> None:
-        """Decide the rollouts that are due (a version one leaves behind is removed by the
-        next passes, once drained)."""
+        """Start the declared rollouts that can start, and decide the rollouts that are due (a
+        version one leaves behind is removed by the next passes, once drained)."""
         assert self._store is not None
         writer = controller_writer(self._store, _now)
+        for r in await start_declared(writer):
+            log.info("rollout %s of %s to %s started, as declared", r.rollout_id, r.model,
+                     r.new_version)  # fmt: skip
         decided = await evaluate_due(writer, rollout_stats.version_stats)
         for r in decided:
             log.info("rollout %s of %s: %s at %.1f %%", r.rollout_id, r.model,

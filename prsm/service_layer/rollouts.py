@@ -9,7 +9,11 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from prsm.domain import commands as cmds
-from prsm.domain.model_registry import ModelRegistry
+from prsm.domain import registry_events as rev
+from prsm.domain.errors import NotFound
+from prsm.domain.identity import Principal
+from prsm.domain.model_registry import ModelRegistry, deployment_key
+from prsm.domain.models import SHARED_TENANT, ModelStatus
 from prsm.domain.rollout_policy import VersionStats
 from prsm.domain.rollouts import Rollout
 from prsm.service_layer.models import change_registry, load_registry
@@ -76,3 +80,56 @@ async def evaluate_due(writer: Writer, stats: StatsSource) -> list[Rollout]:
 
     registry = await change_registry(writer, decide)
     return [registry.rollouts[rollout_id] for rollout_id in figures]
+
+
+async def declare_rollouts(writer: Writer, declared: list[rev.RolloutDeclared]) -> list[str]:
+    """Record rollouts to start later (a Serve config's), once each: one already declared or
+    started for the same model and new version is left alone. Returns the ids recorded."""
+
+    def decide(r: ModelRegistry) -> None:
+        for d in declared:
+            key = (d.tenant_id, d.model, d.new_version)
+            known = {(x.tenant_id, x.model, x.new_version) for x in r.declared.values()}
+            known |= {(x.tenant_id, x.model, x.new_version) for x in r.rollouts.values()}
+            if key not in known:
+                r.declare_rollout(_admin(d.declared_by), d)
+
+    registry = await change_registry(writer, decide)
+    return [e.rollout_id for e in registry.changes if isinstance(e, rev.RolloutDeclared)]
+
+
+async def start_declared(writer: Writer) -> list[Rollout]:
+    """Start the declared rollouts whose model now serves a ready version (and has no other
+    rollout in progress); the others wait for a later pass."""
+    registry = await load_registry(writer.store)
+    if not any(_startable(registry, d) for d in registry.declared.values()):
+        return []
+    at, started = writer.clock(), list[str]()
+
+    def decide(r: ModelRegistry) -> None:
+        started.clear()
+        for d in list(r.declared.values()):
+            if _startable(r, d):
+                r.start_rollout(
+                    _admin(d.declared_by), d.rollout_id, d.model, d.new_version, d.policy, at,
+                    current_version=d.current_version, source=d.source,
+                )  # fmt: skip
+                started.append(d.rollout_id)
+
+    registry = await change_registry(writer, decide)
+    return [registry.rollouts[rollout_id] for rollout_id in started]
+
+
+def _admin(user_id: str) -> Principal:
+    return Principal(user_id=user_id, tenant_id=SHARED_TENANT, roles=frozenset({"admin"}))
+
+
+def _startable(r: ModelRegistry, d: rev.RolloutDeclared) -> bool:
+    try:
+        route = r.route(_admin(d.declared_by), d.model)
+    except NotFound:  # nothing of it is ready yet
+        return False
+    current = d.current_version or route.weights[0][0]
+    found = r.deployments.get(deployment_key(d.tenant_id, d.model, current))
+    return (route.rollout_id is None and current != d.new_version and found is not None
+            and found.status is ModelStatus.READY)  # fmt: skip

@@ -1,10 +1,12 @@
 """Canary rollouts end to end: versions of the tiny model on real vLLM (CPU build) on a local
 Ray, traffic through the PRSM gateway with the official ``openai`` client, the model
 controller deciding on schedule from the per-version figures every gateway replica sends to
-the stats actor. Intervals are seconds; the scenarios run one after another on one model."""
+the stats actor. Intervals are seconds; the scenarios run one after another on one model,
+then a rollout declared in a Serve config starts on its own."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -13,11 +15,13 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 import ray
+import yaml
 from ray import serve
 
 from prsm.adapters.inference import tiny_model
@@ -32,6 +36,7 @@ from tests.support import free_port
 
 pytestmark = pytest.mark.ray
 
+ROOT = Path(__file__).resolve().parents[2]
 MODEL = "canary"
 # Seconds instead of minutes; 8 requests judge a version (20 in the healthy scenario, whose p95
 # must not be a single slow request). The healthy scenario allows a p95 up to 3 × v1's: two
@@ -192,3 +197,31 @@ def test_a_healthy_version_goes_to_100_percent_across_a_controller_restart(
         model=MODEL, messages=[{"role": "user", "content": "after"}], max_tokens=1
     )
     assert answer.choices
+
+
+def test_a_rollout_declared_in_a_serve_config_starts_once_its_model_serves(
+    platform: Platform,
+) -> None:
+    """serve_configs/canary.yaml's application built as `serve run` builds it (its import
+    path called with its args, on this module's data dir): the shared prsm-tiny v1 is
+    registered, and the rollout the config declares starts once v1 serves, deploying v2."""
+    [app] = yaml.safe_load((ROOT / "serve_configs" / "canary.yaml").read_text())["applications"]
+    args = {**app["args"], "settings": {**app["args"]["settings"],
+            "data_dir": str(platform.settings.data_dir),
+            "http_port": platform.settings.http_port}}  # fmt: skip
+    module, _, name = app["import_path"].partition(":")
+    builder = getattr(importlib.import_module(module), name)
+    serve.run(builder(args), name=app["name"], route_prefix=app["route_prefix"])
+    assert wait_for(platform.client, "prsm-tiny", "v1", "READY", "FAILED").status.value == "READY"
+    deadline = time.monotonic() + 120
+    while not (started := platform.client.rollouts("prsm-tiny")):
+        assert time.monotonic() < deadline, "the declared rollout did not start"
+        time.sleep(1)
+    [rollout] = started
+    assert (rollout.current_version, rollout.new_version, rollout.owned_by) == (
+        "v1", "v2", "prsm")  # fmt: skip
+    assert rollout.status.value == "IN_PROGRESS" and rollout.policy.evaluation_interval_s == 60
+    assert wait_for(platform.client, "prsm-tiny", "v2", "READY", "FAILED").status.value == "READY"
+    builder(args)  # the config applied again: the rollout is declared once
+    time.sleep(2 * model_controller.INTERVAL_S)
+    assert [r.id for r in platform.client.rollouts("prsm-tiny")] == [rollout.id]

@@ -16,11 +16,16 @@ from prsm.domain import registry_events as rev
 from prsm.domain.errors import Conflict, NotFound, PermissionDenied
 from prsm.domain.identity import Principal
 from prsm.domain.model_registry import ModelRegistry, deployment_key
-from prsm.domain.models import ModelSpec, ModelStatus
+from prsm.domain.models import SHARED_TENANT, ModelSpec, ModelStatus
 from prsm.domain.rollout_policy import NoDataAction, RolloutPolicy, RolloutStatus, VersionStats
 from prsm.runtime.rollout_stats import SampleWindows
 from prsm.service_layer.models import load_registry
-from prsm.service_layer.rollouts import evaluate_due, start_rollout
+from prsm.service_layer.rollouts import (
+    declare_rollouts,
+    evaluate_due,
+    start_declared,
+    start_rollout,
+)
 from prsm.service_layer.unit_of_work import Context, Writer
 from tests.unit.fakes import FakeStore
 
@@ -245,3 +250,42 @@ async def _append(store: FakeStore, events: list[ev.Event]) -> None:
     await store.append(
         [StreamWrite(STREAM, current.version, [ev.NewEvent(e, meta) for e in events])]
     )
+
+
+ADMIN = Principal("prsm", SHARED_TENANT, frozenset({"admin"}))
+
+
+def _declared(rollout_id: str, version: str = "v2") -> rev.RolloutDeclared:
+    return rev.RolloutDeclared(
+        rollout_id=rollout_id, tenant_id=SHARED_TENANT, model="tiny", at=T0, new_version=version,
+        current_version=None, source="/m/tiny2", policy=FAST, declared_by="prsm",
+    )  # fmt: skip
+
+
+async def test_a_declared_rollout_starts_once_its_model_serves_and_only_once() -> None:
+    store, clock = FakeStore(), [at(0)]
+    writer = Writer(store, lambda: clock[0], "serve-config", "c")
+    registry = ModelRegistry()
+    registry.deploy(ADMIN, ModelSpec(name="tiny", version="v1", source="/m/tiny"), T0, True)
+    await _append(store, list(registry.changes))
+    assert await declare_rollouts(writer, [_declared("ro-a")]) == ["ro-a"]
+    assert await declare_rollouts(writer, [_declared("ro-b")]) == []  # the same, again: once
+    assert await start_declared(writer) == []  # v1 still deploying: the declaration waits
+    reloaded = await load_registry(store)
+    assert list(reloaded.declared) == ["ro-a"] and not reloaded.rollouts
+    registry = await load_registry(store)
+    registry.deployed(deployment_key(SHARED_TENANT, "tiny", "v1"), at(1))
+    await _append(store, list(registry.changes))
+    clock[0] = at(2)
+    [started] = await start_declared(writer)
+    assert (started.rollout_id, started.current_version, started.new_version) == (
+        "ro-a", "v1", "v2")  # fmt: skip
+    after = await load_registry(store)
+    assert not after.declared and after.rollouts["ro-a"].in_progress
+    v2 = after.deployments[deployment_key(SHARED_TENANT, "tiny", "v2")]
+    assert (v2.status, v2.spec.source) == (ModelStatus.DEPLOYING, "/m/tiny2")
+    assert await start_declared(writer) == []
+    # Applying the config again after the rollout started declares nothing new.
+    assert await declare_rollouts(writer, [_declared("ro-c")]) == []
+    with pytest.raises(PermissionDenied):
+        ModelRegistry().declare_rollout(ANN, _declared("ro-d"))

@@ -11,8 +11,8 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from prsm.adapters.inference.vllm_serve import llm_config
-from prsm.domain.models import Accelerator, Strategy
-from prsm.serve_apps import plan
+from prsm.domain.models import SHARED_TENANT, Accelerator, Strategy
+from prsm.serve_apps import plan, planned_rollouts
 
 CONFIGS = Path(__file__).resolve().parents[2] / "serve_configs"
 
@@ -22,7 +22,7 @@ def load(name: str) -> dict[str, Any]:
     return config
 
 
-@pytest.mark.parametrize("name", ["local_cpu.yaml", "gpu.yaml"])
+@pytest.mark.parametrize("name", ["local_cpu.yaml", "gpu.yaml", "canary.yaml"])
 def test_configs_pass_ray_serves_schema(name: str) -> None:
     schema = ServeDeploySchema.model_validate(load(name))
     [app] = schema.applications
@@ -53,6 +53,31 @@ def test_the_gpu_config_runs_a_replicated_and_a_sharded_model_on_gpus() -> None:
         "bundles": [{"GPU": 1.0, "CPU": 1.0}] * 4,
         "strategy": "STRICT_PACK",
     }
+
+
+def test_the_canary_config_serves_v1_and_declares_a_rollout_to_v2() -> None:
+    [app] = load("canary.yaml")["applications"]
+    settings, [v1] = plan(app["args"])
+    [rollout] = planned_rollouts(app["args"], settings)
+    assert (v1.name, v1.version) == ("prsm-tiny", "v1")
+    assert (rollout.model, rollout.new_version, rollout.current_version) == (
+        "prsm-tiny", "v2", None)  # fmt: skip
+    assert rollout.tenant_id == SHARED_TENANT and rollout.source == str(settings.tiny_model_path)
+    assert (rollout.policy.initial_percent, rollout.policy.evaluation_interval_s) == (10, 60)
+
+
+def test_an_invalid_rollout_in_a_config_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from prsm.domain.errors import InvalidRequest
+
+    settings = plan({})[0]
+    too_much = {"model": "m", "version": "v2", "policy": {"initial_percent": 150}}
+    with pytest.raises(ValidationError, match="initial_percent"):
+        planned_rollouts({"rollouts": [too_much]}, settings)
+    same = {"model": "m", "version": "v1", "current_version": "v1"}
+    with pytest.raises(InvalidRequest, match="must differ"):
+        planned_rollouts({"rollouts": [same]}, settings)
 
 
 def test_an_invalid_model_in_a_config_is_refused() -> None:
