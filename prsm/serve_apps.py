@@ -53,6 +53,8 @@ def planned_rollouts(args: dict[str, Any], settings: Settings) -> list[rev.Rollo
         if body.version == body.current_version:
             raise InvalidRequest(f"rollout of {body.model}: the new version must differ")
         source = str(settings.tiny_model_path) if body.source == TINY_SOURCE else body.source
+        # The names as a deployment's (the spec itself is the current version's, at start).
+        validated(ModelSpec(name=body.model, version=body.version, source=source or "-"))
         out.append(rev.RolloutDeclared(
             rollout_id=new_rollout_id(), tenant_id=SHARED_TENANT, model=body.model,
             at=bootstrap.utc_now(), new_version=body.version,

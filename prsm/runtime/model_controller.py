@@ -77,13 +77,13 @@ class ModelController(LoopActor):
         version one leaves behind is removed by the next passes, once drained)."""
         assert self._store is not None
         writer = controller_writer(self._store, _now)
-        for r in await start_declared(writer):
-            log.info("rollout %s of %s to %s started, as declared", r.rollout_id, r.model,
-                     r.new_version)  # fmt: skip
         decided = await evaluate_due(writer, rollout_stats.version_stats)
         for r in decided:
             log.info("rollout %s of %s: %s at %.1f %%", r.rollout_id, r.model,
                      type(r.history[-1]).__name__, r.percent)  # fmt: skip
+        for r in await start_declared(writer):
+            log.info("rollout %s of %s to %s started, as declared", r.rollout_id, r.model,
+                     r.new_version)  # fmt: skip
 
     async def _pass(self) -> None:
         await self.reconcile()

@@ -4,13 +4,14 @@ the deploy or undeploy it implies are one append."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from prsm.domain import commands as cmds
 from prsm.domain import registry_events as rev
-from prsm.domain.errors import NotFound
+from prsm.domain.errors import NotFound, PrsmError
 from prsm.domain.identity import Principal
 from prsm.domain.model_registry import ModelRegistry, deployment_key
 from prsm.domain.models import SHARED_TENANT, ModelStatus
@@ -18,6 +19,8 @@ from prsm.domain.rollout_policy import VersionStats
 from prsm.domain.rollouts import Rollout
 from prsm.service_layer.models import change_registry, load_registry
 from prsm.service_layer.unit_of_work import Context, Writer
+
+log = logging.getLogger("prsm.models")
 
 # (tenant, model, version, since) → that version's figures from ``since`` until now
 StatsSource = Callable[[str, str, str, datetime], Awaitable[VersionStats]]
@@ -109,12 +112,17 @@ async def start_declared(writer: Writer) -> list[Rollout]:
     def decide(r: ModelRegistry) -> None:
         started.clear()
         for d in list(r.declared.values()):
-            if _startable(r, d):
+            if not _startable(r, d):
+                continue
+            try:
                 r.start_rollout(
                     _admin(d.declared_by), d.rollout_id, d.model, d.new_version, d.policy, at,
                     current_version=d.current_version, source=d.source,
                 )  # fmt: skip
-                started.append(d.rollout_id)
+            except PrsmError as e:  # refused (it records nothing): the others still start
+                log.warning("declared rollout %s of %s cannot start: %s", d.rollout_id, d.model, e)
+                continue
+            started.append(d.rollout_id)
 
     registry = await change_registry(writer, decide)
     return [registry.rollouts[rollout_id] for rollout_id in started]

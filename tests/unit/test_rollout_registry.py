@@ -5,6 +5,7 @@ the controller's evaluation on an in-memory store with a fake clock."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -289,3 +290,19 @@ async def test_a_declared_rollout_starts_once_its_model_serves_and_only_once() -
     assert await declare_rollouts(writer, [_declared("ro-c")]) == []
     with pytest.raises(PermissionDenied):
         ModelRegistry().declare_rollout(ANN, _declared("ro-d"))
+
+
+async def test_a_declared_rollout_the_registry_refuses_waits_and_blocks_no_other() -> None:
+    store = FakeStore()
+    writer = Writer(store, lambda: at(0), "serve-config", "c")
+    registry = ModelRegistry()
+    for name in ("tiny", "other"):
+        spec = ModelSpec(name=name, version="v1", source="/m/tiny")
+        registry.deploy(ADMIN, spec, T0, True)
+        registry.deployed(deployment_key(SHARED_TENANT, name, "v1"), T0)
+    await _append(store, list(registry.changes))
+    bad = _declared("ro-bad", version="v 2")  # not a version name
+    good = dataclasses.replace(_declared("ro-ok"), model="other")
+    assert await declare_rollouts(writer, [bad, good]) == ["ro-bad", "ro-ok"]
+    assert [r.rollout_id for r in await start_declared(writer)] == ["ro-ok"]
+    assert list((await load_registry(store)).declared) == ["ro-bad"]

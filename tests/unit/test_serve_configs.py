@@ -78,6 +78,8 @@ def test_an_invalid_rollout_in_a_config_is_refused() -> None:
     same = {"model": "m", "version": "v1", "current_version": "v1"}
     with pytest.raises(InvalidRequest, match="must differ"):
         planned_rollouts({"rollouts": [same]}, settings)
+    with pytest.raises(InvalidRequest, match="version: 1-64 letters"):
+        planned_rollouts({"rollouts": [{"model": "m", "version": "v 2"}]}, settings)
 
 
 def test_an_invalid_model_in_a_config_is_refused() -> None:
