@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-# CPUs the light stages (reading, tokenizing, writing) reserve: the engines get the rest, and a
+# CPUs the light stages (reading, preparing, writing) reserve: the engines get the rest, and a
 # cluster of one engine's CPUs plus one still runs the whole pipeline.
 LIGHT = 0.25
 OUTPUT_COLUMNS = ("id", "prompt", "output", "input_tokens", "output_tokens",
