@@ -105,7 +105,7 @@ class PrsmClient(Calls):
         return written
 
     def submit_batch(
-        self, tasks: list[TaskCreate], idempotency_key: str | None = None
+        self, tasks: list[TaskCreate] | list[dict[str, Any]], idempotency_key: str | None = None
     ) -> list[TaskOut]:
         return self._run(self._submit_batch(tasks, idempotency_key)).tasks
 
@@ -248,7 +248,7 @@ class AsyncPrsmClient(Calls):
         return response.json()
 
     async def submit_batch(
-        self, tasks: list[TaskCreate], idempotency_key: str | None = None
+        self, tasks: list[TaskCreate] | list[dict[str, Any]], idempotency_key: str | None = None
     ) -> list[TaskOut]:
         return (await self._run(self._submit_batch(tasks, idempotency_key))).tasks
 

@@ -9,11 +9,13 @@ from typing import Any, Generic, TypeVar
 import httpx
 from pydantic import BaseModel
 
+from prsm.api.deployments import DEPLOYMENT_CREATE
 from prsm.api.keys import KeyCreate, KeyCreated
-from prsm.api.models import DeploymentCreate, DeploymentOut
+from prsm.api.models import DeploymentOut
 from prsm.api.rollouts import RolloutCreate, RolloutList, RolloutOut
 from prsm.api.skills import SkillCreate, SkillOut
 from prsm.api.tasks import (
+    TASK_CREATE,
     PackageOut,
     Resources,
     TaskBatchCreate,
@@ -94,7 +96,7 @@ class Calls:
         given = {"priority": priority, "resources": resources, "dependencies": dependencies,
                  "strategy": strategy, "placement": placement,
                  "runtime_env": runtime_env}  # fmt: skip
-        body = TaskCreate.model_validate(
+        body = TASK_CREATE.validate_python(
             {"type": task_type, "params": params or {}}
             | {k: v for k, v in given.items() if v is not None}
         )
@@ -128,9 +130,9 @@ class Calls:
 
     @staticmethod
     def _submit_batch(
-        tasks: list[TaskCreate], idempotency_key: str | None = None
+        tasks: list[TaskCreate] | list[dict[str, Any]], idempotency_key: str | None = None
     ) -> Call[TaskBatchOut]:
-        body = TaskBatchCreate(tasks=tasks).model_dump(mode="json")
+        body = _sent(TaskBatchCreate.model_validate({"tasks": tasks}))
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return Call("POST", "/v1/tasks", TaskBatchOut, body, headers=headers)
 
@@ -147,7 +149,7 @@ class Calls:
 
     @staticmethod
     def _deploy(name: str, version: str, **fields: Any) -> Call[DeploymentOut]:
-        body = DeploymentCreate.model_validate({"name": name, "version": version, **fields})
+        body = DEPLOYMENT_CREATE.validate_python({"name": name, "version": version, **fields})
         return Call("POST", "/v1/deployments", DeploymentOut, _sent(body))
 
     @staticmethod

@@ -19,7 +19,7 @@ from typing import Any
 
 from prsm import bootstrap
 from prsm.adapters.inference import tiny_model
-from prsm.api.models import DeploymentCreate
+from prsm.api.deployments import DEPLOYMENT_CREATE, spec_fields
 from prsm.api.rollouts import RolloutCreate
 from prsm.config import Settings
 from prsm.domain import registry_events as rev
@@ -37,8 +37,7 @@ def plan(args: dict[str, Any]) -> tuple[Settings, list[ModelSpec]]:
     settings = Settings(**args.get("settings", {}))
     specs = []
     for raw in args.get("models", []):
-        fields = DeploymentCreate.model_validate(raw).model_dump(exclude={"shared"})
-        spec = ModelSpec(**fields)
+        spec = ModelSpec(**spec_fields(DEPLOYMENT_CREATE.validate_python(raw)))
         if spec.source == TINY_SOURCE:
             spec = dataclasses.replace(spec, source=str(settings.tiny_model_path))
         specs.append(validated(spec))

@@ -11,35 +11,6 @@ from prsm.domain.model_registry import Deployment
 from prsm.domain.models import SHARED_TENANT, Accelerator, Framework, ModelStatus, Strategy
 
 
-class DeploymentCreate(BaseModel):
-    """A model version to deploy."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(max_length=64, examples=["prsm-tiny"], description="Model name clients use")
-    version: str = Field(max_length=64, examples=["v2"])
-    framework: Framework = Framework.VLLM
-    source: str = Field(
-        default="",
-        max_length=1024,
-        description="vLLM: a Hugging Face model directory or hub id; providers: the "
-        "provider's model name (default: `name`)",
-    )
-    strategy: Strategy = Strategy.SINGLE_NODE
-    replicas: int = Field(default=1, ge=0, le=1024)
-    min_replicas: int | None = Field(default=None, ge=0, le=1024, description="Autoscaling")
-    max_replicas: int | None = Field(default=None, ge=1, le=1024, description="Autoscaling")
-    tensor_parallel: int = Field(default=1, ge=1, le=64)
-    pipeline_parallel: int = Field(default=1, ge=1, le=64)
-    placement: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
-    accelerator: Accelerator = Accelerator.CPU
-    max_model_len: int | None = Field(default=None, ge=16, le=10_000_000)
-    kv_cache_mb: int = Field(default=256, ge=16, le=4_194_304, description="vLLM-CPU KV cache")
-    api_key_env: str = Field(default="", max_length=128, description="Providers: key variable")
-    base_url: str = Field(default="", max_length=1024, description="Providers: API endpoint")
-    shared: bool = Field(default=False, description="Usable by every tenant (admins only)")
-
-
 class FaultsBody(BaseModel):
     """Faults to inject into one version's requests (drills); zeros remove them."""
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from prsm.api import task_params as tp
 from prsm.domain.placement import PlacementStrategy
-from prsm.domain.tasks import TASK_TYPE_PATTERN, CoordinationStrategy, ResourceRequest, TaskStatus
+from prsm.domain.tasks import CoordinationStrategy, ResourceRequest, TaskStatus
+
+CS = CoordinationStrategy
 
 _DEFAULT = ResourceRequest()  # the one source of the defaults
 
@@ -71,25 +74,78 @@ class SkillUsed(BaseModel):
     code_hash: str = Field(description="sha256 of its code (a reference: of the runtime_env)")
 
 
-class TaskCreate(BaseModel):
-    """One task to submit."""
+class _TaskBody(BaseModel):
+    """What every task type takes besides its ``type``, ``params`` and ``strategy``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    type: str = Field(pattern=TASK_TYPE_PATTERN.pattern, examples=["map_reduce"])
-    params: dict[str, Any] = Field(default_factory=dict, description="Task-type parameters")
     priority: int = Field(default=0, ge=-100, le=100, description="Higher runs first")
     resources: Resources = Field(default_factory=Resources)
     dependencies: list[UUID] = Field(
         default_factory=list, max_length=100, description="Tasks that must succeed first"
     )
-    strategy: CoordinationStrategy | None = Field(
-        default=None, description="Coordination strategy; the task type's default if left out"
-    )
     placement: PlacementIn = Field(default_factory=PlacementIn)
     runtime_env: RuntimeEnvIn | None = Field(
         default=None, description="Code the task ships (needs the skills:write scope)"
     )
+
+
+_STRATEGY = "Coordination strategy; the first one listed if left out"
+
+
+class MapTask(_TaskBody):
+    """A skill over items, in parallel (or one after another)."""
+
+    type: Literal["map"]
+    params: tp.MapParams
+    strategy: Literal[CS.PARALLEL, CS.SEQUENTIAL] | None = Field(
+        default=None, description=_STRATEGY
+    )
+
+
+class MapReduceTask(_TaskBody):
+    """A skill over items, then a reduce skill over the outputs."""
+
+    type: Literal["map_reduce"]
+    params: tp.MapReduceParams
+    strategy: Literal[CS.MAP_REDUCE] | None = Field(default=None, description=_STRATEGY)
+
+
+class PipelineTask(_TaskBody):
+    """Items through stages of skills, streaming from stage to stage."""
+
+    type: Literal["pipeline"]
+    params: tp.PipelineParams
+    strategy: Literal[CS.PIPELINE, CS.SEQUENTIAL] | None = Field(
+        default=None, description=_STRATEGY
+    )
+
+
+class SweepTask(_TaskBody):
+    """A simulation over parameter sets, its statistics and outliers."""
+
+    type: Literal["sweep"]
+    params: tp.SweepParams
+    strategy: Literal[CS.PARALLEL, CS.SEQUENTIAL] | None = Field(
+        default=None, description=_STRATEGY
+    )
+
+
+class PromptTask(_TaskBody):
+    """Prompts answered by a model."""
+
+    type: Literal["prompt"]
+    params: tp.PromptParams
+    strategy: Literal[CS.PARALLEL, CS.SEQUENTIAL] | None = Field(
+        default=None, description=_STRATEGY
+    )
+
+
+TaskCreate = Annotated[
+    MapTask | MapReduceTask | PipelineTask | SweepTask | PromptTask, Field(discriminator="type")
+]
+"""One task to submit: a body per task type, told apart by ``type``."""
+TASK_CREATE: TypeAdapter[TaskCreate] = TypeAdapter(TaskCreate)
 
 
 class TaskBatchCreate(BaseModel):

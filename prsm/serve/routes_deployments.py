@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from prsm.api.deployments import DeploymentCreate, spec_fields
 from prsm.api.errors import error_responses
-from prsm.api.models import DeploymentCreate, DeploymentList, DeploymentOut, FaultsBody
+from prsm.api.models import DeploymentList, DeploymentOut, FaultsBody
 from prsm.domain import commands as cmds
 from prsm.domain.model_registry import Deployment
 from prsm.domain.models import Faults, ModelSpec
@@ -26,11 +27,10 @@ router = APIRouter(prefix="/v1/deployments", tags=["deployments"], responses=ERR
     "Ray Serve and the status becomes READY (or FAILED, with the reason in `detail`).",
 )
 async def deploy(body: DeploymentCreate, principal: ModelsWriter, deps: Deps) -> DeploymentOut:
-    fields = body.model_dump(exclude={"shared"})
     command = cmds.DeployModel(
         correlation_id=correlation_id.get(),
         principal=principal,
-        spec=ModelSpec(**fields),
+        spec=ModelSpec(**spec_fields(body)),
         shared=body.shared,
     )
     deployment: Deployment = await deps.bus.handle(command)

@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import Discriminator, Tag
 
 from prsm.api.errors import error_responses
+from prsm.api.task_params import sent
 from prsm.api.tasks import (
     QueueInfo,
     SkillUsed,
@@ -48,7 +49,7 @@ router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=ERRORS)
 def _spec(body: TaskCreate, key: str | None) -> cmds.TaskSpec:
     return cmds.TaskSpec(
         task_type=body.type,
-        params=body.params,
+        params=sent(body.params),
         priority=body.priority,
         resources=ResourceRequest(**body.resources.model_dump()),
         resources_given="resources" in body.model_fields_set,
