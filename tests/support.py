@@ -86,3 +86,40 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def busy_registry(holds: int = 3) -> Any:
+    """A model registry with something of every kind a snapshot holds: a shared model and a
+    tenant's model with faults and a health change, a rollout that advanced and was then
+    held ``holds`` times (no data), a finished rollout, and a declared one not started."""
+    from datetime import timedelta
+
+    from prsm.domain import registry_events as rev
+    from prsm.domain.identity import Principal
+    from prsm.domain.model_registry import ModelRegistry, deployment_key
+    from prsm.domain.models import SHARED_TENANT, Faults, ModelSpec
+    from prsm.domain.rollout_policy import RolloutPolicy, VersionStats
+
+    t0, ann = now(), Principal("ann", "lab")
+    admin = Principal("root", SHARED_TENANT, frozenset({"admin"}))
+    policy = RolloutPolicy(evaluation_interval_s=10, min_window_s=0, min_samples=20)
+    registry = ModelRegistry()
+    registry.deploy(admin, ModelSpec(name="shared", version="v1", source="/m/s"), t0, True)
+    registry.deploy(ann, ModelSpec(name="tiny", version="v1", source="/m/t", kv_cache_mb=64),
+                    t0, False)  # fmt: skip
+    registry.deployed(deployment_key(SHARED_TENANT, "shared", "v1"), t0)
+    registry.deployed(deployment_key("lab", "tiny", "v1"), t0)
+    registry.set_faults(ann, "tiny", "v1", Faults(0.1, 5), t0)
+    registry.start_rollout(ann, "r1", "tiny", "v2", policy, t0 + timedelta(seconds=1))
+    registry.deployed(deployment_key("lab", "tiny", "v2"), t0 + timedelta(seconds=2))
+    registry.health(deployment_key("lab", "tiny", "v2"), t0 + timedelta(seconds=3), False, "slow")
+    good, few = VersionStats(100, 0, 10.0), VersionStats(3, 0, 10.0)
+    registry.evaluate_rollout("r1", t0 + timedelta(seconds=20), good, good)
+    for i in range(holds):
+        registry.evaluate_rollout("r1", t0 + timedelta(seconds=30 + 10 * i), good, few)
+    registry.start_rollout(admin, "r0", "shared", "v2", policy, t0 + timedelta(seconds=4))
+    registry.abort_rollout(admin, "r0", t0 + timedelta(seconds=5))
+    registry.declare_rollout(admin, rev.RolloutDeclared(
+        rollout_id="r2", tenant_id=SHARED_TENANT, model="shared", at=t0, new_version="v3",
+        current_version=None, source=None, policy=policy, declared_by="serve-config"))  # fmt: skip
+    return registry

@@ -92,7 +92,9 @@ class RolloutOut(BaseModel):
     window: dict[str, StatsOut] = Field(
         default_factory=dict, description="Live figures per version since the step began"
     )
-    history: list[DecisionOut]
+    history: list[DecisionOut] = Field(
+        description="Its decisions, in order: every step and ending, and the latest 100 holds"
+    )
 
     @classmethod
     def of(cls, r: Rollout, window: dict[str, VersionStats] | None = None) -> RolloutOut:

@@ -93,19 +93,22 @@ class ModelRegistry:
 
     @classmethod
     def from_events(cls, events: Iterable[ev.Event], version: int) -> ModelRegistry:
-        registry = cls()
+        return cls().replay(events, version)
+
+    def replay(self, events: Iterable[ev.Event], version: int) -> ModelRegistry:
+        """Apply recorded events, those after ``self.version``, up to ``version``."""
         for event in events:
             if isinstance(event, rev.ModelEvent):
-                registry._apply(event)
+                self._apply(event)
             elif isinstance(event, rev.RolloutDeclared):
-                registry.declared[event.rollout_id] = event
+                self.declared[event.rollout_id] = event
             elif isinstance(event, rev.RolloutStarted):
-                registry.declared.pop(event.rollout_id, None)
-                registry.rollouts[event.rollout_id] = Rollout(event)
+                self.declared.pop(event.rollout_id, None)
+                self.rollouts[event.rollout_id] = Rollout(event)
             elif isinstance(event, rev.RolloutEvent):
-                registry.rollouts[event.rollout_id]._apply(event)
-        registry.version = version
-        return registry
+                self.rollouts[event.rollout_id]._apply(event)
+        self.version = version
+        return self
 
     # --- queries ---------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ the time; every decision is an event carrying those figures."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,11 +14,32 @@ from prsm.domain import registry_events as rev
 from prsm.domain.errors import Conflict, InvalidRequest
 from prsm.domain.rollout_policy import NoDataAction, RolloutPolicy, RolloutStatus, VersionStats
 
+HELD_KEPT = 100  # holds a rollout's history keeps (the latest); every other decision stays
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    """A rollout as of its last event, what ``Rollout.restore`` rebuilds it from (a
+    snapshot of the registry)."""
+
+    started: rev.RolloutStarted
+    percent: float
+    status: RolloutStatus
+    step_started_at: datetime
+    last_evaluated_at: datetime
+    empty_intervals: int
+    history: tuple[rev.RolloutEvent, ...]
+
 
 class Rollout:
-    """One rollout of ``new_version`` of ``model`` over ``current_version``."""
+    """One rollout of ``new_version`` of ``model`` over ``current_version``.
+
+    ``history`` holds its decisions after the start, in order: every advance and ending, and
+    the latest ``HELD_KEPT`` holds (a held rollout decides once per interval for as long as it
+    is held; the stream keeps them all)."""
 
     def __init__(self, started: rev.RolloutStarted) -> None:
+        self.started = started
         self.rollout_id = started.rollout_id
         self.tenant_id = started.tenant_id
         self.model = started.model
@@ -31,7 +53,8 @@ class Rollout:
         self.empty_intervals = 0
         self.started_at = started.at
         self.started_by = started.started_by
-        self.history: list[rev.RolloutEvent] = []  # every decision after the start, in order
+        self.history: list[rev.RolloutEvent] = []
+        self._holds = 0  # of them, holds
         self.changes: list[rev.RolloutEvent] = []
 
     # --- building ----------------------------------------------------------------------
@@ -62,6 +85,22 @@ class Rollout:
         )
         rollout = cls(started)
         rollout.changes.append(started)
+        return rollout
+
+    def state(self) -> RolloutState:
+        return RolloutState(self.started, self.percent, self.status, self.step_started_at,
+                            self.last_evaluated_at, self.empty_intervals,
+                            tuple(self.history))  # fmt: skip
+
+    @classmethod
+    def restore(cls, state: RolloutState) -> Rollout:
+        rollout = cls(state.started)
+        rollout.percent, rollout.status = state.percent, state.status
+        rollout.step_started_at, rollout.last_evaluated_at = (state.step_started_at,
+                                                              state.last_evaluated_at)  # fmt: skip
+        rollout.empty_intervals = state.empty_intervals
+        rollout.history = list(state.history)
+        rollout._holds = sum(isinstance(e, rev.RolloutHeld) for e in state.history)
         return rollout
 
     # --- queries -----------------------------------------------------------------------
@@ -213,6 +252,7 @@ class Rollout:
         self.last_evaluated_at = event.at
         self.history.append(event)
         if isinstance(event, rev.RolloutHeld):
+            self._forget_old_holds()
             self.empty_intervals = self.empty_intervals + 1 if event.no_data else 0
             if event.waiting:
                 self.step_started_at = event.at
@@ -226,3 +266,10 @@ class Rollout:
             self.percent, self.status = 0.0, RolloutStatus.ROLLED_BACK
         elif isinstance(event, rev.RolloutAborted):
             self.percent, self.status = 0.0, RolloutStatus.ABORTED
+
+    def _forget_old_holds(self) -> None:
+        self._holds += 1
+        if self._holds > HELD_KEPT:  # the oldest hold sits after at most a few steps
+            oldest = next(i for i, e in enumerate(self.history) if isinstance(e, rev.RolloutHeld))
+            del self.history[oldest]
+            self._holds -= 1

@@ -4,6 +4,7 @@ optimistic concurrency, deciding again when another writer got there first."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 
@@ -11,14 +12,21 @@ from prsm.domain import commands as cmds
 from prsm.domain import registry_events as rev
 from prsm.domain import streams
 from prsm.domain.model_registry import Deployment, ModelRegistry, deployment_key
+from prsm.domain.registry_state import crossed, restored, state_of
 from prsm.service_layer.ports import Clock, EventStore, StreamWrite
 from prsm.service_layer.unit_of_work import Context, Writer, decide_and_append
 
+log = logging.getLogger("prsm.models")
+
 
 async def load_registry(store: EventStore) -> ModelRegistry:
-    records = await store.read_stream(streams.MODEL_REGISTRY)
-    version = records[-1].version if records else 0
-    return ModelRegistry.from_events((r.event for r in records), version)
+    """The registry from its latest snapshot and the events after it (or the whole stream,
+    while it has none)."""
+    snapshot = await store.load_snapshot(streams.MODEL_REGISTRY)
+    registry = ModelRegistry() if snapshot is None else restored(snapshot)
+    records = await store.read_stream(streams.MODEL_REGISTRY, after=registry.version)
+    version = records[-1].version if records else registry.version
+    return registry.replay((r.event for r in records), version)
 
 
 async def change_registry(
@@ -34,7 +42,22 @@ async def change_registry(
         events = writer.events(registry.changes)
         return registry, [StreamWrite(streams.MODEL_REGISTRY, registry.version, events)]
 
-    return await decide_and_append(writer.store, attempt)
+    registry = await decide_and_append(writer.store, attempt)
+    if registry.changes:
+        await _snapshot_if_due(writer.store, registry, len(registry.changes))
+    return registry
+
+
+async def _snapshot_if_due(store: EventStore, registry: ModelRegistry, appended: int) -> None:
+    """Every ``SNAPSHOT_EVERY`` events the writer that crossed the mark saves the registry as
+    it left it; one that fails to is only logged (the next mark saves one)."""
+    before, after = registry.version, registry.version + appended
+    if not crossed(before, after):
+        return
+    try:
+        await store.save_snapshot(streams.MODEL_REGISTRY, state_of(registry, after))
+    except Exception:
+        log.warning("could not save a snapshot of the model registry", exc_info=True)
 
 
 async def deploy_model(cmd: cmds.DeployModel, ctx: Context) -> Deployment:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from prsm.domain.events import LoggedEvent, NewEvent, RecordedEvent
+from prsm.domain.registry_state import RegistryState
 from prsm.service_layer.views import TaskPage, TaskQuery, TaskView
 
 Clock = Callable[[], datetime]
@@ -41,7 +42,17 @@ class EventStore(Protocol):
         Raises ``ConcurrencyError`` naming the first stream whose version moved on."""
         ...
 
-    async def read_stream(self, stream_id: str) -> list[RecordedEvent]: ...
+    async def read_stream(self, stream_id: str, after: int = 0) -> list[RecordedEvent]:
+        """The stream's events after version ``after``, in version order."""
+        ...
+
+    async def save_snapshot(self, stream_id: str, state: RegistryState) -> None:
+        """Keep ``state`` as the stream's snapshot, unless one of a later version is kept."""
+        ...
+
+    async def load_snapshot(self, stream_id: str) -> RegistryState | None:
+        """The stream's latest snapshot, if it has one."""
+        ...
 
     async def read_log(self, after: int, types: Collection[str], span: int = 2000) -> LogPage:
         """Of the (at most ``span``) positions after ``after``, the events whose type name

@@ -17,17 +17,22 @@ from typing import Any
 import pytest
 
 from prsm.domain import events as ev
+from prsm.domain import streams
 from prsm.domain.errors import ConcurrencyError
 from prsm.domain.event_types import EVENT_TYPES
+from prsm.domain.identity import Principal
+from prsm.domain.model_registry import ModelRegistry
+from prsm.domain.registry_state import restored, state_of
 from prsm.domain.tasks import TaskStatus
 from prsm.service_layer.ports import StreamWrite
 from prsm.service_layer.views import TaskQuery
 from tests.conftest import drop_schema, require_postgres
 from tests.integration import store_workers
-from tests.support import StoreSpec, meta, now, queued, submitted
+from tests.support import StoreSpec, busy_registry, meta, now, queued, submitted
 from tests.unit.fakes import FakeStore
 
 REAL_STORES = ["sqlite", "postgres"]
+ANN = Principal("ann", "lab")
 
 
 @dataclass(frozen=True)
@@ -201,10 +206,10 @@ async def test_migrations_are_applied_once_and_reopening_keeps_data(
     store_spec: StoreSpec, store: Any
 ) -> None:
     await store.append([StreamWrite("s1", 0, [queued("a")])])
-    assert await store.applied_migrations() == [1, 2]
+    assert await store.applied_migrations() == [1, 2, 3]
     again = await store_spec.open()  # applies migrations on start: nothing left to apply
     try:
-        assert await again.applied_migrations() == [1, 2]
+        assert await again.applied_migrations() == [1, 2, 3]
         assert len(await again.read_stream("s1")) == 1
     finally:
         await again.close()
@@ -355,3 +360,31 @@ async def test_user_tasks_view_filters_and_pages_newest_first(store: Any) -> Non
     assert [t.task_id for t in queued_only.tasks] == ids[::2][::-1]
     other_tenant = await store.list(TaskQuery(tenant_id="t2", user_id="carol", limit=50))
     assert other_tenant.tasks == []
+
+
+async def test_read_stream_after_a_version_gives_only_the_later_events(store: Any) -> None:
+    await store.append([StreamWrite("s1", 0, [queued("a"), queued("b"), queued("c")])])
+    assert [r.event.task_id for r in await store.read_stream("s1", after=1)] == ["b", "c"]
+    assert await store.read_stream("s1", after=3) == []
+
+
+async def test_a_snapshot_round_trips_and_only_a_later_one_replaces_it(
+    store_spec: StoreSpec | FakeSpec, store: Any
+) -> None:
+    assert await store.load_snapshot(streams.MODEL_REGISTRY) is None
+    registry = busy_registry()
+    state = state_of(registry, 200)
+    await store.save_snapshot(streams.MODEL_REGISTRY, state)
+    assert await store.load_snapshot(streams.MODEL_REGISTRY) == state
+    assert restored(state).route(ANN, "tiny") == registry.route(ANN, "tiny")
+
+    await store.save_snapshot(streams.MODEL_REGISTRY, state_of(ModelRegistry(), 100))
+    assert await store.load_snapshot(streams.MODEL_REGISTRY) == state  # an older one: kept
+    newer = state_of(busy_registry(holds=4), 300)
+    await store.save_snapshot(streams.MODEL_REGISTRY, newer)
+    again = await store_spec.open()
+    try:
+        assert await again.load_snapshot(streams.MODEL_REGISTRY) == newer
+    finally:
+        if again is not store:
+            await again.close()

@@ -11,6 +11,7 @@ from collections.abc import Collection, Sequence
 
 from prsm.domain.errors import ConcurrencyError
 from prsm.domain.events import TASK_EVENT_NAMES, LoggedEvent, RecordedEvent
+from prsm.domain.registry_state import RegistryState
 from prsm.service_layer.ports import EventStore, LogPage, StreamWrite, TaskViews
 from prsm.service_layer.views import TaskPage, TaskQuery, TaskView, project_tasks
 
@@ -24,6 +25,7 @@ class FakeStore(EventStore, TaskViews):
         self.versions: dict[str, int] = {}  # stream → its number of events
         self.views: dict[str, TaskView] = {}
         self.position = 0  # the views' position in the log
+        self.snapshots: dict[str, RegistryState] = {}
 
     # -- event store ---------------------------------------------------------------------
 
@@ -48,8 +50,16 @@ class FakeStore(EventStore, TaskViews):
                 out.append(recorded)
         return out
 
-    async def read_stream(self, stream_id: str) -> list[RecordedEvent]:
-        return [r for r in self.log if r.stream_id == stream_id]
+    async def read_stream(self, stream_id: str, after: int = 0) -> list[RecordedEvent]:
+        return [r for r in self.log if r.stream_id == stream_id and r.version > after]
+
+    async def save_snapshot(self, stream_id: str, state: RegistryState) -> None:
+        kept = self.snapshots.get(stream_id)
+        if kept is None or state.version > kept.version:
+            self.snapshots[stream_id] = state
+
+    async def load_snapshot(self, stream_id: str) -> RegistryState | None:
+        return self.snapshots.get(stream_id)
 
     async def read_log(self, after: int, types: Collection[str], span: int = 2000) -> LogPage:
         head = len(self.log)

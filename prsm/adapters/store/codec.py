@@ -28,6 +28,10 @@ def encode(new: NewEvent) -> tuple[str, str, str, str]:
     )
 
 
+def event_json(event: Event) -> str:
+    return _EVENTS[event.type_name()].dump_json(event).decode()
+
+
 def decode_event(name: str, data: str | bytes) -> Event:
     adapter = _EVENTS.get(name)
     if adapter is None:

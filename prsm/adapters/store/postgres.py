@@ -18,8 +18,10 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_e
 
 from prsm.adapters.store import migrations, rows
 from prsm.adapters.store.codec import encode
+from prsm.adapters.store.snapshot_codec import decode_state, encode_state
 from prsm.domain.errors import ConcurrencyError, StoreUnavailable
 from prsm.domain.events import TASK_EVENT_NAMES, RecordedEvent
+from prsm.domain.registry_state import RegistryState
 from prsm.observability.metrics import count_appended
 from prsm.service_layer.ports import LogPage, StreamWrite
 from prsm.service_layer.views import (
@@ -226,13 +228,36 @@ class PostgresStore:
         )
         return [rows.recorded(r) for r in found]
 
-    async def read_stream(self, stream_id: str) -> list[RecordedEvent]:
+    async def read_stream(self, stream_id: str, after: int = 0) -> list[RecordedEvent]:
         async def attempt(_: int) -> list[RecordedEvent]:
             found = await self._pool.fetch(
-                f"SELECT {rows.EVENT_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY version",
-                stream_id,
-            )
+                f"SELECT {rows.EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2"
+                " ORDER BY version",
+                stream_id, after,
+            )  # fmt: skip
             return [rows.recorded(r) for r in found]
+
+        return await self._retrying(attempt)
+
+    async def save_snapshot(self, stream_id: str, state: RegistryState) -> None:
+        text = encode_state(state)
+
+        async def attempt(_: int) -> None:
+            await self._pool.execute(
+                "INSERT INTO snapshots (stream_id, version, state) VALUES ($1, $2, $3)"
+                " ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version,"
+                " state = excluded.state WHERE excluded.version > snapshots.version",
+                stream_id, state.version, text,
+            )  # fmt: skip
+
+        await self._retrying(attempt)
+
+    async def load_snapshot(self, stream_id: str) -> RegistryState | None:
+        async def attempt(_: int) -> RegistryState | None:
+            row = await self._pool.fetchrow(
+                "SELECT version, state FROM snapshots WHERE stream_id = $1", stream_id
+            )
+            return None if row is None else decode_state(row["version"], row["state"])
 
         return await self._retrying(attempt)
 

@@ -20,8 +20,10 @@ import aiosqlite
 from prsm.adapters.store import migrations, rows
 from prsm.adapters.store.codec import encode
 from prsm.adapters.store.group_commit import GroupCommit
+from prsm.adapters.store.snapshot_codec import decode_state, encode_state
 from prsm.domain.errors import ConcurrencyError, StoreUnavailable
 from prsm.domain.events import TASK_EVENT_NAMES, RecordedEvent
+from prsm.domain.registry_state import RegistryState
 from prsm.observability.metrics import count_appended
 from prsm.service_layer.ports import LogPage, StreamWrite
 from prsm.service_layer.views import (
@@ -193,13 +195,29 @@ class SqliteStore:
             found.update({r[0]: r[1] for r in await _fetch(db, sql, chunk)})
         return found
 
-    async def read_stream(self, stream_id: str) -> list[RecordedEvent]:
+    async def read_stream(self, stream_id: str, after: int = 0) -> list[RecordedEvent]:
         found = await _fetch(
             self._reader,
-            f"SELECT {rows.EVENT_COLUMNS} FROM events WHERE stream_id = ? ORDER BY version",
-            (stream_id,),
+            f"SELECT {rows.EVENT_COLUMNS} FROM events WHERE stream_id = ? AND version > ?"
+            " ORDER BY version",
+            (stream_id, after),
         )
         return [rows.recorded(r) for r in found]
+
+    async def save_snapshot(self, stream_id: str, state: RegistryState) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO snapshots (stream_id, version, state) VALUES (?, ?, ?)"
+                " ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version,"
+                " state = excluded.state WHERE excluded.version > snapshots.version",
+                (stream_id, state.version, encode_state(state)),
+            )
+
+    async def load_snapshot(self, stream_id: str) -> RegistryState | None:
+        found = await _fetch(
+            self._reader, "SELECT version, state FROM snapshots WHERE stream_id = ?", (stream_id,)
+        )
+        return decode_state(found[0][0], found[0][1]) if found else None
 
     async def read_log(self, after: int, types: Collection[str], span: int = 2000) -> LogPage:
         return await self._read_log(self._reader, after, types, span)
