@@ -39,7 +39,7 @@ async def test_a_postgres_url_opens_postgres_in_its_schema() -> None:
     store = await bootstrap.open_store(settings)
     try:
         assert isinstance(store, PostgresStore)
-        assert await store.applied_migrations() == [1, 2]
+        assert await store.applied_migrations() == [1, 2, 3]
     finally:
         await store.close()
         await drop_schema(schema)
