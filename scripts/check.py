@@ -29,7 +29,9 @@ def main() -> int:
             print(f"== {name} failed", flush=True)
             return 1
     print("== pytest", flush=True)
-    return subprocess.run([str(BIN / "pytest"), *sys.argv[1:]], check=False).returncode
+    # The slowest tests are named in the report, so a suite that grows slow says where.
+    pytest = [str(BIN / "pytest"), "--durations=25", *sys.argv[1:]]
+    return subprocess.run(pytest, check=False).returncode
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The `jobs/` entrypoints' own logic, without a cluster: argument checks, the row records the
 batch job writes, the workflow's figure extraction and sweep grid, the load test's figures.
-(tests/e2e/test_jobs.py runs each job with `ray job submit`.)"""
+(tests/e2e/prsm_up/test_jobs.py runs each job with `ray job submit`.)"""
 
 from __future__ import annotations
 

@@ -1,0 +1,50 @@
+"""The package's platform: `prsm up` with the default model, its dashboard and Ray token
+authentication on, as a user starts it; torn down after the package's last module."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support import free_port
+
+
+def prsm(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "prsm", *args], env=env, capture_output=True,
+                          text=True, timeout=600, check=False)  # fmt: skip
+    assert done.returncode == 0, f"prsm {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="package")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("prsm-up")
+    env = {
+        **os.environ,
+        "PRSM_DATA_DIR": str(tmp / "data"),
+        "PRSM_HTTP_PORT": str(free_port()),
+        "PRSM_RAY_PORT": str(free_port()),
+        "PRSM_DASHBOARD_PORT": str(free_port()),
+        "PRSM_RAY_NUM_CPUS": "8",
+        "PRSM_AGENTS": '{"compute": 1, "simulation": 1, "llm": 1}',
+    }
+    env.pop("PRSM_TOKEN", None)
+    out = prsm(env, "up")
+    found = re.search(r"export PRSM_TOKEN=(\S+)", out)
+    assert found, out
+    # What `prsm up` prints for `ray job submit`: the dashboard and the Ray token's file.
+    address = f"http://127.0.0.1:{env['PRSM_DASHBOARD_PORT']}"
+    token_path = re.search(r"RAY_AUTH_TOKEN_PATH=(\S+)", out)
+    assert token_path and address in out, out
+    ray_env = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": token_path.group(1)}
+    try:
+        yield {"env": ray_env, "address": address, "token": found.group(1), "tmp": tmp,
+               "gateway": f"http://127.0.0.1:{env['PRSM_HTTP_PORT']}"}  # fmt: skip
+    finally:
+        subprocess.run([sys.executable, "-m", "prsm", "down"], env=env, timeout=300, check=False)
