@@ -32,7 +32,7 @@ class DeploymentOut(BaseModel):
     status: ModelStatus
     healthy: bool
     detail: str
-    shared: bool
+    shared: bool = Field(description="A platform model: every tenant calls it, admins manage it")
     replicas: int
     min_replicas: int | None
     max_replicas: int | None

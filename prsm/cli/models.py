@@ -19,11 +19,11 @@ def _show(deployments: list[DeploymentOut], as_json: bool) -> None:
     if as_json:
         print_json(deployments)
         return
-    table = Table("model", "framework", "strategy", "status", "healthy", "detail")
+    table = Table("model", "shared", "framework", "strategy", "status", "healthy", "detail")
     for d in deployments:
         table.add_row(
-            d.id, d.framework.value, d.strategy.value, d.status.value,
-            "yes" if d.healthy else "no", d.detail[:60],
+            d.id, "yes" if d.shared else "", d.framework.value, d.strategy.value,
+            d.status.value, "yes" if d.healthy else "no", d.detail[:60],
         )  # fmt: skip
     console.print(table)
 
@@ -76,7 +76,7 @@ def deploy(
 
 @models_app.command("list")
 def list_deployments(as_json: JsonFlag = False) -> None:
-    """Model versions of your tenant, and the shared ones."""
+    """Model versions of your tenant, and the shared ones (shared: yes) you can call."""
     _show(client().deployments(), as_json)
 
 

@@ -53,6 +53,18 @@ def deployment_key(tenant_id: str, name: str, version: str) -> str:
     return f"{tenant_id}/{name}:{version}"
 
 
+def usable_tenants(principal: Principal) -> tuple[str, str]:
+    """Whose models a principal sees and calls: its tenant's and the shared (platform) ones —
+    the one rule behind ``/v1/models``, ``/v1/deployments``, routing and rollouts."""
+    return (principal.tenant_id, SHARED_TENANT)
+
+
+def check_manages(principal: Principal, tenant_id: str, action: str) -> None:
+    """Shared models are every tenant's to call and only admins' to manage."""
+    if tenant_id == SHARED_TENANT and not principal.is_admin:
+        raise PermissionDenied(f"only admins {action} shared models")
+
+
 @dataclass(frozen=True)
 class Route:
     """Where a model's requests go: ``(version, weight)`` pairs, weights summing to 1. With no
@@ -114,11 +126,11 @@ class ModelRegistry:
 
     def visible(self, principal: Principal) -> list[Deployment]:
         """Live deployments of the principal's tenant and the shared ones."""
-        tenants = (principal.tenant_id, SHARED_TENANT)
+        tenants = usable_tenants(principal)
         return [d for d in self.deployments.values() if d.tenant_id in tenants and d.status in LIVE]
 
     def find(self, principal: Principal, name: str, version: str) -> Deployment:
-        for tenant in (principal.tenant_id, SHARED_TENANT):
+        for tenant in usable_tenants(principal):
             found = self.deployments.get(deployment_key(tenant, name, version))
             if found is not None and found.status is not ModelStatus.UNDEPLOYED:
                 return found
@@ -159,12 +171,11 @@ class ModelRegistry:
         return None
 
     def rollouts_of(self, principal: Principal) -> list[Rollout]:
-        tenants = (principal.tenant_id, SHARED_TENANT)
-        return [r for r in self.rollouts.values() if r.tenant_id in tenants]
+        return [r for r in self.rollouts.values() if r.tenant_id in usable_tenants(principal)]
 
     def find_rollout(self, principal: Principal, rollout_id: str) -> Rollout:
         rollout = self.rollouts.get(rollout_id)
-        if rollout is None or rollout.tenant_id not in (principal.tenant_id, SHARED_TENANT):
+        if rollout is None or rollout.tenant_id not in usable_tenants(principal):
             raise NotFound(f"rollout {rollout_id} not found")
         return rollout
 
@@ -194,8 +205,7 @@ class ModelRegistry:
 
     def undeploy(self, principal: Principal, name: str, version: str, at: datetime) -> None:
         found = self.find(principal, name, version)
-        if found.tenant_id == SHARED_TENANT and not principal.is_admin:
-            raise PermissionDenied("only admins undeploy shared models")
+        check_manages(principal, found.tenant_id, "undeploy")
         if found.status is ModelStatus.UNDEPLOYING:
             return
         rollout = self.active_rollout(found.tenant_id, name)
@@ -222,8 +232,7 @@ class ModelRegistry:
         """Start moving ``model``'s traffic to ``new_version``; deploys it beside the current
         version (same spec, ``source`` if given) unless it is already live."""
         route = self.route(principal, model)
-        if route.tenant_id == SHARED_TENANT and not principal.is_admin:
-            raise PermissionDenied("only admins roll out shared models")
+        check_manages(principal, route.tenant_id, "roll out")
         if route.rollout_id is not None:
             raise Conflict(f"rollout {route.rollout_id} of {model} is already in progress")
         current = self.find(principal, model, current_version or route.weights[0][0])
@@ -289,8 +298,7 @@ class ModelRegistry:
 
     def _own_rollout(self, principal: Principal, rollout_id: str) -> Rollout:
         rollout = self.find_rollout(principal, rollout_id)
-        if rollout.tenant_id == SHARED_TENANT and not principal.is_admin:
-            raise PermissionDenied("only admins change rollouts of shared models")
+        check_manages(principal, rollout.tenant_id, "change rollouts of")
         return rollout
 
     def _take(self, rollout: Rollout) -> None:
@@ -314,8 +322,7 @@ class ModelRegistry:
         self, principal: Principal, name: str, version: str, faults: Faults, at: datetime
     ) -> None:
         found = self.find(principal, name, version)
-        if found.tenant_id == SHARED_TENANT and not principal.is_admin:
-            raise PermissionDenied("only admins inject faults into shared models")
+        check_manages(principal, found.tenant_id, "inject faults into")
         if found.faults == faults:
             return
         self._record(

@@ -38,14 +38,26 @@ async def deploy(body: DeploymentCreate, principal: ModelsWriter, deps: Deps) ->
     return DeploymentOut.of(deployment)
 
 
-@router.get("", response_model=DeploymentList, summary="Model versions of your tenant")
+@router.get(
+    "",
+    response_model=DeploymentList,
+    summary="Model versions you can call",
+    description="Your tenant's live versions and the shared (platform) ones, marked "
+    "`shared: true`: the models `GET /v1/models` lists once ready. Only admins undeploy "
+    "shared ones or change their faults and rollouts (403 for others).",
+)
 async def list_deployments(principal: ModelsReader, deps: Deps) -> DeploymentList:
     registry = await load_registry(deps.store)
     found = sorted(registry.visible(principal), key=lambda d: (d.spec.name, d.created_at))
     return DeploymentList(deployments=[DeploymentOut.of(d) for d in found])
 
 
-@router.get("/{name}/{version}", response_model=DeploymentOut, summary="One model version")
+@router.get(
+    "/{name}/{version}",
+    response_model=DeploymentOut,
+    summary="One model version",
+    description="Your tenant's version of that name, else the shared one (`shared: true`).",
+)
 async def get_deployment(
     name: str, version: str, principal: ModelsReader, deps: Deps
 ) -> DeploymentOut:

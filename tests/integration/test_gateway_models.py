@@ -11,9 +11,12 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from typer.testing import CliRunner
 
 from prsm.adapters.skill_code import installed
 from prsm.bootstrap import backend_factory, utc_now
+from prsm.cli import models as cli_models
+from prsm.client import PrsmClient
 from prsm.config import Settings
 from prsm.runtime.model_controller import provider_changes
 from prsm.security.tokens import VerifiedTokens
@@ -236,6 +239,55 @@ async def test_deployment_requests_are_validated_and_tenant_scoped(
         "FAILED",
         "OPENAI_API_KEY is not set in the platform's environment",
     )
+
+
+async def test_shared_models_are_listed_marked_and_managed_by_admins_only(
+    gateway: tuple[httpx.AsyncClient, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    http, store = gateway
+    shared = {"name": "pub", "version": "v1", "framework": "openai", "shared": True}
+    assert (await http.post("/v1/deployments", json=shared, headers=ADMIN)).status_code == 202
+    assert (await deploy(http, name="mine", version="v1", framework="openai")).status_code == 202
+    theirs = {"name": "theirs", "version": "v1", "framework": "openai"}
+    assert (await http.post("/v1/deployments", json=theirs, headers=EVE)).status_code == 202
+    await controller_pass(store)
+
+    # Alice sees her tenant's model and the shared one, marked; not Eve's.
+    listed = (await http.get("/v1/deployments", headers=ALICE)).json()
+    assert {d["id"]: d["shared"] for d in listed["deployments"]} == {
+        "pub:v1": True,
+        "mine:v1": False,
+    }
+    one = (await http.get("/v1/deployments/pub/v1", headers=ALICE)).json()
+    assert (one["shared"], one["status"]) == (True, "READY")
+    # The models she can call are the same ones.
+    assert {m.id for m in (await llm(http).models.list()).data} == {"pub", "mine"}
+    assert {d["id"] for d in (await http.get("/v1/deployments", headers=EVE)).json()[
+        "deployments"
+    ]} == {"pub:v1", "theirs:v1"}  # fmt: skip
+
+    # Managing a shared model is for admins: a clear 403, and the model is left as it was.
+    assert_error(await http.delete("/v1/deployments/pub/v1", headers=ALICE), 403, "forbidden")
+    faults = await http.put("/v1/deployments/pub/v1/faults", json={"error_rate": 1}, headers=ALICE)
+    assert_error(faults, 403, "forbidden")
+    rollout = await http.post("/v1/rollouts", json={"model": "pub", "version": "v2"}, headers=ALICE)
+    assert_error(rollout, 403, "forbidden")
+    after = (await http.get("/v1/deployments/pub/v1", headers=ADMIN)).json()
+    assert (after["status"], after["faults"]["error_rate"]) == ("READY", 0.0)
+    gone = await http.delete("/v1/deployments/pub/v1", headers=ADMIN)
+    assert (gone.status_code, gone.json()["status"]) == (202, "UNDEPLOYING")
+
+    # `prsm models list` marks the shared row, from the gateway's answer above.
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert (request.method, request.url.path) == ("GET", "/v1/deployments")
+        return httpx.Response(200, json=listed)
+
+    sdk = PrsmClient("http://gateway", "token", transport=httpx.MockTransport(answer))
+    monkeypatch.setattr(cli_models, "client", lambda: sdk)
+    shown = CliRunner().invoke(cli_models.models_app, ["list"])
+    assert shown.exit_code == 0, shown.output
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in shown.output.splitlines()]
+    assert {r[0]: r[1] for r in rows if r} == {"pub:v1": "yes", "mine:v1": ""}
 
 
 async def test_openai_routes_need_a_token_and_a_known_model(
