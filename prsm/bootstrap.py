@@ -350,6 +350,7 @@ def cluster(settings: Settings) -> local_cluster.LocalCluster:
         port=settings.ray_port,
         dashboard_port=settings.dashboard_port,
         num_cpus=settings.ray_num_cpus,
+        metrics_port=settings.metrics_port,
     )
 
 

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8000, description="Gateway port.")
     ray_port: int = Field(default=6380, description="Local Ray head port (Redis holds 6379).")
     dashboard_port: int = Field(default=8265, description="Ray dashboard port.")
+    metrics_port: int = Field(
+        default=8266, description="Port of Ray's metrics export (Prometheus) on the local head."
+    )
     ray_num_cpus: int = Field(default=8, description="Logical CPUs of the local Ray head.")
     gateway_replicas: int = Field(default=1, ge=1, description="Gateway replicas on Serve.")
     jwt_issuer: str = Field(default="prsm", description="`iss` of the tokens PRSM accepts.")

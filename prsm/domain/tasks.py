@@ -97,6 +97,7 @@ class Task:
     origin: tuple[str, str] = ("", "")  # (region, zone) where it was submitted
     skills: list[dict[str, Any]] = field(default_factory=list)  # resolved at submit
     runtime_env: dict[str, Any] = field(default_factory=dict)  # the code it ships
+    correlation_id: str = ""  # the request that submitted it ("": not known)
     status: TaskStatus = TaskStatus.SUBMITTED
     progress: float = 0.0
     result_ref: str | None = None
@@ -155,6 +156,7 @@ class Task:
             origin=(e.origin_region, e.origin_zone),
             skills=e.skills,
             runtime_env=e.runtime_env,
+            correlation_id=e.correlation_id,
         )
 
     def follow(self, event: ev.Event, version: int) -> None:

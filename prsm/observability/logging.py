@@ -4,9 +4,33 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
-correlation_id: ContextVar[str] = ContextVar("correlation_id", default="-")
+UNSET = "-"
+correlation_id: ContextVar[str] = ContextVar("correlation_id", default=UNSET)
+
+
+@contextmanager
+def correlated(request_id: str) -> Iterator[None]:
+    """Log lines written inside carry ``request_id``: the id of the request whose work this
+    is (a task carries the one of the request that submitted it). An empty id changes
+    nothing."""
+    if not request_id:
+        yield
+        return
+    token = correlation_id.set(request_id)
+    try:
+        yield
+    finally:
+        correlation_id.reset(token)
+
+
+def current() -> str:
+    """The id of the request being served here, or ``""`` outside any."""
+    found = correlation_id.get()
+    return "" if found == UNSET else found
 
 
 class JsonFormatter(logging.Formatter):

@@ -14,6 +14,7 @@ subtask has run and its timeout, and the orchestrator replaces an agent that ove
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import traceback
@@ -28,7 +29,10 @@ from prsm.adapters import skill_code
 from prsm.adapters.blobs import BlobStore
 from prsm.domain.results import has_reference
 from prsm.domain.skills import Skill
+from prsm.observability.logging import configure, correlated
 from prsm.skill import spec_of
+
+log = logging.getLogger("prsm.agent")
 
 SPEED_ALPHA = 0.3
 TRACEBACK_FRAMES = 3
@@ -43,8 +47,9 @@ LlmBuilder = Callable[[dict[str, Any]], Coroutine[Any, Any, Complete]]
 
 @dataclass(frozen=True)
 class SubtaskCall:
-    """One subtask of a batch: its key, skill and input, and the owner of its task (whom a
-    model call acts for)."""
+    """One subtask of a batch: its key, skill and input, the owner of its task (whom a
+    model call acts for) and the id of the request that submitted the task (its log lines
+    and model calls carry it)."""
 
     tenant_id: str
     user_id: str
@@ -52,6 +57,7 @@ class SubtaskCall:
     key: str
     skill: Skill
     input: Any  # the skill's input (JSON-like)
+    correlation_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,10 @@ class AgentWorker:
         build_llm: LlmBuilder | None = None,
         settings: dict[str, Any] | None = None,
     ) -> None:
+        """``settings``: PRSM's settings as plain data; with a ``log_level`` (as the actor
+        gets them), this process's PRSM logs are set up as JSON lines."""
+        if settings and "log_level" in settings:
+            configure(str(settings["log_level"]))
         self.agent_id = agent_id
         self.capacity = capacity
         self._build_llm = build_llm
@@ -111,6 +121,10 @@ class AgentWorker:
                 self._running -= 1
 
     def _one(self, call: SubtaskCall) -> Outcome:
+        with correlated(call.correlation_id):
+            return self._run_one(call)
+
+    def _run_one(self, call: SubtaskCall) -> Outcome:
         name, started = call.skill.name, time.perf_counter()
         thread = threading.get_ident()
         try:
@@ -129,6 +143,8 @@ class AgentWorker:
             ok = True
         except Exception as exc:  # the skill's failure is its subtask's, reported as text
             output, ok = _describe(exc), False
+            log.warning("task %s: subtask %s (%s) failed: %s", call.task_id, call.key, name,
+                        f"{type(exc).__name__}: {exc}"[:300])  # fmt: skip
         finally:
             with self._lock:
                 self._now.pop(thread, None)
@@ -193,6 +209,10 @@ class AgentWorker:
     # --- the model call ------------------------------------------------------------------
 
     def _llm(self, call: SubtaskCall) -> str:
+        """The model call of an ``llm`` skill, made on the agent's event loop thread; it
+        carries the request id of this thread's context (the call's task's)."""
+        log.info("task %s: subtask %s calls model %s", call.task_id, call.key,
+                 call.input.get("model") if isinstance(call.input, dict) else None)  # fmt: skip
         loop = self._event_loop()
         with self._lock:
             if self._complete is None:

@@ -64,6 +64,7 @@ class LocalCluster:
     port: int
     dashboard_port: int
     num_cpus: int
+    metrics_port: int | None = None  # Ray's metrics export (Prometheus); None: Ray picks one
 
     @property
     def address(self) -> str:
@@ -118,6 +119,8 @@ class LocalCluster:
             # Not Ray's fixed default (52365): another Ray on the machine may hold it.
             f"--dashboard-agent-listen-port={_free_port()}",
         ]  # fmt: skip
+        if self.metrics_port is not None:
+            command.append(f"--metrics-export-port={self.metrics_port}")
         process = subprocess.Popen(
             command,
             stdout=log,

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from prsm.observability.logging import configure
 from prsm.service_layer.ports import EventStore
 
 log = logging.getLogger("prsm.runtime")
@@ -25,6 +26,8 @@ class LoopActor:
 
     def __init__(self, build_store: StoreBuilder, settings: dict[str, Any],
                  interval_s: float = 0.05) -> None:  # fmt: skip
+        if "log_level" in settings:  # PRSM's settings, as the actor gets them: JSON logs
+            configure(str(settings["log_level"]))
         self._build_store = build_store
         self._settings = settings
         self._interval_s = interval_s

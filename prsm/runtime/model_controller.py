@@ -22,6 +22,7 @@ from prsm.adapters.inference.vllm_serve import APP_PREFIX, VllmServeBackend, app
 from prsm.adapters.ray_compat import delete_app_nowait, deploy_app_nowait
 from prsm.domain.model_registry import Deployment, ModelRegistry
 from prsm.domain.models import ModelStatus
+from prsm.observability import metrics
 from prsm.runtime import actors, rollout_stats
 from prsm.runtime.loop_actor import LoopActor, StoreBuilder
 from prsm.service_layer.models import change_registry, controller_writer, load_registry
@@ -79,6 +80,7 @@ class ModelController(LoopActor):
         writer = controller_writer(self._store, _now)
         decided = await evaluate_due(writer, rollout_stats.version_stats)
         for r in decided:
+            metrics.rollout_decided(r, "controller")
             log.info("rollout %s of %s: %s at %.1f %%", r.rollout_id, r.model,
                      type(r.history[-1]).__name__, r.percent)  # fmt: skip
         for r in await start_declared(writer):
@@ -106,7 +108,7 @@ class ModelController(LoopActor):
         if status == "DELETING":  # an earlier version of it is still going: deploy after
             return []
         if not status:
-            await asyncio.to_thread(_deploy, d, name)
+            await asyncio.to_thread(_deploy, d, name, str(self._settings.get("log_level", "INFO")))
             if d.status is ModelStatus.READY:  # e.g. the platform restarted
                 return [lambda r: r.health(key, at, False, "redeploying")]
             return []
@@ -167,9 +169,9 @@ async def _warm_up(d: Deployment, name: str) -> None:
         log.warning("warm-up of %s failed; marking it ready anyway", d.model_id, exc_info=True)
 
 
-def _deploy(d: Deployment, name: str) -> None:
+def _deploy(d: Deployment, name: str, log_level: str) -> None:
     log.info("deploying %s as Serve application %s", d.model_id, name)
-    deploy_app_nowait(build_app(d.spec, d.spec.name), name=name, route_prefix=None)
+    deploy_app_nowait(build_app(d.spec, d.spec.name, log_level), name=name, route_prefix=None)
 
 
 def start(build_store: StoreBuilder, settings: dict[str, Any]) -> Any:

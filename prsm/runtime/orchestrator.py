@@ -39,10 +39,12 @@ from prsm.domain import events as ev
 from prsm.domain import streams
 from prsm.domain.agents import AgentPool, Location, Resources
 from prsm.domain.errors import AgentUnavailable, CapabilityMismatch, PrsmError
-from prsm.domain.orchestration import Call, TaskRun
+from prsm.domain.orchestration import Call, TaskRun, death_verdict
 from prsm.domain.skills import Skill
 from prsm.domain.task_types import TASK_TYPES, plan
 from prsm.domain.tasks import Task, TaskStatus
+from prsm.observability import metrics
+from prsm.observability.logging import correlated
 from prsm.runtime import actors
 from prsm.runtime.agent import LlmBuilder, Outcome, SubtaskCall
 from prsm.runtime.agent_registry import AgentRegistry, actor_name
@@ -129,6 +131,7 @@ class Orchestrator(LoopActor):
             self._agents.stop_overdue(await self._agents.heartbeats())
             self._agents.retire_drained()
             self._snapshot = self._agents.snapshot()
+            metrics.agents(self._snapshot, self._agents.desired)
         await self._log.catch_up(self._store)
         await self._admit()
         self._dispatch()
@@ -176,8 +179,8 @@ class Orchestrator(LoopActor):
             run.restore(r.event for r in await self._store.read_stream(streams.run(task.task_id)))
             self._touched.add(task.task_id)  # perhaps finished already: its outcome is due
         self._runs[task.task_id] = run
-        if run.outputs:
-            log.info("task %s resumed with %d of %d subtasks done", task.task_id,
+        with correlated(task.correlation_id):
+            log.info("task %s running: %d of %d subtasks done", task.task_id,
                      len(run.outputs), p.size)  # fmt: skip
 
     # --- subtasks ----------------------------------------------------------------------------
@@ -256,7 +259,7 @@ class Orchestrator(LoopActor):
 
     async def _call(self, agent_id: str, handle: Any, batch: list[Item]) -> None:
         calls = [SubtaskCall(self._tasks[t].tenant_id, self._tasks[t].user_id, t, c.key,
-                             run.skill_of(c.key), c.input)
+                             run.skill_of(c.key), c.input, self._tasks[t].correlation_id)
                  for t, run, c in batch if t in self._tasks]  # fmt: skip
         try:
             outcomes: list[Outcome] = await handle.run.remote(calls)
@@ -282,28 +285,21 @@ class Orchestrator(LoopActor):
                 buffer.append(ev.SubtaskCompleted(task_id=task_id, key=out.key, agent_id=agent_id,
                                                   output=out.output, seconds=out.seconds,
                                                   node_id=node_id, bundle=bundle))  # fmt: skip
-            elif not out.ok:
+            elif not out.ok:  # the agent logged it, under the task's request id
                 failed = run.failed(out.key, agent_id, str(out.output), now)
                 if failed is not None:
                     buffer.append(replace(failed, node_id=node_id, bundle=bundle))
 
     def _died_running(self, agent_id: str, batch: list[Item], exc: RayActorError) -> None:
-        """An agent died running ``batch``: a subtask that overran its timeout, or ran alone,
-        counts a failed try; the others go again, each alone."""
+        """An agent died running ``batch``: each subtask counts a failed try or goes again
+        alone, as ``death_verdict`` decides."""
         overdue = self._agents.overdue.pop(agent_id, {})
         now = time.monotonic()
-        cause = str(exc).strip().splitlines()
-        why = f"its worker died: {type(exc).__name__}" + (f" ({cause[0][:300]})" if cause else "")
         for task_id, run, c in reversed(batch):
             if self._runs.get(task_id) is not run:
                 continue
-            took = overdue.get((task_id, c.key))
-            if took is not None:
-                error = (f"timed out: ran {took:.0f} s, over its skill's timeout; its agent "
-                         "was stopped and replaced")  # fmt: skip
-            elif len(batch) == 1 and not overdue:
-                error = why
-            else:
+            error = death_verdict(exc, overdue.get((task_id, c.key)), len(batch), bool(overdue))
+            if error is None:
                 run.lost(c.key, alone=True)
                 continue
             self._touched.add(task_id)
@@ -345,6 +341,8 @@ class Orchestrator(LoopActor):
                 continue  # answers that came during the append: recorded before the outcome
             if run.finished:
                 ok, result, error = run.outcome()
+                with correlated(task.correlation_id):
+                    log.info("task %s finished: %s", task_id, "ok" if ok else error)
                 if ok:
                     ref, result = await asyncio.to_thread(
                         self._blobs.result, result, self._inline_max
@@ -369,9 +367,12 @@ class Orchestrator(LoopActor):
         assert self._store is not None
         await self._log.write(self._store, changes, _now())
 
-    def _new(self, event: ev.Event, correlation: str) -> ev.NewEvent:
-        meta = ev.EventMetadata(occurred_at=_now(), source="orchestrator",
-                                correlation_id=correlation)  # fmt: skip
+    def _new(self, event: ev.Event, key: str) -> ev.NewEvent:
+        """``key``: the task the event is about (recorded under the id of the request that
+        submitted it, where known), or the stream of the agents."""
+        task = self._tasks.get(key)
+        request = (task.correlation_id if task else "") or key
+        meta = ev.EventMetadata(occurred_at=_now(), source="orchestrator", correlation_id=request)
         return ev.NewEvent(event, meta)
 
 

@@ -45,6 +45,8 @@ from prsm.domain.scheduling import (
 )
 from prsm.domain.task_types import TASK_TYPES
 from prsm.domain.tasks import Task, TaskStatus
+from prsm.observability import metrics
+from prsm.observability.logging import correlated
 from prsm.runtime import actors, allocations, cluster_state, reservations
 from prsm.runtime.loop_actor import LoopActor, StoreBuilder
 from prsm.runtime.node_monitor import NodeMonitors
@@ -99,6 +101,7 @@ class Scheduler(LoopActor):
         self._reasons: dict[str, str] = {}  # queued task → why it waits
         self._started: dict[str, datetime] = {}
         self._types: dict[str, str] = {}  # unfinished task → type
+        self._requests: dict[str, str] = {}  # task → its request's id, until it is released
         self._releasing: set[str] = set()
         self._durations = Durations()
         self._index = NodeIndex()
@@ -166,16 +169,23 @@ class Scheduler(LoopActor):
                 self._allocated[e.task_id] = {**self._allocated[e.task_id], "nodes": list(e.nodes)}
             elif isinstance(e, ev.TaskSubmitted):
                 self._types[e.task_id] = e.task_type
+                self._requests[e.task_id] = e.correlation_id
             elif isinstance(e, ev.TaskStarted):
                 self._started[e.task_id] = e.at
             elif isinstance(e, ev.TaskSucceeded) and e.task_id in self._started:
-                seconds = (e.at - self._started.pop(e.task_id)).total_seconds()
+                seconds = (e.at - self._started[e.task_id]).total_seconds()
                 self._durations.observe(self._types.get(e.task_id, ""), max(seconds, 0.0))
             task_id = getattr(e, "task_id", "")
             status = self._log.status.get(task_id)
             if status is not None and status.is_terminal:
+                if self._up.is_set():  # not the log read again at set-up (after a restart)
+                    metrics.task_finished(
+                        e, self._types.get(task_id, ""), self._started.get(task_id)
+                    )
                 self._types.pop(task_id, None)
                 self._started.pop(task_id, None)
+                if task_id not in self._allocated:
+                    self._requests.pop(task_id, None)
             if status is not None and (status.is_terminal or status is TaskStatus.QUEUED):
                 ended.add(task_id)
         # After the whole batch: a release recorded later in it (e.g. read again after a
@@ -216,7 +226,8 @@ class Scheduler(LoopActor):
             task = self._log.tasks.get(task_id)
             if task_id in self._releasing or task is None or all(n in live for n in nodes):
                 continue
-            decided = reservations.decide_again(self._index, task, placed)
+            with correlated(task.correlation_id):
+                decided = reservations.decide_again(self._index, task, placed)
             if decided is None or not await reservations.make_again(task_id, placed, decided):
                 continue
             self._allocated[task_id] = {**placed, "nodes": list(decided.nodes)}
@@ -224,8 +235,8 @@ class Scheduler(LoopActor):
         if moved and self._store is not None:
             at = _now()
             await self._store.append([
-                _note(t, ev.AllocationMoved(task_id=t, at=at, nodes=tuple(nodes)), at)
-                for t, nodes in moved])  # fmt: skip
+                _note(t, ev.AllocationMoved(task_id=t, at=at, nodes=tuple(nodes)), at,
+                      self._requests.get(t, "")) for t, nodes in moved])  # fmt: skip
 
     # --- admission ---------------------------------------------------------------------------
 
@@ -266,7 +277,8 @@ class Scheduler(LoopActor):
             if why:
                 self._reasons[q.task_id] = why
                 continue
-            placement = await self._allocate(task)
+            with correlated(task.correlation_id):
+                placement = await self._allocate(task)
             if isinstance(placement, str):
                 self._reasons[q.task_id] = placement
                 continue
@@ -280,6 +292,11 @@ class Scheduler(LoopActor):
             for task_id in reserved:
                 if self._log.status.get(task_id) not in ACTIVE:
                     allocations.remove(task_id)
+        for task, _ in changes:  # one line per decision recorded, under its request's id
+            if self._log.status.get(task.task_id) is task.status:
+                with correlated(task.correlation_id):
+                    log.info("task %s %s: %s", task.task_id, task.status.value.lower(),
+                             task.error or (task.allocation or {}).get("strategy"))  # fmt: skip
         self._publish([q for q in queued if q.task_id in self._reasons], now)
 
     def _dependencies(self, task: Task) -> str:
@@ -324,6 +341,7 @@ class Scheduler(LoopActor):
     def _publish(self, waiting: list[Queued], now: datetime) -> None:
         """For the actor methods: the tasks still queued (position, start estimate, why each
         waits), the work queued per priority, and the allocations per node."""
+        metrics.queue(waiting, now)
         slots = self._slots()
         on_node: dict[str, int] = {}
         for placed in self._allocated.values():
@@ -343,8 +361,8 @@ class Scheduler(LoopActor):
         released, self._released = self._released, []
         self._releasing -= {t for t, _ in released}
         at = _now()
-        writes = [_note(t, ev.AllocationReleased(task_id=t, at=at, reason=why), at)
-                  for t, why in released]  # fmt: skip
+        writes = [_note(t, ev.AllocationReleased(task_id=t, at=at, reason=why), at,
+                        self._requests.get(t, "")) for t, why in released]  # fmt: skip
         try:
             await self._store.append(writes)
         except Exception:
@@ -371,10 +389,10 @@ def stop() -> None:
         actors.kill(node_actor_name(node["NodeID"]))
 
 
-def _note(task_id: str, event: ev.Event, at: datetime) -> StreamWrite:
+def _note(task_id: str, event: ev.Event, at: datetime, request_id: str) -> StreamWrite:
     """A fact about a task's allocation, appended whatever the task's version (it changes
-    no status)."""
+    no status), under the id of the request that submitted the task."""
     meta = ev.EventMetadata(
-        occurred_at=at, source="scheduler", correlation_id=streams.task(task_id)
+        occurred_at=at, source="scheduler", correlation_id=request_id or streams.task(task_id)
     )
     return StreamWrite(streams.task(task_id), None, [ev.NewEvent(event, meta)])

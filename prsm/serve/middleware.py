@@ -1,8 +1,14 @@
 """The gateway's outermost layer (pure ASGI): correlation id, header and body size limits,
-metrics."""
+metrics, and one JSON log line per request.
+
+The correlation id is the one the client chose (``X-Correlation-ID``, or ``X-Request-ID``
+as Ray Serve and vLLM name it), or a fresh one; it is sent back as ``X-Correlation-ID``, is
+in every log line written while the request is served, goes with the tasks it submits and
+with the model calls it makes."""
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -16,7 +22,10 @@ from prsm.serve.errors import HTTP_CODES, error_response
 
 HEADER = "x-correlation-id"
 _HEADER_BYTES = HEADER.encode()
+_REQUEST_ID_BYTES = b"x-request-id"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+log = logging.getLogger("prsm.gateway")
 
 
 class RequestContext:
@@ -37,13 +46,16 @@ class RequestContext:
         await self._request(scope, receive, send, limit)
 
     async def _request(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        given, declared, header_bytes = "", "", 0
+        given, request_id, declared, header_bytes = "", "", "", 0
         for name, value in scope["headers"]:
             header_bytes += len(name) + len(value) + 4
             if name == _HEADER_BYTES:
                 given = value.decode("latin-1")
+            elif name == _REQUEST_ID_BYTES:
+                request_id = value.decode("latin-1")
             elif name == b"content-length":
                 declared = value.decode("latin-1")
+        given = given or request_id
         token = correlation_id.set(given if _VALID_ID.match(given) else uuid.uuid4().hex)
         started, status = time.perf_counter(), 500
 
@@ -66,11 +78,10 @@ class RequestContext:
                 return
             await self._limited(scope, receive, send_with_id, limit)
         finally:
-            route = _route_of(scope)
+            route, seconds = _route_of(scope), time.perf_counter() - started
             metrics.HTTP_REQUESTS.labels(route, scope["method"], str(status)).inc()
-            metrics.HTTP_LATENCY.labels(route, scope["method"]).observe(
-                time.perf_counter() - started
-            )
+            metrics.HTTP_LATENCY.labels(route, scope["method"]).observe(seconds)
+            log.info("%s %s %d %.1f ms", scope["method"], scope["path"], status, seconds * 1000)
             correlation_id.reset(token)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:

@@ -2,9 +2,10 @@
 
 Each request is routed by the model's route (during a canary rollout, a weighted or per-user
 choice between two versions), sent to that version's backend, and metered per model and
-version: requests, errors, latency, time to first token, tokens in and out. Requests of a
-model in a rollout are also recorded for the rollout controller: latency, and whether the
-platform served them (a 4xx is the caller's failure, not the version's)."""
+version: requests, errors, latency, time to first token, inter-token latency (streamed
+responses), tokens in and out. Requests of a model in a rollout are also recorded for the
+rollout controller: latency, and whether the platform served them (a 4xx is the caller's
+failure, not the version's)."""
 
 from __future__ import annotations
 
@@ -136,19 +137,25 @@ async def _metered(
     wants_usage: bool,
     done: Done | None,
 ) -> AsyncIterator[str]:
-    first = True
+    first_at = last_at = 0.0  # when the first and the last chunk with tokens came
+    usage: dict[str, Any] | None = None
     outcome = "stream_error"
     try:
         async for text in items:
-            if first:
-                metrics.TIME_TO_FIRST_TOKEN.labels(*labels).observe(time.perf_counter() - started)
-                first = False
+            now = time.perf_counter()
+            if not first_at:
+                metrics.TIME_TO_FIRST_TOKEN.labels(*labels).observe(now - started)
+                first_at = now
             if '"choices":[]' in text and '"usage"' in text:
-                _count_tokens(labels, _usage(text))
+                usage = _usage(text)
+                _count_tokens(labels, usage)
                 if not wants_usage:
                     continue
+            elif "data: [DONE]" not in text:
+                last_at = now
             yield text
         outcome = "ok"
+        _inter_token(labels, last_at - first_at, usage)
     except PrsmError as exc:  # the stream broke after it began: tell the client in-band
         outcome = exc.code
         error = {"error": {"code": exc.code, "message": exc.message, "type": "api_error"}}
@@ -159,6 +166,14 @@ async def _metered(
         metrics.INFERENCE_REQUESTS.labels(*labels, endpoint, outcome).inc()
         if done is not None:
             done(elapsed, outcome == "ok")
+
+
+def _inter_token(labels: tuple[str, str], span_s: float, usage: dict[str, Any] | None) -> None:
+    """The response's mean inter-token latency: from its first token to its last, over the
+    tokens after the first (responses of fewer than two tokens have none)."""
+    tokens = (usage or {}).get("completion_tokens") or 0
+    if tokens >= 2 and span_s > 0:
+        metrics.INTER_TOKEN_LATENCY.labels(*labels).observe(span_s / (tokens - 1))
 
 
 def _usage(text: str) -> dict[str, Any] | None:

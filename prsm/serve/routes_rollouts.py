@@ -9,6 +9,7 @@ from prsm.api.rollouts import RolloutCreate, RolloutList, RolloutOut
 from prsm.domain import commands as cmds
 from prsm.domain.rollout_policy import RolloutPolicy, RolloutStatus, VersionStats
 from prsm.domain.rollouts import Rollout
+from prsm.observability import metrics
 from prsm.observability.logging import correlation_id
 from prsm.serve.deps import Deps, GatewayDeps, RolloutsReader, RolloutsWriter
 from prsm.service_layer.models import load_registry
@@ -80,6 +81,7 @@ async def _decide(
     command: cmds.PromoteRollout | cmds.AbortRollout, deps: GatewayDeps
 ) -> RolloutOut:
     rollout: Rollout = await deps.bus.handle(command)
+    metrics.rollout_decided(rollout, "user")
     deps.models_changed()
     return RolloutOut.of(rollout)
 

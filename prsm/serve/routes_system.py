@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prsm.api.errors import error_responses
 from prsm.api.system import Status, WhoAmI
 from prsm.domain.errors import PrsmError
+from prsm.observability.metrics import READY
 from prsm.serve.deps import Deps, WhoAmIScope
 
 router = APIRouter(tags=["system"])
@@ -26,6 +27,14 @@ async def health() -> Status:
     summary="Readiness: store, Ray and runtime actors answer (a 503 names what does not)",
 )
 async def ready(deps: Deps) -> JSONResponse:
+    checks = await _checks(deps)
+    ok = all(v == "ok" for v in checks.values())
+    body = Status(status="ready" if ok else "not ready", checks=checks)
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+async def _checks(deps: Deps) -> dict[str, str]:
+    """Each readiness check: ``ok`` or ``failing: <why>``; recorded as ``prsm_ready``."""
     checks: dict[str, str] = {}
     for name, check in {"store": deps.store.ping, **deps.ready_checks}.items():
         try:
@@ -33,13 +42,16 @@ async def ready(deps: Deps) -> JSONResponse:
             checks[name] = "ok"
         except (PrsmError, OSError, RuntimeError) as exc:
             checks[name] = f"failing: {exc}"
-    ok = all(v == "ok" for v in checks.values())
-    body = Status(status="ready" if ok else "not ready", checks=checks)
-    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+        READY.labels(name).set(1.0 if checks[name] == "ok" else 0.0)
+    return checks
 
 
-@router.get("/metrics", summary="Prometheus metrics of this gateway replica")
-async def metrics() -> Response:
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics of this gateway replica (its readiness checks run first)",
+)
+async def metrics(deps: Deps) -> Response:
+    await _checks(deps)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

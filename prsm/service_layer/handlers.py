@@ -98,6 +98,7 @@ def _new_task(spec: cmds.TaskSpec, p: Plan, cmd: cmds.SubmitTasks, ctx: Context)
             origin_zone=cmd.origin[1],
             skills=[_pinned(s, env).record() for s in p.skills],
             runtime_env=env,
+            correlation_id=cmd.correlation_id,
         )
     )
 

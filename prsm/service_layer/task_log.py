@@ -94,8 +94,9 @@ class TaskLog:
             self._track(t)
 
     def _events(self, task: Task, at: datetime) -> list[ev.NewEvent]:
-        # The correlation id of the runtime's own writes is the task's stream; an event id each.
-        correlation = streams.task(task.task_id)
+        # The runtime's writes about a task keep the id of the request that submitted it (the
+        # task's stream for a task submitted before that id was kept); an event id each.
+        correlation = task.correlation_id or streams.task(task.task_id)
         return [ev.NewEvent(e, ev.EventMetadata(occurred_at=at, source=self.source,
                                                 correlation_id=correlation))
                 for e in task.changes]  # fmt: skip

@@ -292,6 +292,8 @@ async def test_health_ready_metrics(api: httpx.AsyncClient) -> None:
 async def test_correlation_id_is_kept_or_made(api: httpx.AsyncClient) -> None:
     given = await api.get("/v1/whoami", headers={**ALICE, "X-Correlation-ID": "req-123"})
     assert given.headers["x-correlation-id"] == "req-123"
+    as_request_id = await api.get("/v1/whoami", headers={**ALICE, "X-Request-ID": "req-456"})
+    assert as_request_id.headers["x-correlation-id"] == "req-456"
     made = await api.get("/v1/whoami", headers=ALICE)
     assert len(made.headers["x-correlation-id"]) == 32
 

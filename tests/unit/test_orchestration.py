@@ -11,7 +11,7 @@ from prsm.adapters import skill_code
 from prsm.domain import events as ev
 from prsm.domain import task_types
 from prsm.domain.errors import InvalidRequest
-from prsm.domain.orchestration import FINAL, TaskRun
+from prsm.domain.orchestration import FINAL, TaskRun, death_verdict
 from prsm.domain.task_types import Plan
 from prsm.domain.tasks import CoordinationStrategy as CS
 
@@ -214,3 +214,15 @@ def test_the_capabilities_of_a_plan_are_its_skills_and_its_requirements() -> Non
     p = plan("sweep", {"skill": "sim.logistic", "parameter_sets": [{"r": 1}],
                        "summarise_with": "m", "requires": ["eu"]})  # fmt: skip
     assert p.capabilities == {"simulation", "llm", "eu"}
+
+
+def test_an_agents_death_fails_the_try_of_the_overdue_or_lone_subtask_only() -> None:
+    died = RuntimeError("The actor died unexpectedly\nmore detail")
+    assert death_verdict(died, 3.2, 5, True) == (
+        "timed out: ran 3 s, over its skill's timeout; its agent was stopped and replaced"
+    )
+    assert death_verdict(died, None, 1, False) == (
+        "its worker died: RuntimeError (The actor died unexpectedly)"
+    )
+    assert death_verdict(died, None, 5, False) is None  # a companion: it goes again alone
+    assert death_verdict(died, None, 1, True) is None  # another subtask overran: not this one

@@ -1,31 +1,58 @@
-"""What PRSM changes in Ray Serve LLM: the first streamed chunk leaves at once, and local
-model directories are not "downloaded" before the engine starts.
+"""What PRSM changes in Ray Serve LLM: the first streamed chunk leaves at once, local
+model directories are not "downloaded" before the engine starts, and each request leaves one
+JSON log line (PRSM's format) with its id.
 
 ``LLMServer`` batches a stream's chunks and sends a batch every 50 ms, the first one too, so
 every streamed answer starts up to 50 ms late. ``PrsmLLMServer`` sends the first chunk as
 soon as the engine yields it, then batches the rest as Ray does (fewer, larger messages
-through the Serve handle). The Ray Serve LLM internals both rely on go through
+through the Serve handle). Each chat or completion request is logged once, under its Serve
+request id: the id of the PRSM request it serves (the gateway's, or the task's whose agent
+calls the model). The Ray Serve LLM internals these rely on go through
 ``prsm.adapters.ray_compat``."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncGenerator
 from typing import Any, TypeVar
 
 from ray.serve.llm import LLMServer
 
-from prsm.adapters.ray_compat import CallbackBase, StreamBatchingHook, batched
+from prsm.adapters.ray_compat import CallbackBase, StreamBatchingHook, batched, serve_request_id
+from prsm.observability.logging import configure, correlated
 
 T = TypeVar("T")
 
+log = logging.getLogger("prsm.model")
+
 
 class PrsmLLMServer(StreamBatchingHook, LLMServer):
+    async def __init__(self, llm_config: Any, *, log_level: str = "INFO",  # type: ignore[misc]
+                       **options: Any) -> None:  # fmt: skip
+        configure(log_level)
+        await super().__init__(llm_config, **options)
+
+    async def chat(self, request: Any, raw_request_info: Any = None) -> Any:
+        log_request("chat", request)
+        return await super().chat(request, raw_request_info)
+
+    async def completions(self, request: Any, raw_request_info: Any = None) -> Any:
+        log_request("completions", request)
+        return await super().completions(request, raw_request_info)
+
     def batch_output_stream(
         self, generator: AsyncGenerator[T, None], interval_ms: float | None
     ) -> AsyncGenerator[list[T], None]:
         return first_now_then_batched(generator, interval_ms)
+
+
+def log_request(endpoint: str, request: Any) -> None:
+    """One line for a request reaching the model, under the request's Serve id."""
+    with correlated(serve_request_id()):
+        log.info("%s request for %s (stream: %s)", endpoint, getattr(request, "model", None),
+                 bool(getattr(request, "stream", False)))  # fmt: skip
 
 
 async def first_now_then_batched(

@@ -5,7 +5,9 @@ tensor/pipeline parallel sizes with placement-group bundles and strategy, CPU or
 ``build_app`` gives the Serve application that runs it (Ray's ``LLMServer``, which runs the
 vLLM engine in the replica). ``VllmServeBackend`` calls such an application from the gateway
 through a Serve handle, as Ray's own OpenAI ingress does, so that PRSM's gateway (auth,
-routing, metrics) is the only HTTP hop.
+routing, metrics) is the only HTTP hop. A call carries the id of the request it serves
+(PRSM's correlation id) as its Serve request id: the model replica logs it, and vLLM takes
+it as the request's id.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from prsm.domain.errors import (
     UpstreamTimeout,
 )
 from prsm.domain.models import Accelerator, ModelSpec, Strategy
+from prsm.observability.logging import current
 from prsm.service_layer.ports import Completion
 
 APP_PREFIX = "prsm-model-"
@@ -111,7 +114,8 @@ def llm_config(spec: ModelSpec, model_id: str) -> Any:
     return LLMConfig(**options)
 
 
-def build_app(spec: ModelSpec, model_id: str) -> Any:
+def build_app(spec: ModelSpec, model_id: str, log_level: str = "INFO") -> Any:
+    """``log_level``: of PRSM's JSON lines in the replica (one per request, with its id)."""
     from ray.serve.llm import build_llm_deployment
 
     from prsm.adapters.inference.llm_server import PrsmLLMServer
@@ -119,6 +123,7 @@ def build_app(spec: ModelSpec, model_id: str) -> Any:
     return build_llm_deployment(
         llm_config(spec, model_id),
         name_prefix="prsm:",
+        bind_kwargs={"log_level": log_level},
         deployment_cls=PrsmLLMServer,
         # PRSM's gateway logs and meters each request; a second access log line per request
         # in the model replica costs CPU the engine needs.
@@ -155,7 +160,14 @@ class VllmServeBackend:
         return None
 
     async def _call(self, method: str, request: Any) -> Completion:
-        stream: Any = getattr(self._handle, method).remote(request, None)
+        from prsm.adapters.ray_compat import with_serve_request_id
+
+        request_id = current()
+        if request_id:
+            with with_serve_request_id(request_id):
+                stream: Any = getattr(self._handle, method).remote(request, None)
+        else:  # no request here (e.g. a warm-up): Serve's own id
+            stream = getattr(self._handle, method).remote(request, None)
         try:
             first = await asyncio.wait_for(anext(stream), self._timeout_s)
         except TimeoutError:  # e.g. no replica left to take it: never hang the client

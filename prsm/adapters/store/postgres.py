@@ -8,6 +8,7 @@ id, so a retry never writes an event twice.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -212,8 +213,9 @@ class PostgresStore:
                 await conn.execute("UPDATE event_log_head SET position = $1 WHERE id = 1", head)
                 return out
 
+        started = time.perf_counter()
         recorded = await self._retrying(attempt)
-        count_appended(recorded)
+        count_appended(recorded, "postgres", time.perf_counter() - started)
         return recorded
 
     @staticmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -153,8 +154,9 @@ class SqliteStore:
             raise ValueError("each stream may appear once per append")
         if not any(w.events for w in writes):
             return []
+        started = time.perf_counter()
         out = await self._appends.write(list(writes))
-        count_appended(out)
+        count_appended(out, "sqlite", time.perf_counter() - started)
         return out
 
     async def _append_group(self, group: list[list[StreamWrite]]) -> list[Appended]:

@@ -31,6 +31,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         "PRSM_HTTP_PORT": str(free_port()),
         "PRSM_RAY_PORT": str(free_port()),
         "PRSM_DASHBOARD_PORT": str(free_port()),
+        "PRSM_METRICS_PORT": str(free_port()),
+        # Reads: 20/s after a burst of 300 (default 200/s, 400), so that a user flooding the
+        # gateway meets its limit (test_observability) on a machine slower than 200 requests/s.
+        "PRSM_RATE_LIMITS": "inference=100/200,tasks=100/200,reads=20/300",
         "PRSM_RAY_NUM_CPUS": "8",
         "PRSM_AGENTS": '{"compute": 1, "simulation": 1, "llm": 1}',
     }
@@ -45,6 +49,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     ray_env = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": token_path.group(1)}
     try:
         yield {"env": ray_env, "address": address, "token": found.group(1), "tmp": tmp,
-               "gateway": f"http://127.0.0.1:{env['PRSM_HTTP_PORT']}"}  # fmt: skip
+               "gateway": f"http://127.0.0.1:{env['PRSM_HTTP_PORT']}", "up_output": out,
+               "metrics": f"127.0.0.1:{env['PRSM_METRICS_PORT']}"}  # fmt: skip
     finally:
         subprocess.run([sys.executable, "-m", "prsm", "down"], env=env, timeout=300, check=False)
