@@ -12,6 +12,7 @@ Each wrapper says which public API is missing and why the private one is used.
 - ``deploy_app_nowait`` — ``ray.serve._run(..., _blocking=False)``
 - ``delete_app_nowait`` — ``ray.serve.delete(..., _blocking=False)``
 - ``serve_request_id`` / ``with_serve_request_id`` — ``ray.serve.context._serve_request_context``
+  and its ``_RequestContext``
 - ``reload_auth_config`` — ``ray._raylet.Config.initialize``
 - ``CallbackBase`` — ``ray.llm._internal.common.callbacks.base.CallbackBase``
 - ``batched`` — ``ray.llm._internal.serve.utils.batcher.Batcher``

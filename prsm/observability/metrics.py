@@ -56,11 +56,15 @@ class _Bound:
 class _Metric:
     def __init__(self, prom: Any, ray: Any, labelnames: Sequence[str]) -> None:
         self.prom, self.ray, self.labelnames = prom, ray, tuple(labelnames)
+        self._bound: dict[tuple[str, ...], _Bound] = {}  # label values are few (no ids)
 
     def labels(self, *values: str) -> _Bound:
-        if len(values) != len(self.labelnames):
-            raise ValueError(f"expected labels {self.labelnames}, got {values}")
-        return _Bound(self, tuple(str(v) for v in values))
+        bound = self._bound.get(values)
+        if bound is None:
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"expected labels {self.labelnames}, got {values}")
+            bound = self._bound[values] = _Bound(self, tuple(str(v) for v in values))
+        return bound
 
 
 def _counter(name: str, doc: str, labels: Sequence[str] = ()) -> _Metric:
@@ -148,7 +152,8 @@ RATE_LIMITER_ERRORS = _counter(
 INTER_TOKEN_LATENCY = _histogram(
     "prsm_inference_inter_token_latency_seconds",
     "Mean time between generated tokens of a streamed response (from the first token to the "
-    "last, over the tokens after the first), one sample per response, by model and version",
+    "last, over the tokens after the first), one sample per response, by model and version; "
+    "the model replica sends chunks after the first in batches (50 ms), which this includes",
     ["model", "version"],
     (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
@@ -216,13 +221,18 @@ def queue(waiting: Sequence[Queued], now: datetime) -> None:
     OLDEST_QUEUED_AGE.labels().set(max((now - oldest).total_seconds(), 0.0))
 
 
+_AGENT_TYPES: set[str] = set()  # every type reported in this process: gone ones go to 0
+
+
 def agents(views: Iterable[AgentView], types: Iterable[str]) -> None:
     """How many agents of each type are in each status (0 included), and their mean load."""
     counts: collections.Counter[tuple[str, str]] = collections.Counter()
-    loads: dict[str, list[float]] = {t: [] for t in types}
+    _AGENT_TYPES.update(types)
+    loads: dict[str, list[float]] = {t: [] for t in _AGENT_TYPES}
     for a in views:
         counts[a.type, a.status] += 1
         loads.setdefault(a.type, []).append(a.load)
+        _AGENT_TYPES.add(a.type)
     for kind, values in loads.items():
         for status in AgentStatus:
             AGENTS.labels(kind, status.value).set(counts[kind, status.value])

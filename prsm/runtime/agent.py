@@ -14,6 +14,7 @@ subtask has run and its timeout, and the orchestrator replaces an agent that ove
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 import time
@@ -218,8 +219,9 @@ class AgentWorker:
             if self._complete is None:
                 if self._build_llm is None:
                     raise RuntimeError("this agent has no model access")
-                self._complete = asyncio.run_coroutine_threadsafe(
-                    self._build_llm(self._settings), loop
+                # Built outside any request's context: what it starts outlives this call.
+                self._complete = contextvars.Context().run(
+                    asyncio.run_coroutine_threadsafe, self._build_llm(self._settings), loop
                 )
         complete = self._complete.result(timeout=LLM_TIMEOUT_S)
         answer: Future[str] = asyncio.run_coroutine_threadsafe(

@@ -60,6 +60,7 @@ log = logging.getLogger("prsm.scheduler")
 NAME = "prsm-scheduler"
 NODES_EVERY_S = 1.0
 ACTIVE = (TaskStatus.SCHEDULED, TaskStatus.RUNNING)
+ENDINGS = (ev.TaskSucceeded, ev.TaskFailed, ev.TaskCancelled)
 
 
 def _now() -> datetime:
@@ -165,6 +166,7 @@ class Scheduler(LoopActor):
                 self._allocated[e.task_id] = e.placement
             elif isinstance(e, ev.AllocationReleased):
                 self._allocated.pop(e.task_id, None)
+                self._requests.pop(e.task_id, None)
             elif isinstance(e, ev.AllocationMoved) and e.task_id in self._allocated:
                 self._allocated[e.task_id] = {**self._allocated[e.task_id], "nodes": list(e.nodes)}
             elif isinstance(e, ev.TaskSubmitted):
@@ -177,7 +179,7 @@ class Scheduler(LoopActor):
                 self._durations.observe(self._types.get(e.task_id, ""), max(seconds, 0.0))
             task_id = getattr(e, "task_id", "")
             status = self._log.status.get(task_id)
-            if status is not None and status.is_terminal:
+            if isinstance(e, ENDINGS):  # the event itself: the batch may hold its whole life
                 if self._up.is_set():  # not the log read again at set-up (after a restart)
                     metrics.task_finished(
                         e, self._types.get(task_id, ""), self._started.get(task_id)

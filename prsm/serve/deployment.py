@@ -16,7 +16,10 @@ from prsm.serve.deps import GatewayDeps
 Builder = Callable[[dict[str, Any]], Awaitable[GatewayDeps]]
 
 
-@serve.deployment(name="gateway", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
+# PRSM's middleware logs each request once, with its correlation id: Serve's access line
+# for the same request would be a second one.
+@serve.deployment(name="gateway", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256,
+                  logging_config={"enable_access_log": False})  # fmt: skip
 @serve.ingress()
 class Gateway:
     async def __init__(self, build: Builder, settings: dict[str, Any]) -> None:  # type: ignore[misc]

@@ -55,8 +55,8 @@ class RequestContext:
                 request_id = value.decode("latin-1")
             elif name == b"content-length":
                 declared = value.decode("latin-1")
-        given = given or request_id
-        token = correlation_id.set(given if _VALID_ID.match(given) else uuid.uuid4().hex)
+        valid = [i for i in (given, request_id) if _VALID_ID.match(i)]
+        token = correlation_id.set(valid[0] if valid else uuid.uuid4().hex)
         started, status = time.perf_counter(), 500
 
         async def send_with_id(message: Message) -> None:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from prsm.api.errors import error_responses
 from prsm.api.system import Status, WhoAmI
-from prsm.domain.errors import PrsmError
 from prsm.observability.metrics import READY
 from prsm.serve.deps import Deps, WhoAmIScope
 
 router = APIRouter(tags=["system"])
+CHECK_TIMEOUT_S = 3.0  # a check that takes longer counts as failing
 
 
 @router.get("/health", response_model=Status, summary="Liveness")
@@ -34,16 +38,24 @@ async def ready(deps: Deps) -> JSONResponse:
 
 
 async def _checks(deps: Deps) -> dict[str, str]:
-    """Each readiness check: ``ok`` or ``failing: <why>``; recorded as ``prsm_ready``."""
-    checks: dict[str, str] = {}
-    for name, check in {"store": deps.store.ping, **deps.ready_checks}.items():
-        try:
-            await check()
-            checks[name] = "ok"
-        except (PrsmError, OSError, RuntimeError) as exc:
-            checks[name] = f"failing: {exc}"
-        READY.labels(name).set(1.0 if checks[name] == "ok" else 0.0)
+    """Each readiness check, all at once, each within ``CHECK_TIMEOUT_S``: ``ok`` or
+    ``failing: <why>``; recorded as ``prsm_ready``."""
+    named = {"store": deps.store.ping, **deps.ready_checks}
+    answers = await asyncio.gather(*(_check(c) for c in named.values()))
+    checks = dict(zip(named, answers, strict=True))
+    for name, answer in checks.items():
+        READY.labels(name).set(1.0 if answer == "ok" else 0.0)
     return checks
+
+
+async def _check(check: Callable[[], Awaitable[Any]]) -> str:
+    try:
+        await asyncio.wait_for(check(), CHECK_TIMEOUT_S)
+    except TimeoutError:
+        return f"failing: no answer within {CHECK_TIMEOUT_S:.0f} s"
+    except Exception as exc:  # whatever a dependency raises, the answer is that it fails
+        return f"failing: {exc}"
+    return "ok"
 
 
 @router.get(

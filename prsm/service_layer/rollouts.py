@@ -76,13 +76,17 @@ async def evaluate_due(writer: Writer, stats: StatsSource) -> list[Rollout]:
     if not figures:
         return []
 
+    decided: list[str] = []
+
     def decide(r: ModelRegistry) -> None:
+        decided.clear()  # tried again after a conflict: decided on the registry as it is now
         for rollout_id, (current, candidate) in figures.items():
             if r.rollouts[rollout_id].due(now):  # not decided meanwhile (promoted, aborted)
                 r.evaluate_rollout(rollout_id, now, current, candidate)
+                decided.append(rollout_id)
 
     registry = await change_registry(writer, decide)
-    return [registry.rollouts[rollout_id] for rollout_id in figures]
+    return [registry.rollouts[rollout_id] for rollout_id in decided]
 
 
 async def declare_rollouts(writer: Writer, declared: list[rev.RolloutDeclared]) -> list[str]:
