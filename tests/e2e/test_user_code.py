@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import random
 import re
 import shutil
@@ -25,39 +24,18 @@ import pytest
 
 from prsm.client import PrsmAPIError, PrsmClient
 from prsm.domain.tasks import TaskStatus
-from tests.support import free_port
+from tests.e2e.cli import platform_env, prsm, run
 
 ROOT = Path(__file__).resolve().parents[2]
 SIR = [{"beta": b, "gamma": 0.1} for b in (0.2, 0.3, 0.5)]
 SCHEMA = json.dumps({"type": "object", "required": ["beta", "gamma"]})
 
 
-def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "prsm", *args], env=env, capture_output=True,
-                          text=True, timeout=600, check=False)  # fmt: skip
-
-
-def prsm(env: dict[str, str], *args: str) -> str:
-    done = run(env, *args)
-    assert done.returncode == 0, f"prsm {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("user-code")
-    env = {
-        **os.environ,
-        "PRSM_DATA_DIR": str(tmp / "data"),
-        "PRSM_HTTP_PORT": str(free_port()),
-        "PRSM_RAY_PORT": str(free_port()),
-        "PRSM_DASHBOARD_PORT": str(free_port()),
-        "PRSM_RAY_NUM_CPUS": "8",
-        "PRSM_AGENTS": '{"compute": 1, "simulation": 1}',
-        "PRSM_DEFAULT_MODEL": "",
-        "PRSM_TASK_MAX_ATTEMPTS": "2",
-    }
-    env.pop("PRSM_TOKEN", None)
+    env = platform_env(tmp / "data", PRSM_AGENTS='{"compute": 1, "simulation": 1}',
+                       PRSM_DEFAULT_MODEL="", PRSM_TASK_MAX_ATTEMPTS="2")  # fmt: skip
     out = prsm(env, "up")
     found = re.search(r"export PRSM_TOKEN=(\S+)", out)
     assert found, out

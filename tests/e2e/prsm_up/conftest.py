@@ -3,7 +3,6 @@ authentication on, as a user starts it; torn down after the package's last modul
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -12,33 +11,19 @@ from typing import Any
 
 import pytest
 
-from tests.support import free_port
-
-
-def prsm(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "prsm", *args], env=env, capture_output=True,
-                          text=True, timeout=600, check=False)  # fmt: skip
-    assert done.returncode == 0, f"prsm {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
+from tests.e2e.cli import platform_env, prsm
 
 
 @pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("prsm-up")
-    env = {
-        **os.environ,
-        "PRSM_DATA_DIR": str(tmp / "data"),
-        "PRSM_HTTP_PORT": str(free_port()),
-        "PRSM_RAY_PORT": str(free_port()),
-        "PRSM_DASHBOARD_PORT": str(free_port()),
-        "PRSM_METRICS_PORT": str(free_port()),
+    env = platform_env(
+        tmp / "data",
         # Reads: 20/s after a burst of 300 (default 200/s, 400), so that a user flooding the
         # gateway meets its limit (test_observability) on a machine slower than 200 requests/s.
-        "PRSM_RATE_LIMITS": "inference=100/200,tasks=100/200,reads=20/300",
-        "PRSM_RAY_NUM_CPUS": "8",
-        "PRSM_AGENTS": '{"compute": 1, "simulation": 1, "llm": 1}',
-    }
-    env.pop("PRSM_TOKEN", None)
+        PRSM_RATE_LIMITS="inference=100/200,tasks=100/200,reads=20/300",
+        PRSM_AGENTS='{"compute": 1, "simulation": 1, "llm": 1}',
+    )
     out = prsm(env, "up")
     found = re.search(r"export PRSM_TOKEN=(\S+)", out)
     assert found, out

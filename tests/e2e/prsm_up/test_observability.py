@@ -22,7 +22,7 @@ import yaml
 
 from prsm.client import PrsmClient
 from tests.dashboards import DASHBOARD, panel_queries, require
-from tests.e2e.prsm_up.conftest import prsm
+from tests.e2e.cli import prsm
 from tests.support import free_port
 
 pytestmark = pytest.mark.ray

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.prsm_up.conftest import prsm
+from tests.e2e.cli import prsm
 
 
 def test_a_user_sees_the_shared_default_model_and_cannot_undeploy_it(
