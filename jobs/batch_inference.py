@@ -169,15 +169,30 @@ class Engine:
 
     A row without a usable prompt gets its error without reaching the engine; when the engine
     refuses one prompt of a batch (too long for the model, say), ``generate`` fails as a whole
-    and the batch's rows are tried one by one, so only that row carries the error."""
+    and the batch's rows are tried one by one, so only that row carries the error.
+
+    Its timings go to the job's log: the engine's start (importing vLLM, building it) and
+    each batch's time with the idle time before it (the engine waiting for rows)."""
 
     def __init__(self, source: str, engine: dict[str, Any], sampling: dict[str, Any]) -> None:
+        started = time.monotonic()
         from vllm import LLM, SamplingParams
 
         self.llm = LLM(model=source, **engine)
         self.sampling = SamplingParams(**sampling)
+        self.free_since = time.monotonic()
+        print(f"engine: started in {self.free_since - started:.1f} s", file=sys.stderr,
+              flush=True)  # fmt: skip
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        started = time.monotonic()
+        done = self._rows(batch)
+        self.free_since, idle = time.monotonic(), started - self.free_since
+        print(f"engine: {len(done['id'])} rows in {self.free_since - started:.2f} s, idle "
+              f"{idle:.3f} s before", file=sys.stderr, flush=True)  # fmt: skip
+        return done
+
+    def _rows(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         ids, prompts = list(batch["id"]), list(batch["prompt"])
         unusable = "the prompt is empty or not text"
         done = [_failed(i, p, unusable) for i, p in zip(ids, prompts, strict=True)]

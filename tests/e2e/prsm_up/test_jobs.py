@@ -87,6 +87,9 @@ def test_batch_inference_runs_vllm_engines_in_ray_data_and_records_failed_rows(
     assert (summary["rows"], summary["succeeded"], summary["failed"]) == (42, 40, 2)
     assert summary["output_tokens"] == sum(r["output_tokens"] for r in done)
     assert "vLLM engines" in summary["via"]
+    # The engine's timings, in the job's log: its start, and each batch with its idle time.
+    assert re.search(r"engine: started in \d+\.\d s", logs), logs[-4000:]
+    assert re.search(r"engine: \d+ rows in \d+\.\d+ s, idle \d+\.\d+ s before", logs)
 
 
 def test_batch_inference_through_the_gateway_from_parquet(cluster: dict[str, Any]) -> None:
