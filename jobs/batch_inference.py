@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import queue
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,9 @@ FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parque
 # CPUs the light stages (reading, preparing, writing) reserve: the engines get the rest, and a
 # cluster of one engine's CPUs plus one still runs the whole pipeline.
 LIGHT = 0.25
+# Batches each engine holds at once: the next one's prompts are queued before the current
+# one's last requests finish.
+CALLS_PER_ENGINE = 2
 OUTPUT_COLUMNS = ("id", "prompt", "output", "input_tokens", "output_tokens",
                   "finish_reason", "error")  # fmt: skip
 
@@ -58,6 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="always generate --max-tokens (for benchmarks)")  # fmt: skip
     p.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--tensor-parallel", type=int, default=1, help="workers per engine")
+    p.add_argument("--cpus-per-engine", type=int, default=0,
+                   help="CPU engines: CPUs each reserves, one torch thread each (default: "
+                        "one per tensor-parallel worker)")  # fmt: skip
     p.add_argument("--kv-cache-mb", type=int, default=256, help="KV cache per CPU engine")
     p.add_argument("--max-model-len", type=int, default=2048)
     p.add_argument("--max-num-seqs", type=int, default=0,
@@ -93,6 +101,32 @@ def filesystem(uri: str) -> tuple[Any, str]:
     return fs, str(inner)
 
 
+def input_columns(path: str, fmt: str) -> list[str]:
+    """The input's column names, read by the driver from the file's start (Parquet: its
+    footer), so that a bad ``--column`` fails at once and no Ray task runs before the engines
+    start."""
+    import pyarrow.csv
+    import pyarrow.dataset
+
+    fs, inner = filesystem(path)
+    if fmt == "parquet":
+        return list(pyarrow.dataset.dataset(inner, filesystem=fs, format="parquet").schema.names)
+    with fs.open_input_stream(inner) as stream:
+        if fmt == "csv":
+            return list(pyarrow.csv.open_csv(stream).schema.names)
+        head = b""
+        while b"\n" not in head and (chunk := stream.read(1 << 16)):
+            head += chunk
+    line = head.split(b"\n", 1)[0].strip()
+    try:
+        first = json.loads(line) if line else {}
+    except ValueError as e:
+        raise BadInput(f"--input {path}: the first line is not JSON ({e})") from e
+    if not isinstance(first, dict):
+        raise BadInput(f"--input {path}: expected one JSON object per line")
+    return list(first)
+
+
 def read_prompts(path: str, column: str) -> Any:
     """The input as a Ray Data dataset with an ``id`` and a ``prompt`` column."""
     import pyarrow.fs
@@ -102,15 +136,15 @@ def read_prompts(path: str, column: str) -> Any:
     if fs.get_file_info(inner).type == pyarrow.fs.FileType.NotFound:
         raise BadInput(f"--input {path}: no such file")
     fmt = _format(path)
-    reader = {"json": ray.data.read_json, "csv": ray.data.read_csv,
-              "parquet": ray.data.read_parquet}[fmt]  # fmt: skip
-    ds = reader(path, num_cpus=LIGHT)
-    names = ds.schema().names
+    names = input_columns(path, fmt)
     if column not in names:
         raise BadInput(f"--input {path} has no column {column!r} (it has: {', '.join(names)})")
+    reader = {"json": ray.data.read_json, "csv": ray.data.read_csv,
+              "parquet": ray.data.read_parquet}[fmt]  # fmt: skip
     keep_ids = "id" in names  # the input's own row ids are kept
-    return ds.map_batches(_prepare, fn_kwargs={"column": column, "keep_ids": keep_ids},
-                          batch_format="pyarrow", num_cpus=LIGHT)  # fmt: skip
+    return reader(path, num_cpus=LIGHT).map_batches(
+        _prepare, fn_kwargs={"column": column, "keep_ids": keep_ids}, batch_format="pyarrow",
+        num_cpus=LIGHT)  # fmt: skip
 
 
 def _prepare(batch: Any, column: str = "prompt", keep_ids: bool = False) -> Any:
@@ -163,16 +197,49 @@ def _answered(row_id: Any, prompt: str, out: Any) -> dict[str, Any]:
             "error": ""}  # fmt: skip
 
 
-class Engine:
-    """One vLLM engine in a Ray Data actor: vLLM's offline ``LLM``, one ``generate`` call per
-    batch (continuous batching inside it), as vLLM's own offline path runs.
+class _Batch:
+    """One Ray Data batch inside the engine: its rows, filled in as their requests finish."""
 
-    A row without a usable prompt gets its error without reaching the engine; when the engine
-    refuses one prompt of a batch (too long for the model, say), ``generate`` fails as a whole
-    and the batch's rows are tried one by one, so only that row carries the error.
+    def __init__(self, ids: list[Any], prompts: list[Any]) -> None:
+        self.ids, self.prompts = ids, prompts
+        unusable = "the prompt is empty or not text"
+        self.rows = [_failed(i, p, unusable) for i, p in zip(ids, prompts, strict=True)]
+        self.usable = [n for n, p in enumerate(prompts) if isinstance(p, str) and p]
+        self.open = len(self.usable)
+        self.done = threading.Event()
+        if not self.open:
+            self.done.set()
+
+    def answer(self, n: int, out: Any) -> None:
+        self.rows[n] = _answered(self.ids[n], self.prompts[n], out)
+        self._closed_one()
+
+    def fail(self, n: int, error: str) -> None:
+        self.rows[n] = _failed(self.ids[n], self.prompts[n], error)
+        self._closed_one()
+
+    def _closed_one(self) -> None:
+        self.open -= 1
+        if not self.open:
+            self.done.set()
+
+
+class Engine:
+    """One vLLM engine in a Ray Data actor, kept busy across batches.
+
+    The actor takes ``CALLS_PER_ENGINE`` batches at once (Ray Data's threaded actor calls); one
+    thread owns vLLM's offline engine (``vllm.LLM``): it adds each batch's prompts to the
+    engine as the batch arrives and steps the engine, handing each finished request to its
+    batch. The next batch's prompts join the running ones (continuous batching), so the engine
+    does not drain at a batch's end as one ``LLM.generate`` call per batch would.
+
+    A row without a usable prompt gets its error without reaching the engine; a prompt the
+    engine refuses (too long for the model, say) gets the engine's reason, and the rest of its
+    batch runs.
 
     Its timings go to the job's log: the engine's start (importing vLLM, building it) and
-    each batch's time with the idle time before it (the engine waiting for rows)."""
+    each batch's rows and time, with the time the engine sat idle (no request to run) since
+    the previous batch ended."""
 
     def __init__(self, source: str, engine: dict[str, Any], sampling: dict[str, Any]) -> None:
         started = time.monotonic()
@@ -180,38 +247,68 @@ class Engine:
 
         self.llm = LLM(model=source, **engine)
         self.sampling = SamplingParams(**sampling)
-        self.free_since = time.monotonic()
-        print(f"engine: started in {self.free_since - started:.1f} s", file=sys.stderr,
+        self.inbox: queue.Queue[_Batch] = queue.Queue()
+        self.running: dict[str, tuple[_Batch, int]] = {}  # vLLM's request id -> row
+        self.idle = 0.0  # seconds with nothing to run, since the last batch was logged
+        threading.Thread(target=self._serve, name="engine", daemon=True).start()
+        print(f"engine: started in {time.monotonic() - started:.1f} s", file=sys.stderr,
               flush=True)  # fmt: skip
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         started = time.monotonic()
-        done = self._rows(batch)
-        self.free_since, idle = time.monotonic(), started - self.free_since
-        print(f"engine: {len(done['id'])} rows in {self.free_since - started:.2f} s, idle "
+        job = _Batch(list(batch["id"]), list(batch["prompt"]))
+        if job.usable:
+            self.inbox.put(job)
+        job.done.wait()
+        idle, self.idle = self.idle, 0.0
+        print(f"engine: {len(job.rows)} rows in {time.monotonic() - started:.2f} s, idle "
               f"{idle:.3f} s before", file=sys.stderr, flush=True)  # fmt: skip
-        return done
+        return {name: [row[name] for row in job.rows] for name in OUTPUT_COLUMNS}
 
-    def _rows(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        ids, prompts = list(batch["id"]), list(batch["prompt"])
-        unusable = "the prompt is empty or not text"
-        done = [_failed(i, p, unusable) for i, p in zip(ids, prompts, strict=True)]
-        usable = [n for n, p in enumerate(prompts) if isinstance(p, str) and p]
+    def _serve(self) -> None:
+        engine, broken = self.llm.llm_engine, ""
+        while True:
+            if broken or not engine.has_unfinished_requests():  # wait for work
+                waited = time.monotonic()
+                self._add(self.inbox.get(), broken)
+                self.idle += time.monotonic() - waited
+            while not self.inbox.empty():
+                self._add(self.inbox.get_nowait(), broken)
+            if broken or not engine.has_unfinished_requests():
+                continue  # every prompt was refused
+            try:
+                outs = engine.step()
+            except Exception as e:  # the engine failed: its rows, and every later one, say why
+                broken = f"the engine failed: {type(e).__name__}: {e}"
+                for job, n in self.running.values():
+                    job.fail(n, broken)
+                self.running.clear()
+                continue
+            for out in outs:
+                if out.finished:
+                    job, n = self.running.pop(out.request_id)
+                    job.answer(n, out)
+
+    def _add(self, job: _Batch, broken: str) -> None:
+        """The batch's prompts into the engine; one the engine refuses fails alone."""
+        if broken:
+            for n in job.usable:
+                job.fail(n, broken)
+            return
         try:
-            outs = self._generate([prompts[n] for n in usable])
-            for n, out in zip(usable, outs, strict=True):
-                done[n] = _answered(ids[n], prompts[n], out)
-        except Exception:  # one prompt failed the call: find which
-            for n in usable:
+            ids = self.llm.enqueue([job.prompts[n] for n in job.usable], self.sampling,
+                                   use_tqdm=False)  # fmt: skip
+            pairs = list(zip(ids, job.usable, strict=True))
+        except Exception:  # one prompt was refused (the others were taken back): find which
+            pairs = []
+            for n in job.usable:
                 try:
-                    [out] = self._generate([prompts[n]])
-                    done[n] = _answered(ids[n], prompts[n], out)
+                    [rid] = self.llm.enqueue(job.prompts[n], self.sampling, use_tqdm=False)
+                    pairs.append((rid, n))
                 except Exception as e:  # the row keeps the engine's reason
-                    done[n] = _failed(ids[n], prompts[n], f"{type(e).__name__}: {e}")
-        return {name: [row[name] for row in done] for name in OUTPUT_COLUMNS}
-
-    def _generate(self, prompts: list[str]) -> list[Any]:
-        return list(self.llm.generate(prompts, self.sampling, use_tqdm=False)) if prompts else []
+                    job.fail(n, f"{type(e).__name__}: {e}")
+        for rid, n in pairs:  # outputs carry the id vLLM was given, before its unique suffix
+            self.running[rid.rsplit("-", 1)[0]] = (job, n)
 
 
 def engine_stage(ds: Any, args: argparse.Namespace, source: str) -> Any:
@@ -229,14 +326,17 @@ def engine_stage(ds: Any, args: argparse.Namespace, source: str) -> Any:
             env["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
     if args.max_num_seqs:
         engine["max_num_seqs"] = args.max_num_seqs
-    reserve = ({"num_cpus": args.tensor_parallel} if args.accelerator == "cpu"
+    reserve = ({"num_cpus": args.cpus_per_engine or args.tensor_parallel}
+               if args.accelerator == "cpu"
                else {"num_cpus": 1, "num_gpus": args.tensor_parallel})  # fmt: skip
     return ds.map_batches(
         Engine,
         fn_constructor_kwargs={"source": source, "engine": engine,
                                "sampling": sampling_params(args)},
         batch_size=args.batch_size, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=args.replicas),
+        compute=ray.data.ActorPoolStrategy(size=args.replicas,
+                                           max_concurrent_calls_per_actor=CALLS_PER_ENGINE,
+                                           enable_true_multi_threading=True),
         runtime_env={"env_vars": env} if env else None,
         **reserve,
     )  # fmt: skip

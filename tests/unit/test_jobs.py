@@ -53,6 +53,39 @@ def test_a_failed_batch_row_keeps_its_id_its_text_prompt_and_the_reason() -> Non
     assert tuple(batch_inference._failed("a", "p", "x")) == batch_inference.OUTPUT_COLUMNS
 
 
+def test_the_input_columns_are_read_from_the_file_start_in_each_format(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "a.jsonl").write_text('{"id": 1, "text": "x"}\n{"id": 2}\n')
+    (tmp_path / "a.csv").write_text("text,id\nx,1\n")
+    pq.write_table(pa.table({"q": ["x"], "id": [1]}), tmp_path / "a.parquet")
+    (tmp_path / "folder").mkdir()
+    pq.write_table(pa.table({"q": ["x"]}), tmp_path / "folder" / "part-0.parquet")
+    columns = batch_inference.input_columns
+    assert columns(str(tmp_path / "a.jsonl"), "json") == ["id", "text"]
+    assert columns(str(tmp_path / "a.csv"), "csv") == ["text", "id"]
+    assert columns(str(tmp_path / "a.parquet"), "parquet") == ["q", "id"]
+    assert columns(str(tmp_path / "folder"), "parquet") == ["q"]
+    (tmp_path / "bad.jsonl").write_text("not json\n")
+    with pytest.raises(batch_inference.BadInput, match="the first line is not JSON"):
+        columns(str(tmp_path / "bad.jsonl"), "json")
+    with pytest.raises(batch_inference.BadInput, match=r"has no column 'prompt' \(it has: id, te"):
+        batch_inference.read_prompts(str(tmp_path / "a.jsonl"), "prompt")
+
+
+def test_a_batch_in_the_engine_is_done_when_each_usable_row_has_its_answer_or_error() -> None:
+    batch = batch_inference._Batch(["a", "b", "c"], ["p", "", "q"])
+    assert batch.usable == [0, 2] and not batch.done.is_set()
+    batch.fail(2, "refused")
+    assert not batch.done.is_set()
+    batch.fail(0, "the engine failed")
+    assert batch.done.is_set()
+    assert [r["error"] for r in batch.rows] == [
+        "the engine failed", "the prompt is empty or not text", "refused"]  # fmt: skip
+    assert batch_inference._Batch(["a"], [None]).done.is_set()  # nothing for the engine
+
+
 def test_the_workflow_reads_back_the_figures_its_synthetic_abstracts_report() -> None:
     abstracts = research_workflow.synthetic_abstracts(5)
     found = [research_workflow.figures(a) for a in abstracts]
