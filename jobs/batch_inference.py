@@ -63,9 +63,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="always generate --max-tokens (for benchmarks)")  # fmt: skip
     p.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--tensor-parallel", type=int, default=1, help="workers per engine")
-    p.add_argument("--cpus-per-engine", type=int, default=0,
-                   help="CPU engines: CPUs each reserves, one torch thread each (default: "
-                        "one per tensor-parallel worker)")  # fmt: skip
     p.add_argument("--kv-cache-mb", type=int, default=256, help="KV cache per CPU engine")
     p.add_argument("--max-model-len", type=int, default=2048)
     p.add_argument("--max-num-seqs", type=int, default=0,
@@ -326,8 +323,7 @@ def engine_stage(ds: Any, args: argparse.Namespace, source: str) -> Any:
             env["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
     if args.max_num_seqs:
         engine["max_num_seqs"] = args.max_num_seqs
-    reserve = ({"num_cpus": args.cpus_per_engine or args.tensor_parallel}
-               if args.accelerator == "cpu"
+    reserve = ({"num_cpus": args.tensor_parallel} if args.accelerator == "cpu"
                else {"num_cpus": 1, "num_gpus": args.tensor_parallel})  # fmt: skip
     return ds.map_batches(
         Engine,
