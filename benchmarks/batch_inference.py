@@ -8,7 +8,8 @@ Its output tokens/s is its summary's: every output token over the job driver's w
 baseline is the same span for ``LLM.generate``: importing vLLM, reading the prompts,
 constructing the engine, generating, collecting the outputs. 20,000 prompts by default: a
 batch job's start-up (the driver, Ray Data's actors, the engine's) is ~10 s more than
-``LLM.generate``'s on this machine, which a run of a few seconds' generation would measure instead of the job.
+``LLM.generate``'s on this machine, which a run of a few seconds' generation would measure
+instead of the job.
 Target: ``ratio`` (job, one engine / ``LLM.generate``) >= 0.9; ``scaling_2_replicas`` (two
 engines / one) is what a second engine buys on this machine.
 

@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import itertools
 import logging
+import os
 import statistics
 import subprocess
 import sys
@@ -43,7 +44,7 @@ from prsm.adapters.inference import tiny_model, vllm_serve
 from prsm.client import PrsmClient
 from prsm.config import Settings
 from prsm.domain.models import ModelSpec
-from prsm.runtime import model_controller
+from prsm.runtime import local_cluster, model_controller
 from prsm.serve.deployment import gateway_app
 
 CONCURRENCY = (1, 16, 32)
@@ -81,8 +82,11 @@ def wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 600
 
 
 def start_prsm(data_dir: Path) -> tuple[str, str, Settings]:
-    """PRSM as `prsm up` runs it (its default settings) on a local Ray."""
+    """PRSM as `prsm up` runs it (its default settings, Serve's throughput mode) on a local
+    Ray."""
     settings = Settings(data_dir=data_dir, http_port=free_port())
+    for name, value in local_cluster.SERVE_THROUGHPUT_ENV.items():  # as `prsm up` starts Ray
+        os.environ.setdefault(name, value)
     ray.init(address="local", num_cpus=8, include_dashboard=False, logging_level=logging.ERROR)
     serve.start(http_options={"host": "127.0.0.1", "port": settings.http_port})
     replicas = settings.gateway_replicas

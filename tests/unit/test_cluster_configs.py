@@ -162,3 +162,26 @@ def test_the_rayjob_runs_the_batch_job_on_gpus_and_cleans_up() -> None:
     assert gpu_workers >= args.replicas
     assert manifest["spec"]["shutdownAfterJobFinishes"] is True
     assert yaml.safe_load(manifest["spec"]["runtimeEnvYAML"])["working_dir"]
+
+
+def test_every_cluster_runs_serve_in_the_mode_prsm_up_starts_it_in() -> None:
+    """Serve's throughput settings reach each node's `ray start`, as `prsm up` sets them."""
+    from prsm.runtime.local_cluster import SERVE_THROUGHPUT_ENV
+
+    wanted = [f"{k}={v}" for k, v in SERVE_THROUGHPUT_ENV.items()]
+    problems = []
+    for name in LAUNCHER:
+        config = load(CLUSTER / name)
+        for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+            for command in (c for c in config[key] if "ray start" in c):
+                problems += [f"{name} {key}: {w}" for w in wanted if w not in command]
+    for path in sorted((CLUSTER / "kuberay").glob("*.yaml")):
+        for manifest in yaml.safe_load_all(path.read_text()):
+            if not manifest or manifest.get("kind") not in ("RayCluster", "RayService", "RayJob"):
+                continue
+            for pod in pod_specs(manifest):
+                for container in pod["containers"]:
+                    env = {f"{e['name']}={e.get('value')}" for e in container.get("env", [])}
+                    problems += [f"{path.name} {container['name']}: {w}" for w in wanted
+                                 if w not in env]  # fmt: skip
+    assert not problems, problems
