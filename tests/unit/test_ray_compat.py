@@ -47,3 +47,19 @@ async def test_the_stream_batcher_gives_everything_at_once_without_an_interval()
             yield i
 
     assert [batch async for batch in ray_compat.batched(numbers(), None)] == [[0, 1, 2, 3, 4]]
+
+
+async def test_the_model_replica_sends_a_streams_first_two_chunks_at_once_then_batches() -> None:
+    from prsm.adapters.inference.streaming import first_now_then_batched
+
+    async def chunks(n: int) -> AsyncGenerator[int, None]:
+        for i in range(n):
+            yield i
+
+    async def sent(n: int) -> list[list[int]]:
+        return [batch async for batch in first_now_then_batched(chunks(n), None)]
+
+    # A chat stream's role chunk and its first token leave alone; the rest in batches.
+    assert await sent(5) == [[0], [1], [2, 3, 4]]
+    assert await sent(1) == [[0]]
+    assert await sent(0) == []

@@ -3,9 +3,10 @@ model directories are not "downloaded" before the engine starts, and each reques
 JSON log line (PRSM's format) with its id.
 
 ``LLMServer`` batches a stream's chunks and sends a batch every 50 ms, the first one too, so
-every streamed answer starts up to 50 ms late. ``PrsmLLMServer`` sends the first chunk as
-soon as the engine yields it, then batches the rest as Ray does (fewer, larger messages
-through the Serve handle). Each chat or completion request is logged once, under its Serve
+every streamed answer starts up to 50 ms late. ``PrsmLLMServer`` sends the first two chunks
+as soon as the engine yields them (a chat stream's first chunk carries only the role, its
+second the first token), then batches the rest as Ray does (fewer, larger messages through
+the Serve handle). Each chat or completion request is logged once, under its Serve
 request id: the id of the PRSM request it serves (the gateway's, or the task's whose agent
 calls the model). The Ray Serve LLM internals these rely on go through
 ``prsm.adapters.ray_compat``."""
@@ -20,7 +21,8 @@ from typing import Any, TypeVar
 
 from ray.serve.llm import LLMServer
 
-from prsm.adapters.ray_compat import CallbackBase, StreamBatchingHook, batched, serve_request_id
+from prsm.adapters.inference.streaming import first_now_then_batched
+from prsm.adapters.ray_compat import CallbackBase, StreamBatchingHook, serve_request_id
 from prsm.observability.logging import configure, correlated
 
 T = TypeVar("T")
@@ -53,18 +55,6 @@ def log_request(endpoint: str, request: Any) -> None:
     with correlated(serve_request_id()):
         log.info("%s request for %s (stream: %s)", endpoint, getattr(request, "model", None),
                  bool(getattr(request, "stream", False)))  # fmt: skip
-
-
-async def first_now_then_batched(
-    generator: AsyncGenerator[T, None], interval_ms: float | None
-) -> AsyncGenerator[list[T], None]:
-    try:
-        first = await anext(generator)
-    except StopAsyncIteration:
-        return
-    yield [first]
-    async for batch in batched(generator, interval_ms):
-        yield list(batch)
 
 
 class SkipDownloadForLocalWeights(CallbackBase):
