@@ -35,8 +35,8 @@ from prsm.security.tokens import load_or_create_secret
 # streamed chunk). Two parts of that mode stay off: direct ingress (a port of its own per
 # ingress replica; clients reach the gateway only through Serve's proxy on PRSM's port) and
 # buffered, file-only logs (an operator reads each line as it is written). On the 2-core
-# machine this raised PRSM's streamed tokens/s at concurrency 16 by about a third
-# (benchmarks/inference.py). A variable already set in the environment wins.
+# machine, benchmarks/inference.py had PRSM's streamed tokens/s at concurrency 16 at 0.43x
+# `vllm serve`'s before and 0.71x with it. A variable already set in the environment wins.
 SERVE_THROUGHPUT_ENV = {
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0",
