@@ -274,17 +274,15 @@ class Engine:
             if broken or not engine.has_unfinished_requests():
                 continue  # every prompt was refused
             try:
-                outs = engine.step()
+                for out in engine.step():
+                    if out.finished:
+                        job, n = self.running.pop(out.request_id)
+                        job.answer(n, out)
             except Exception as e:  # the engine failed: its rows, and every later one, say why
                 broken = f"the engine failed: {type(e).__name__}: {e}"
                 for job, n in self.running.values():
                     job.fail(n, broken)
                 self.running.clear()
-                continue
-            for out in outs:
-                if out.finished:
-                    job, n = self.running.pop(out.request_id)
-                    job.answer(n, out)
 
     def _add(self, job: _Batch, broken: str) -> None:
         """The batch's prompts into the engine; one the engine refuses fails alone."""
