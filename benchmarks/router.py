@@ -98,9 +98,9 @@ async def measure(catalog: ModelCatalog, rounds: int, per_round: int) -> dict[st
         deployment, backend, route = await catalog.resolve(USER, model)
         started = time.perf_counter()
         await backend.chat({**BODY, "model": model})
-        if route.rollout_id:
-            recorder.record(route.tenant_id, model, deployment.spec.version,
-                            (time.perf_counter() - started) * 1000, True)  # fmt: skip
+        elapsed_ms = (time.perf_counter() - started) * 1000  # the gateway records every call
+        recorder.record(route.tenant_id, model, deployment.spec.version, elapsed_ms, True,
+                        elapsed_ms, 0)  # fmt: skip
 
     modes: dict[str, Any] = {
         "direct": lambda: direct.chat({**BODY, "model": "plain"}),
@@ -121,7 +121,7 @@ async def measure(catalog: ModelCatalog, rounds: int, per_round: int) -> dict[st
 
 
 async def router_only(catalog: ModelCatalog, n: int) -> dict[str, dict[str, float]]:
-    """The router's own cost: resolve + pick (+ record during a rollout), no backend."""
+    """The router's own cost: resolve + pick + record, no backend."""
     recorder = rollout_stats.StatsRecorder()
     out = {}
     for model in ("plain", "canary"):
@@ -129,8 +129,7 @@ async def router_only(catalog: ModelCatalog, n: int) -> dict[str, dict[str, floa
         for _ in range(n):
             started = time.perf_counter()
             deployment, _, route = await catalog.resolve(USER, model)
-            if route.rollout_id:
-                recorder.record(route.tenant_id, model, deployment.spec.version, 1.0, True)
+            recorder.record(route.tenant_id, model, deployment.spec.version, 1.0, True, 1.0, 0)
             times.append(time.perf_counter() - started)
         out["no rollout" if model == "plain" else "rollout 50%"] = percentiles(times)
     await recorder.close()

@@ -162,9 +162,12 @@ async def build_gateway(raw_settings: dict[str, Any], in_ray: bool = True) -> Ga
         deps.on_models_changed = model_controller.wake
         deps.record_call = rollout_stats.StatsRecorder().record
         deps.version_stats = rollout_stats.version_stats
+        deps.traffic = rollout_stats.traffic
         deps.agents = OrchestratorAgents()
         deps.queue = SchedulerQueue()
         deps.origin = cluster_state.here()  # where tasks submitted here come from
+        deps.dashboard_port = settings.dashboard_port
+    deps.grafana_url = settings.grafana_url or None
     # What the replica holds now (Ray, FastAPI, imports: hundreds of thousands of objects)
     # stays: out of the collector's reach, a full collection walks only what came later.
     gc.freeze()

@@ -8,7 +8,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from prsm.domain.model_registry import Deployment
-from prsm.domain.models import SHARED_TENANT, Accelerator, Framework, ModelStatus, Strategy
+from prsm.domain.models import (
+    SHARED_TENANT,
+    Accelerator,
+    Framework,
+    ModelStatus,
+    ModelTraffic,
+    Strategy,
+)
 
 
 class FaultsBody(BaseModel):
@@ -18,6 +25,30 @@ class FaultsBody(BaseModel):
 
     error_rate: float = Field(default=0.0, ge=0.0, le=1.0, description="Share of requests failed")
     latency_ms: int = Field(default=0, ge=0, le=60_000, description="Added to every request")
+
+
+class TrafficOut(BaseModel):
+    """A version's requests over the last ``window_s`` seconds, from every gateway replica."""
+
+    window_s: float
+    requests: int
+    errors: int = Field(description="Requests the platform failed (a 4xx is the caller's)")
+    requests_per_s: float
+    error_rate: float = Field(description="errors / requests (0 without requests)")
+    ttft_p50_ms: float | None = Field(description="Median time to first token; null: no request")
+    tokens_per_s: float = Field(description="Tokens generated per second over the window")
+
+    @classmethod
+    def of(cls, t: ModelTraffic) -> TrafficOut:
+        return cls(
+            window_s=t.window_s,
+            requests=t.requests,
+            errors=t.errors,
+            requests_per_s=round(t.requests / t.window_s, 3),
+            error_rate=round(t.errors / t.requests, 4) if t.requests else 0.0,
+            ttft_p50_ms=None if t.ttft_p50_ms is None else round(t.ttft_p50_ms, 1),
+            tokens_per_s=round(t.tokens_out / t.window_s, 2),
+        )
 
 
 class DeploymentOut(BaseModel):

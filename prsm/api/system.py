@@ -9,6 +9,8 @@ class WhoAmI(BaseModel):
     user_id: str
     tenant_id: str
     roles: list[str]
+    scopes: list[str] = Field(description="What it may do: its roles' scopes, narrowed to its "
+                              "credential's")  # fmt: skip
 
 
 class Status(BaseModel):

@@ -170,6 +170,26 @@ class WorkPlaceOut(BaseModel):
     failed: int = Field(description="Failed tries there")
 
 
+class SubtaskOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    key: str = Field(description="The subtask within its task (an item's index, a stage's)")
+    status: Literal["succeeded", "failed", "retrying"] = Field(
+        description="failed: out of tries; retrying: a try failed and another comes"
+    )
+    tries: int
+    agent_id: str = Field(description="The agent of its last try")
+    node_id: str = Field(description="The Ray node of its last try")
+    bundle: int | None = Field(description="Bundle of the task's placement group; null: pooled")
+    seconds: float | None = Field(description="Run time of the successful try")
+    error: str | None = Field(description="The last failed try's error")
+
+
+class SubtaskPage(BaseModel):
+    subtasks: list[SubtaskOut]
+    total: int = Field(description="Subtasks finished or retried so far")
+
+
 class TaskOut(BaseModel):
     model_config = ConfigDict(from_attributes=True, populate_by_name=True)
 

@@ -151,3 +151,16 @@ def _check_strategy(spec: ModelSpec) -> None:
         raise InvalidRequest("DISTRIBUTED needs tensor_parallel × pipeline_parallel >= 2")
     elif spec.replicas < 1 and not spec.autoscaling:
         raise InvalidRequest("replicas must be at least 1")
+
+
+@dataclass(frozen=True)
+class ModelTraffic:
+    """A model version's requests over a recent window, as every gateway replica routed
+    them: how many, how many failed on the platform's side, the median time to first token,
+    and the tokens generated."""
+
+    window_s: float
+    requests: int
+    errors: int
+    ttft_p50_ms: float | None
+    tokens_out: int

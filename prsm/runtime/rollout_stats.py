@@ -1,11 +1,12 @@
-"""Per-version request figures for canary rollouts, gathered from every gateway replica.
+"""Per-version request figures, gathered from every gateway replica: for canary rollouts and
+for the console's model figures.
 
-Each replica's ``StatsRecorder`` buffers one sample per routed request of a model that has a
-rollout in progress and sends them in batches (fire and forget, every quarter second) to one
-named, detached actor, ``prsm-rollout-stats``; the rollout controller asks it for a version's
-figures since its step began. Samples are kept for ``keep_s``, at most ``max_per_version``
-per version; if the actor is lost, the figures start again (a window with too few samples
-holds the rollout: it never advances on missing data)."""
+Each replica's ``StatsRecorder`` buffers one sample per routed model request and sends them
+in batches (fire and forget, every quarter second) to one named, detached actor,
+``prsm-rollout-stats``; the rollout controller asks it for a version's figures since its
+step began, the gateway for a version's traffic over a recent window. Samples are kept for
+``keep_s``, at most ``max_per_version`` per version; if the actor is lost, the figures start
+again (a window with too few samples holds the rollout: it never advances on missing data)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from prsm.domain.models import ModelTraffic
 from prsm.domain.rollout_policy import VersionStats
 from prsm.runtime import actors
 
@@ -27,8 +30,11 @@ NAME = "prsm-rollout-stats"
 NAMESPACE = actors.NAMESPACE
 FLUSH_S = 0.25
 
-# (tenant, model, version, time.time() at the end of the request, latency ms, ok)
-Sample = tuple[str, str, str, float, float, bool]
+# (tenant, model, version, time.time() at the end of the request, latency ms, ok,
+#  time to first token ms (None: failed before it), tokens generated)
+Sample = tuple[str, str, str, float, float, bool, float | None, int]
+# A kept sample: (at, latency ms, ok, time to first token ms, tokens generated)
+_Kept = tuple[float, float, bool, float | None, int]
 
 
 class SampleWindows:
@@ -37,15 +43,15 @@ class SampleWindows:
     def __init__(self, keep_s: float = 7200.0, max_per_version: int = 200_000) -> None:
         self._keep_s = keep_s
         self._max = max_per_version
-        self._samples: dict[tuple[str, str, str], deque[tuple[float, float, bool]]] = {}
+        self._samples: dict[tuple[str, str, str], deque[_Kept]] = {}
 
     def add(self, samples: list[Sample]) -> None:
-        for tenant, model, version, at, latency_ms, ok in samples:
+        for tenant, model, version, at, latency_ms, ok, ttft_ms, tokens in samples:
             key = (tenant, model, version)
             window = self._samples.get(key)
             if window is None:
                 window = self._samples[key] = deque(maxlen=self._max)
-            window.append((at, latency_ms, ok))
+            window.append((at, latency_ms, ok, ttft_ms, tokens))
         horizon = time.time() - self._keep_s
         for window in self._samples.values():
             while window and window[0][0] < horizon:
@@ -53,12 +59,31 @@ class SampleWindows:
 
     def stats(self, tenant: str, model: str, version: str, since: float) -> VersionStats:
         window = self._samples.get((tenant, model, version), ())
-        latencies = sorted(ms for at, ms, _ in window if at >= since)
-        errors = sum(1 for at, _, ok in window if at >= since and not ok)
-        if not latencies:
-            return VersionStats(0, 0, None)
-        p95 = latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)]
-        return VersionStats(len(latencies), errors, p95)
+        recent = _since(window, since)
+        latencies = sorted(s[1] for s in recent)
+        errors = sum(1 for s in recent if not s[2])
+        return VersionStats(len(latencies), errors, _quantile(latencies, 0.95))
+
+    def traffic(self, tenant: str, model: str, version: str, window_s: float) -> ModelTraffic:
+        recent = _since(self._samples.get((tenant, model, version), ()), time.time() - window_s)
+        firsts = sorted(s[3] for s in recent if s[3] is not None)
+        return ModelTraffic(
+            window_s=window_s,
+            requests=len(recent),
+            errors=sum(1 for s in recent if not s[2]),
+            ttft_p50_ms=_quantile(firsts, 0.5),
+            tokens_out=sum(s[4] for s in recent),
+        )
+
+
+def _since(window: Iterable[_Kept], since: float) -> list[_Kept]:
+    """The samples from ``since`` on (all of them are looked at: replicas' batches arrive
+    in any order)."""
+    return [kept for kept in window if kept[0] >= since]
+
+
+def _quantile(ordered: list[float], q: float) -> float | None:
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else None
 
 
 class RolloutStats:
@@ -72,6 +97,9 @@ class RolloutStats:
 
     def stats(self, tenant: str, model: str, version: str, since: float) -> VersionStats:
         return self._windows.stats(tenant, model, version, since)
+
+    def traffic(self, tenant: str, model: str, version: str, window_s: float) -> ModelTraffic:
+        return self._windows.traffic(tenant, model, version, window_s)
 
 
 _handle: Any = None
@@ -105,6 +133,16 @@ async def version_stats(tenant: str, model: str, version: str, since: datetime) 
     return result
 
 
+async def traffic(tenant: str, model: str, version: str, window_s: float) -> ModelTraffic:
+    """A version's traffic over the last ``window_s`` seconds, from the stats actor."""
+    try:
+        result: ModelTraffic = await actor().traffic.remote(tenant, model, version, window_s)
+    except Exception:
+        forget()
+        raise
+    return result
+
+
 class StatsRecorder:
     """One per gateway replica: buffers samples, sends them in batches."""
 
@@ -112,8 +150,9 @@ class StatsRecorder:
         self._buffer: list[Sample] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    def record(self, tenant: str, model: str, version: str, latency_ms: float, ok: bool) -> None:
-        self._buffer.append((tenant, model, version, time.time(), latency_ms, ok))
+    def record(self, tenant: str, model: str, version: str, latency_ms: float, ok: bool,
+               ttft_ms: float | None, tokens: int) -> None:  # fmt: skip
+        self._buffer.append((tenant, model, version, time.time(), latency_ms, ok, ttft_ms, tokens))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
 

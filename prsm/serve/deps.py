@@ -17,6 +17,7 @@ from prsm.domain import api_keys
 from prsm.domain import events as ev
 from prsm.domain.errors import AuthenticationError, PermissionDenied, PrsmError
 from prsm.domain.identity import Principal
+from prsm.domain.models import ModelTraffic
 from prsm.domain.policy import Scope, decide
 from prsm.observability import metrics
 from prsm.observability.logging import correlation_id
@@ -29,8 +30,10 @@ from prsm.service_layer.ports import EventStore, TaskViews
 from prsm.service_layer.rollouts import StatsSource
 from prsm.service_layer.runtime_views import AgentView, ClusterView, QueuePosition
 
-# (tenant, model, version, latency ms, ok): one request of a model in a rollout
-CallRecorder = Callable[[str, str, str, float, bool], None]
+# (tenant, model, version, latency ms, ok, time to first token ms, tokens out): one request
+CallRecorder = Callable[[str, str, str, float, bool, float | None, int], None]
+# (tenant, model, version, window s): a version's recent traffic, cluster-wide
+TrafficSource = Callable[[str, str, str, float], Awaitable[ModelTraffic]]
 
 
 class Agents(Protocol):
@@ -71,11 +74,14 @@ class GatewayDeps:
     ready_checks: Mapping[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
     models: ModelCatalog | None = None
     on_models_changed: Callable[[], None] | None = None
-    record_call: CallRecorder | None = None  # rollout figures, per version
+    record_call: CallRecorder | None = None  # rollout and traffic figures, per version
     version_stats: StatsSource | None = None
+    traffic: TrafficSource | None = None
     rate_limit: RateLimit | None = None
     agents: Agents | None = None  # the orchestrator's agents (None: not on Ray)
     queue: Queue | None = None  # the scheduler's queue and cluster view (None: not on Ray)
+    dashboard_port: int | None = None  # the Ray dashboard's, linked from the console
+    grafana_url: str | None = None
     audit: AuditLog = field(init=False)
 
     def __post_init__(self) -> None:

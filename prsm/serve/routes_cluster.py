@@ -26,8 +26,9 @@ async def cluster(principal: ClusterReader, deps: Deps) -> ClusterOut:
     view = await deps.queue.cluster()
     operator = Scope.AGENTS_WRITE in granted(principal)  # operators see where nodes are
     return ClusterOut(nodes=[_node(n, operator) for n in view.nodes], total=view.total,
-                      free=view.free, queued=view.queued,
-                      allocations=view.allocations)  # fmt: skip
+                      free=view.free, queued=view.queued, allocations=view.allocations,
+                      dashboard_port=deps.dashboard_port,
+                      grafana_url=deps.grafana_url)  # fmt: skip
 
 
 def _node(n: NodeView, operator: bool) -> NodeOut:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from prsm.api.deployments import DeploymentCreate, spec_fields
 from prsm.api.errors import error_responses
-from prsm.api.models import DeploymentList, DeploymentOut, FaultsBody
+from prsm.api.models import DeploymentList, DeploymentOut, FaultsBody, TrafficOut
 from prsm.domain import commands as cmds
+from prsm.domain.errors import RuntimeUnavailable
 from prsm.domain.model_registry import Deployment
 from prsm.domain.models import Faults, ModelSpec
 from prsm.observability.logging import correlation_id
@@ -63,6 +64,27 @@ async def get_deployment(
 ) -> DeploymentOut:
     registry = await load_registry(deps.store)
     return DeploymentOut.of(registry.find(principal, name, version))
+
+
+@router.get(
+    "/{name}/{version}/traffic",
+    response_model=TrafficOut,
+    summary="A version's recent traffic: request rate, errors, time to first token, tokens/s",
+    description="Over the last `window_s` seconds, from every gateway replica (each sends "
+    "its requests' figures within a second).",
+)
+async def traffic(
+    name: str,
+    version: str,
+    principal: ModelsReader,
+    deps: Deps,
+    window_s: float = Query(default=60.0, ge=1.0, le=7200.0),
+) -> TrafficOut:
+    registry = await load_registry(deps.store)
+    d = registry.find(principal, name, version)
+    if deps.traffic is None:
+        raise RuntimeUnavailable("this gateway does not run on Ray: no traffic figures")
+    return TrafficOut.of(await deps.traffic(d.tenant_id, d.spec.name, d.spec.version, window_s))
 
 
 @router.put(

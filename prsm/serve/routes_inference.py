@@ -3,9 +3,9 @@
 Each request is routed by the model's route (during a canary rollout, a weighted or per-user
 choice between two versions), sent to that version's backend, and metered per model and
 version: requests, errors, latency, time to first token, inter-token latency (streamed
-responses), tokens in and out. Requests of a model in a rollout are also recorded for the
-rollout controller: latency, and whether the platform served them (a 4xx is the caller's
-failure, not the version's)."""
+responses), tokens in and out. Each request is also recorded, cluster-wide, for the rollout
+controller and the version's traffic figures: latency, time to first token, tokens out, and
+whether the platform served it (a 4xx is the caller's failure, not the version's)."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ async def _infer(
 ) -> Any:
     deployment, backend, route = await _catalog(deps).resolve(principal, body["model"])
     labels = (deployment.spec.name, deployment.spec.version)
-    done = _recorder(deps, route.tenant_id, labels) if route.rollout_id else None
+    done = _recorder(deps, route.tenant_id, labels)
     body["model"] = deployment.backend_model
     streaming = bool(body.get("stream"))
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -97,29 +97,35 @@ async def _infer(
     except PrsmError as exc:
         metrics.INFERENCE_REQUESTS.labels(*labels, endpoint, exc.code).inc()
         if done is not None:
-            done(time.perf_counter() - started, status_of(exc) < 500)
+            done(time.perf_counter() - started, status_of(exc) < 500, None, 0)
         raise
     if isinstance(result, dict):
         elapsed = time.perf_counter() - started
         metrics.TIME_TO_FIRST_TOKEN.labels(*labels).observe(elapsed)
         metrics.INFERENCE_LATENCY.labels(*labels).observe(elapsed)
         metrics.INFERENCE_REQUESTS.labels(*labels, endpoint, "ok").inc()
-        _count_tokens(labels, result.get("usage"))
+        tokens = _count_tokens(labels, result.get("usage"))
         if done is not None:
-            done(elapsed, True)
+            done(elapsed, True, elapsed, tokens)
         return JSONResponse(result)
     stream = _metered(result, labels, endpoint, started, wants_usage, done)
     return StreamingResponse(stream, media_type="text/event-stream")
 
 
-Done = Callable[[float, bool], None]
+# (seconds, served, seconds to the first token (None: none came), tokens generated)
+Done = Callable[[float, bool, float | None, int], None]
 
 
 def _recorder(deps: GatewayDeps, tenant: str, labels: tuple[str, str]) -> Done | None:
     record = deps.record_call
     if record is None:
         return None
-    return lambda seconds, ok: record(tenant, *labels, seconds * 1000, ok)
+
+    def done(seconds: float, ok: bool, first_s: float | None, tokens: int) -> None:
+        first_ms = None if first_s is None else first_s * 1000
+        record(tenant, *labels, seconds * 1000, ok, first_ms, tokens)
+
+    return done
 
 
 async def _inject(faults: Faults) -> None:
@@ -139,6 +145,7 @@ async def _metered(
 ) -> AsyncIterator[str]:
     first_at = last_at = 0.0  # when the first and the last chunk with tokens came
     usage: dict[str, Any] | None = None
+    tokens = 0
     outcome = "stream_error"
     try:
         async for text in items:
@@ -148,7 +155,7 @@ async def _metered(
                 first_at = now
             if '"choices":[]' in text and '"usage"' in text:
                 usage = _usage(text)
-                _count_tokens(labels, usage)
+                tokens = _count_tokens(labels, usage)
                 if not wants_usage:
                     continue
             elif "data: [DONE]" not in text:
@@ -165,7 +172,7 @@ async def _metered(
         metrics.INFERENCE_LATENCY.labels(*labels).observe(elapsed)
         metrics.INFERENCE_REQUESTS.labels(*labels, endpoint, outcome).inc()
         if done is not None:
-            done(elapsed, outcome == "ok")
+            done(elapsed, outcome == "ok", first_at - started if first_at else None, tokens)
 
 
 def _inter_token(labels: tuple[str, str], span_s: float, usage: dict[str, Any] | None) -> None:
@@ -184,8 +191,11 @@ def _usage(text: str) -> dict[str, Any] | None:
     return None
 
 
-def _count_tokens(labels: tuple[str, str], usage: Any) -> None:
+def _count_tokens(labels: tuple[str, str], usage: Any) -> int:
+    """Count the response's tokens in the metrics; the tokens it generated."""
     if not isinstance(usage, dict):
-        return
+        return 0
+    generated = usage.get("completion_tokens") or 0
     metrics.INFERENCE_TOKENS.labels(*labels, "in").inc(usage.get("prompt_tokens") or 0)
-    metrics.INFERENCE_TOKENS.labels(*labels, "out").inc(usage.get("completion_tokens") or 0)
+    metrics.INFERENCE_TOKENS.labels(*labels, "out").inc(generated)
+    return int(generated)

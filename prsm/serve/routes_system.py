@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from prsm.api.errors import error_responses
 from prsm.api.system import Status, WhoAmI
+from prsm.domain.policy import granted
 from prsm.observability.metrics import READY
 from prsm.serve.deps import Deps, WhoAmIScope
 
@@ -75,5 +76,6 @@ async def metrics(deps: Deps) -> Response:
 )
 async def whoami(principal: WhoAmIScope) -> WhoAmI:
     return WhoAmI(
-        user_id=principal.user_id, tenant_id=principal.tenant_id, roles=sorted(principal.roles)
-    )
+        user_id=principal.user_id, tenant_id=principal.tenant_id, roles=sorted(principal.roles),
+        scopes=sorted(s.value for s in granted(principal)),
+    )  # fmt: skip

@@ -15,6 +15,8 @@ from prsm.api.task_params import sent
 from prsm.api.tasks import (
     QueueInfo,
     SkillUsed,
+    SubtaskOut,
+    SubtaskPage,
     TaskBatchCreate,
     TaskBatchOut,
     TaskCreate,
@@ -124,6 +126,26 @@ async def get_task(task_id: str, principal: TasksReader, deps: Deps) -> TaskOut:
     task.skills = [SkillUsed.model_validate(s) for s in submitted.skills]
     task.runtime_env = submitted.runtime_env or None
     return (await _with_queue([task], deps))[0]
+
+
+@router.get(
+    "/{task_id}/subtasks",
+    response_model=SubtaskPage,
+    summary="A task's subtasks: outcome, tries, where they ran, errors",
+)
+async def list_subtasks(
+    task_id: str,
+    principal: TasksReader,
+    deps: Deps,
+    limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> SubtaskPage:
+    task = await queries.get_task(deps.views, principal, task_id)
+    found = await queries.subtasks(deps.store, task.task_id)
+    return SubtaskPage(
+        subtasks=[SubtaskOut.model_validate(s) for s in found[offset : offset + limit]],
+        total=len(found),
+    )
 
 
 @router.get(

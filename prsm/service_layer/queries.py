@@ -74,6 +74,40 @@ async def where_it_ran(store: EventStore, task_id: str) -> list[WorkPlace]:
             for node, bundle in places]  # fmt: skip
 
 
+@dataclass
+class SubtaskRecord:
+    """One subtask of a task's run: its last try's outcome and where it ran."""
+
+    key: str
+    status: str  # succeeded, failed (out of tries), retrying (a try failed, another comes)
+    tries: int
+    agent_id: str
+    node_id: str
+    bundle: int | None
+    seconds: float | None  # the successful try's run time
+    error: str | None  # the last failed try's error
+
+
+async def subtasks(store: EventStore, task_id: str) -> list[SubtaskRecord]:
+    """The subtasks a task's run has finished or retried, in the order they first did
+    (from stream ``run-<task>``); the caller has checked that the task is visible."""
+    found: dict[str, SubtaskRecord] = {}
+    for r in await store.read_stream(streams.run(task_id)):
+        e = r.event
+        if not isinstance(e, ev.SubtaskCompleted | ev.SubtaskFailed):
+            continue
+        sub = found.get(e.key)
+        if sub is None:
+            sub = found[e.key] = SubtaskRecord(e.key, "", 0, "", "", None, None, None)
+        sub.tries += 1
+        sub.agent_id, sub.node_id, sub.bundle = e.agent_id, e.node_id, e.bundle
+        if isinstance(e, ev.SubtaskCompleted):
+            sub.status, sub.seconds = "succeeded", e.seconds
+        else:
+            sub.status, sub.error = ("failed" if e.final else "retrying"), e.error
+    return list(found.values())
+
+
 async def submitted(store: EventStore, task_id: str) -> ev.TaskSubmitted:
     """The task as submitted (its skills and runtime_env); the caller has checked that the
     task is visible."""

@@ -14,6 +14,7 @@ import pytest
 from prsm.adapters.skill_code import installed
 from prsm.bootstrap import utc_now
 from prsm.domain.identity import Principal
+from prsm.domain.policy import Scope
 from prsm.security.tokens import TokenCodec, VerifiedTokens
 from prsm.serve.app import create_app
 from prsm.serve.deps import GatewayDeps
@@ -98,7 +99,9 @@ async def test_requests_without_a_valid_token_get_401(api: httpx.AsyncClient) ->
 
 async def test_whoami_names_the_principal(api: httpx.AsyncClient) -> None:
     response = await api.get("/v1/whoami", headers=ADMIN)
-    assert response.json() == {"user_id": "root", "tenant_id": "acme", "roles": ["admin"]}
+    everything = sorted(s.value for s in Scope)  # what an admin may do: the console asks
+    assert response.json() == {"user_id": "root", "tenant_id": "acme", "roles": ["admin"],
+                               "scopes": everything}  # fmt: skip
 
 
 # -- tasks ---------------------------------------------------------------------------------

@@ -67,7 +67,9 @@ def make_deps(store: Any, windows: SampleWindows, settings: Settings) -> Gateway
         tokens=VerifiedTokens(CODEC),
         models=ModelCatalog(store, backend_factory(settings), max_age_s=0.0),
     )
-    deps.record_call = lambda t, m, v, ms, ok: windows.add([(t, m, v, time.time(), ms, ok)])
+    deps.record_call = lambda t, m, v, ms, ok, first, n: windows.add(
+        [(t, m, v, time.time(), ms, ok, first, n)]
+    )
     deps.version_stats = stats_source(windows)
     return deps
 

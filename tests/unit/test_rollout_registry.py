@@ -195,13 +195,20 @@ def _deploy_events() -> list[ev.Event]:
 def test_sample_windows_give_counts_errors_and_p95_since_a_time() -> None:
     windows = SampleWindows()
     now = time.time()
-    old = [("lab", "tiny", "v1", now - 100, 999.0, False)]
-    fresh = [("lab", "tiny", "v1", now, float(ms), ms % 10 != 0) for ms in range(1, 101)]
+    old = [("lab", "tiny", "v1", now - 100, 999.0, False, None, 0)]
+    fresh = [("lab", "tiny", "v1", now, float(ms), ms % 10 != 0, ms / 2, 4)
+             for ms in range(1, 101)]  # fmt: skip
     windows.add(old + fresh)
     stats = windows.stats("lab", "tiny", "v1", since=now - 10)
     assert (stats.requests, stats.errors, stats.p95_ms) == (100, 10, 95.0)
     assert windows.stats("lab", "tiny", "v1", since=now - 1000).requests == 101
     assert windows.stats("lab", "tiny", "v9", since=0) == VersionStats(0, 0, None)
+    # The same samples as traffic over the last minute: the old one is out of the window.
+    recent = windows.traffic("lab", "tiny", "v1", window_s=60)
+    assert (recent.requests, recent.errors, recent.tokens_out) == (100, 10, 400)
+    assert recent.ttft_p50_ms == 25.0  # the 50th of 0.5 … 50 ms
+    assert windows.traffic("lab", "tiny", "v1", window_s=1000).errors == 11
+    assert windows.traffic("lab", "tiny", "v9", window_s=60).ttft_p50_ms is None
 
 
 async def test_the_controller_evaluates_on_schedule_from_the_store() -> None:
