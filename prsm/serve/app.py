@@ -6,9 +6,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope as AsgiScope
 
 from prsm import __version__
 from prsm.domain.errors import PrsmError
@@ -82,6 +86,7 @@ def create_app(deps: GatewayDeps) -> FastAPI:
     app.include_router(routes_packages.router)
     app.include_router(routes_skills.router)
     _deny_by_default(app)
+    app.mount("/ui", ConsoleFiles(directory=CONSOLE, html=True), name="console")
     app.add_middleware(
         RequestContext,
         max_body_bytes=deps.max_body_bytes,
@@ -95,6 +100,27 @@ def create_app(deps: GatewayDeps) -> FastAPI:
 PUBLIC = frozenset(
     {"/health", "/ready", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 )
+
+
+CONSOLE = Path(__file__).parent / "console"
+# The console's pages run only their own script and call only this gateway; no other site
+# may frame them, and no URL of theirs leaves in a Referer.
+CONSOLE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+class ConsoleFiles(StaticFiles):
+    """The web console (``/ui``): static files; every figure on its pages comes from the
+    API, called with the token the user signs in with, so it sees what the API lets it."""
+
+    async def get_response(self, path: str, scope: AsgiScope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.update(CONSOLE_HEADERS)
+        return response
 
 
 def _deny_by_default(app: FastAPI) -> None:
