@@ -29,7 +29,7 @@ from prsm.service_layer.messagebus import MessageBus
 from prsm.service_layer.models import controller_writer
 from prsm.service_layer.rollouts import StatsSource, evaluate_due
 from tests.fake_providers import FakeProvider, openai_fake, openai_server  # noqa: F401
-from tests.integration.test_gateway_api import ALICE, CODEC, EVE, assert_error
+from tests.integration.test_gateway_api import ALICE, CODEC, EVE, assert_error, auth, token
 from tests.integration.test_gateway_models import controller_pass, deploy, llm
 
 # Evaluate on every controller pass, judge on 10 requests, no minimum window.
@@ -38,6 +38,7 @@ FAST = {
     "evaluation_interval_s": 0.001, "min_window_s": 0, "min_samples": 10,
     "max_latency_ratio": 100,
 }  # fmt: skip
+CHAT = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def stats_source(windows: SampleWindows) -> StatsSource:
@@ -159,6 +160,27 @@ async def test_a_version_with_injected_errors_is_rolled_back_and_removed(gw: Gat
     assert "success rate" in after["history"][-1]["reason"]
     assert await status_of(gw, "v2") == "404"
     assert await traffic(gw, 20) == {"ok": 20}  # all back on v1
+
+
+async def test_the_split_holds_within_5_points_over_2000_requests(gw: Gateway) -> None:
+    """At 30 %: 2,000 requests of one user (weighted), then one request from each of 2,000
+    users (sticky: each user's version drawn from their id). The version of every request
+    is as the router sent it (the rollout's live window)."""
+    for sticky in (False, True):
+        started = await start(gw, initial_percent=30, sticky=sticky, min_samples=10**6)
+        if sticky:
+            users = [auth(token(f"user{i}")) for i in range(2000)]
+            sent = [await gw.http.post("/v1/chat/completions", json=CHAT, headers=u) for u in users]
+            assert {r.status_code for r in sent} == {200}
+        else:
+            assert await traffic(gw, 2000) == {"ok": 2000}
+        window = (await rollout(gw, started["id"]))["window"]
+        counts = {v: s["requests"] for v, s in window.items()}
+        assert sum(counts.values()) == 2000, counts
+        assert abs(counts["v2"] / 2000 - 0.30) <= 0.05, (sticky, counts)
+        aborted = await gw.http.post(f"/v1/rollouts/{started['id']}/abort", headers=ALICE)
+        assert aborted.status_code == 200, aborted.text
+        await controller_pass(gw.store)  # v2 removed: the next rollout deploys it again
 
 
 async def test_promote_abort_and_a_fresh_gateway_routes_the_same(
