@@ -5,9 +5,13 @@ the official ``openai`` client."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -154,6 +158,56 @@ def test_a_replicated_deployment_runs_two_replicas_that_serve(platform: Platform
         return [a.usage.completion_tokens for a in answers if a.usage]
 
     assert len(asyncio.run(burst())) == 12
+
+
+def test_a_replica_killed_mid_stream_gives_a_clean_error_and_the_next_request_succeeds(
+    platform: Platform,
+) -> None:
+    """The replica that streams an answer is killed (SIGKILL) after the first chunks: the
+    client gets the gateway's error in the stream (the ``openai`` client raises it), and the
+    next request is answered by the other replica while Serve replaces the dead one."""
+    d = wait_for(platform.client, "tiny-replicated", "v1", "READY", "FAILED")
+    assert d.status.value == "READY", d.detail
+    app = app_name("lab", "tiny-replicated", "v1")
+    llm = platform.openai(max_retries=0)
+    request_id = f"kill-{uuid.uuid4().hex}"
+    stream = llm.chat.completions.create(
+        model="tiny-replicated", messages=[{"role": "user", "content": "a long answer"}],
+        max_tokens=1500, stream=True, extra_body={"ignore_eos": True},
+        extra_headers={"X-Request-ID": request_id},
+    )  # fmt: skip
+    chunks = iter(stream)
+    for _ in range(3):
+        next(chunks)
+    os.kill(_replica_pid(app, request_id), signal.SIGKILL)
+    with pytest.raises(openai.APIError) as broken:
+        for _ in chunks:
+            pass
+    assert "the model stream broke" in broken.value.message, broken.value
+    answer = llm.chat.completions.create(
+        model="tiny-replicated", messages=[{"role": "user", "content": "again"}], max_tokens=4
+    )
+    assert answer.usage is not None and answer.usage.completion_tokens >= 1
+
+
+def _replica_pid(app: str, request_id: str) -> int:
+    """The process of the replica that logged the request (PRSM's line for each request, in
+    the replica worker's stderr file: ``worker-<id>-<job>-<pid>.err``)."""
+    pids = set()
+    for named in ray.util.list_named_actors(all_namespaces=True):
+        if named["name"].startswith(f"SERVE_REPLICA::{app}#"):
+            replica = ray.get_actor(named["name"], namespace=named["namespace"])
+            pids.add(ray.get(replica.__ray_call__.remote(lambda _: os.getpid())))
+    assert len(pids) == 2, pids
+    logs = Path("/tmp/ray/session_latest/logs")  # this driver's session (Ray's default folder)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for pid in pids:
+            for path in logs.glob(f"worker-*-{pid}.err"):
+                if request_id in path.read_text(errors="replace"):
+                    return pid
+        time.sleep(0.5)
+    raise AssertionError(f"no replica of {app} ({pids}) logged {request_id}")
 
 
 def test_a_tensor_parallel_deployment_serves_on_cpu(platform: Platform) -> None:
