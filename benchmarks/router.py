@@ -38,7 +38,8 @@ from prsm.adapters.skill_code import installed
 from prsm.config import Settings
 from prsm.domain import commands as cmds
 from prsm.domain.identity import Principal
-from prsm.domain.models import ModelSpec
+from prsm.domain.model_registry import Route
+from prsm.domain.models import ModelCall, ModelSpec
 from prsm.domain.rollout_policy import RolloutPolicy
 from prsm.runtime import model_controller, rollout_stats
 from prsm.serve.model_catalog import ModelCatalog
@@ -99,8 +100,7 @@ async def measure(catalog: ModelCatalog, rounds: int, per_round: int) -> dict[st
         started = time.perf_counter()
         await backend.chat({**BODY, "model": model})
         elapsed_ms = (time.perf_counter() - started) * 1000  # the gateway records every call
-        recorder.record(route.tenant_id, model, deployment.spec.version, elapsed_ms, True,
-                        elapsed_ms, 0)  # fmt: skip
+        recorder.record(call(route, deployment.spec.version, elapsed_ms))
 
     modes: dict[str, Any] = {
         "direct": lambda: direct.chat({**BODY, "model": "plain"}),
@@ -120,6 +120,14 @@ async def measure(catalog: ModelCatalog, rounds: int, per_round: int) -> dict[st
     return samples
 
 
+def call(route: Route, version: str, elapsed_ms: float) -> ModelCall:
+    """What the gateway records of each routed call."""
+    return ModelCall(tenant=route.tenant_id, model=route.model, version=version,
+                     caller_tenant=USER.tenant_id, in_rollout=route.rollout_id is not None,
+                     latency_ms=elapsed_ms, ok=True, ttft_ms=elapsed_ms, tokens=0,
+                     at=time.time())  # fmt: skip
+
+
 async def router_only(catalog: ModelCatalog, n: int) -> dict[str, dict[str, float]]:
     """The router's own cost: resolve + pick + record, no backend."""
     recorder = rollout_stats.StatsRecorder()
@@ -129,7 +137,7 @@ async def router_only(catalog: ModelCatalog, n: int) -> dict[str, dict[str, floa
         for _ in range(n):
             started = time.perf_counter()
             deployment, _, route = await catalog.resolve(USER, model)
-            recorder.record(route.tenant_id, model, deployment.spec.version, 1.0, True, 1.0, 0)
+            recorder.record(call(route, deployment.spec.version, 1.0))
             times.append(time.perf_counter() - started)
         out["no rollout" if model == "plain" else "rollout 50%"] = percentiles(times)
     await recorder.close()

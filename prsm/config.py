@@ -29,8 +29,8 @@ class Settings(BaseSettings):
     ray_port: int = Field(default=6380, description="Local Ray head port (Redis holds 6379).")
     dashboard_port: int = Field(default=8265, description="Ray dashboard port.")
     grafana_url: str = Field(
-        default="", max_length=2048, description="Grafana's address, linked from the console "
-        "(empty: no link).",
+        default="", max_length=2048, pattern=r"^(https?://\S+)?$",
+        description="Grafana's address (http or https), linked from the console (empty: no link).",
     )  # fmt: skip
     metrics_port: int = Field(
         default=8266, description="Port of Ray's metrics export (Prometheus) on the local head."

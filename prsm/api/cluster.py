@@ -27,6 +27,8 @@ class ClusterOut(BaseModel):
     queued: int = Field(description="Tasks waiting in the queue")
     allocations: int = Field(description="Placement groups held by scheduled and running tasks")
     dashboard_port: int | None = Field(
-        default=None, description="The Ray dashboard's port, on the gateway's host"
+        default=None, description="The Ray dashboard's port, on the gateway's host (operators)"
     )
-    grafana_url: str | None = Field(default=None, description="Grafana, where one is set up")
+    grafana_url: str | None = Field(
+        default=None, description="Grafana, where one is set up (operators)"
+    )

@@ -153,13 +153,30 @@ def _check_strategy(spec: ModelSpec) -> None:
         raise InvalidRequest("replicas must be at least 1")
 
 
+@dataclass(frozen=True, slots=True)
+class ModelCall:
+    """One model request as a gateway replica routed it: the figures a rollout is judged on
+    and a version's traffic is counted from."""
+
+    tenant: str  # the deployment's (SHARED_TENANT for a platform model)
+    model: str
+    version: str
+    caller_tenant: str  # the tenant of who called it
+    in_rollout: bool  # routed by a rollout's split (not a request that named the version)
+    latency_ms: float
+    ok: bool  # served (a 4xx is the caller's failure, not the version's)
+    ttft_ms: float | None  # time to first token (None: none came)
+    tokens: int  # tokens generated
+    at: float  # time.time() at its end
+
+
 @dataclass(frozen=True)
 class ModelTraffic:
     """A model version's requests over a recent window, as every gateway replica routed
     them: how many, how many failed on the platform's side, the median time to first token,
     and the tokens generated."""
 
-    window_s: float
+    window_s: float  # the window covered (shorter than asked when more samples came than kept)
     requests: int
     errors: int
     ttft_p50_ms: float | None

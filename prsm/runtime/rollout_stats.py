@@ -16,11 +16,11 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from prsm.domain.models import ModelTraffic
+from prsm.domain.errors import RuntimeUnavailable
+from prsm.domain.models import ModelCall, ModelTraffic
 from prsm.domain.rollout_policy import VersionStats
 from prsm.runtime import actors
 
@@ -29,57 +29,69 @@ log = logging.getLogger("prsm.rollouts")
 NAME = "prsm-rollout-stats"
 NAMESPACE = actors.NAMESPACE
 FLUSH_S = 0.25
+TRAFFIC_TIMEOUT_S = 5.0
 
-# (tenant, model, version, time.time() at the end of the request, latency ms, ok,
-#  time to first token ms (None: failed before it), tokens generated)
-Sample = tuple[str, str, str, float, float, bool, float | None, int]
-# A kept sample: (at, latency ms, ok, time to first token ms, tokens generated)
-_Kept = tuple[float, float, bool, float | None, int]
+SLACK_S = 10.0  # replicas' batches arrive out of order by about FLUSH_S: far less than this
 
 
 class SampleWindows:
-    """Recent samples per version; the figures of any window ending now."""
+    """Recent calls per version; the figures of any window ending now."""
 
     def __init__(self, keep_s: float = 7200.0, max_per_version: int = 200_000) -> None:
         self._keep_s = keep_s
         self._max = max_per_version
-        self._samples: dict[tuple[str, str, str], deque[_Kept]] = {}
+        self._samples: dict[tuple[str, str, str], deque[ModelCall]] = {}
 
-    def add(self, samples: list[Sample]) -> None:
-        for tenant, model, version, at, latency_ms, ok, ttft_ms, tokens in samples:
-            key = (tenant, model, version)
+    def add(self, calls: list[ModelCall]) -> None:
+        for call in calls:
+            key = (call.tenant, call.model, call.version)
             window = self._samples.get(key)
             if window is None:
                 window = self._samples[key] = deque(maxlen=self._max)
-            window.append((at, latency_ms, ok, ttft_ms, tokens))
+            window.append(call)
         horizon = time.time() - self._keep_s
         for window in self._samples.values():
-            while window and window[0][0] < horizon:
+            while window and window[0].at < horizon:
                 window.popleft()
 
     def stats(self, tenant: str, model: str, version: str, since: float) -> VersionStats:
-        window = self._samples.get((tenant, model, version), ())
-        recent = _since(window, since)
-        latencies = sorted(s[1] for s in recent)
-        errors = sum(1 for s in recent if not s[2])
+        """A version's figures in its rollout since ``since``: the calls its split routed."""
+        window = self._samples.get((tenant, model, version), deque())
+        recent = [c for c in _since(window, since) if c.in_rollout]
+        latencies = sorted(c.latency_ms for c in recent)
+        errors = sum(1 for c in recent if not c.ok)
         return VersionStats(len(latencies), errors, _quantile(latencies, 0.95))
 
-    def traffic(self, tenant: str, model: str, version: str, window_s: float) -> ModelTraffic:
-        recent = _since(self._samples.get((tenant, model, version), ()), time.time() - window_s)
-        firsts = sorted(s[3] for s in recent if s[3] is not None)
+    def traffic(self, tenant: str, model: str, version: str, window_s: float,
+                caller_tenant: str | None = None) -> ModelTraffic:  # fmt: skip
+        """A version's calls over the last ``window_s`` seconds (only ``caller_tenant``'s, if
+        given); over a shorter window if more came than are kept."""
+        now = time.time()
+        window = self._samples.get((tenant, model, version), deque())
+        if len(window) == self._max and window[0].at > now - window_s:
+            window_s = now - window[0].at
+        recent = [c for c in _since(window, now - window_s)
+                  if caller_tenant is None or c.caller_tenant == caller_tenant]  # fmt: skip
+        firsts = sorted(c.ttft_ms for c in recent if c.ttft_ms is not None)
         return ModelTraffic(
             window_s=window_s,
             requests=len(recent),
-            errors=sum(1 for s in recent if not s[2]),
+            errors=sum(1 for c in recent if not c.ok),
             ttft_p50_ms=_quantile(firsts, 0.5),
-            tokens_out=sum(s[4] for s in recent),
+            tokens_out=sum(c.tokens for c in recent),
         )
 
 
-def _since(window: Iterable[_Kept], since: float) -> list[_Kept]:
-    """The samples from ``since`` on (all of them are looked at: replicas' batches arrive
-    in any order)."""
-    return [kept for kept in window if kept[0] >= since]
+def _since(window: deque[ModelCall], since: float) -> list[ModelCall]:
+    """The calls from ``since`` on, read from the newest back (a window is in arrival order,
+    which is time order up to ``SLACK_S``)."""
+    recent = []
+    for call in reversed(window):
+        if call.at < since - SLACK_S:
+            break
+        if call.at >= since:
+            recent.append(call)
+    return recent
 
 
 def _quantile(ordered: list[float], q: float) -> float | None:
@@ -92,14 +104,15 @@ class RolloutStats:
     def __init__(self) -> None:
         self._windows = SampleWindows()
 
-    def record(self, samples: list[Sample]) -> None:
-        self._windows.add(samples)
+    def record(self, calls: list[ModelCall]) -> None:
+        self._windows.add(calls)
 
     def stats(self, tenant: str, model: str, version: str, since: float) -> VersionStats:
         return self._windows.stats(tenant, model, version, since)
 
-    def traffic(self, tenant: str, model: str, version: str, window_s: float) -> ModelTraffic:
-        return self._windows.traffic(tenant, model, version, window_s)
+    def traffic(self, tenant: str, model: str, version: str, window_s: float,
+                caller_tenant: str | None) -> ModelTraffic:  # fmt: skip
+        return self._windows.traffic(tenant, model, version, window_s, caller_tenant)
 
 
 _handle: Any = None
@@ -133,13 +146,15 @@ async def version_stats(tenant: str, model: str, version: str, since: datetime) 
     return result
 
 
-async def traffic(tenant: str, model: str, version: str, window_s: float) -> ModelTraffic:
+async def traffic(tenant: str, model: str, version: str, window_s: float,
+                  caller_tenant: str | None) -> ModelTraffic:  # fmt: skip
     """A version's traffic over the last ``window_s`` seconds, from the stats actor."""
     try:
-        result: ModelTraffic = await actor().traffic.remote(tenant, model, version, window_s)
-    except Exception:
+        call = actor().traffic.remote(tenant, model, version, window_s, caller_tenant)
+        result: ModelTraffic = await asyncio.wait_for(call, TRAFFIC_TIMEOUT_S)
+    except Exception as exc:
         forget()
-        raise
+        raise RuntimeUnavailable("the traffic figures are not available right now") from exc
     return result
 
 
@@ -147,12 +162,11 @@ class StatsRecorder:
     """One per gateway replica: buffers samples, sends them in batches."""
 
     def __init__(self) -> None:
-        self._buffer: list[Sample] = []
+        self._buffer: list[ModelCall] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    def record(self, tenant: str, model: str, version: str, latency_ms: float, ok: bool,
-               ttft_ms: float | None, tokens: int) -> None:  # fmt: skip
-        self._buffer.append((tenant, model, version, time.time(), latency_ms, ok, ttft_ms, tokens))
+    def record(self, call: ModelCall) -> None:
+        self._buffer.append(call)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
 

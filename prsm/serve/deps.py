@@ -17,7 +17,7 @@ from prsm.domain import api_keys
 from prsm.domain import events as ev
 from prsm.domain.errors import AuthenticationError, PermissionDenied, PrsmError
 from prsm.domain.identity import Principal
-from prsm.domain.models import ModelTraffic
+from prsm.domain.models import ModelCall, ModelTraffic
 from prsm.domain.policy import Scope, decide
 from prsm.observability import metrics
 from prsm.observability.logging import correlation_id
@@ -30,10 +30,10 @@ from prsm.service_layer.ports import EventStore, TaskViews
 from prsm.service_layer.rollouts import StatsSource
 from prsm.service_layer.runtime_views import AgentView, ClusterView, QueuePosition
 
-# (tenant, model, version, latency ms, ok, time to first token ms, tokens out): one request
-CallRecorder = Callable[[str, str, str, float, bool, float | None, int], None]
-# (tenant, model, version, window s): a version's recent traffic, cluster-wide
-TrafficSource = Callable[[str, str, str, float], Awaitable[ModelTraffic]]
+CallRecorder = Callable[[ModelCall], None]
+# (tenant, model, version, window s, caller's tenant or None for all): a version's recent
+# traffic, cluster-wide
+TrafficSource = Callable[[str, str, str, float, str | None], Awaitable[ModelTraffic]]
 
 
 class Agents(Protocol):

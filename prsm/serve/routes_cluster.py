@@ -1,6 +1,6 @@
 """``/v1/cluster``: the Ray nodes with their capacity, free resources, utilisation and what
-each machine reports (its compute-node actor), and the totals. Node addresses and labels are
-shown to operators and admins only."""
+each machine reports (its compute-node actor), and the totals. Node addresses, and where the
+Ray dashboard and Grafana are, are shown to operators and admins only."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ async def cluster(principal: ClusterReader, deps: Deps) -> ClusterOut:
     operator = Scope.AGENTS_WRITE in granted(principal)  # operators see where nodes are
     return ClusterOut(nodes=[_node(n, operator) for n in view.nodes], total=view.total,
                       free=view.free, queued=view.queued, allocations=view.allocations,
-                      dashboard_port=deps.dashboard_port,
-                      grafana_url=deps.grafana_url)  # fmt: skip
+                      dashboard_port=deps.dashboard_port if operator else None,
+                      grafana_url=deps.grafana_url if operator else None)  # fmt: skip
 
 
 def _node(n: NodeView, operator: bool) -> NodeOut:

@@ -10,7 +10,7 @@ from prsm.api.models import DeploymentList, DeploymentOut, FaultsBody, TrafficOu
 from prsm.domain import commands as cmds
 from prsm.domain.errors import RuntimeUnavailable
 from prsm.domain.model_registry import Deployment
-from prsm.domain.models import Faults, ModelSpec
+from prsm.domain.models import SHARED_TENANT, Faults, ModelSpec
 from prsm.observability.logging import correlation_id
 from prsm.serve.deps import Deps, ModelsReader, ModelsWriter
 from prsm.service_layer.models import load_registry
@@ -71,7 +71,8 @@ async def get_deployment(
     response_model=TrafficOut,
     summary="A version's recent traffic: request rate, errors, time to first token, tokens/s",
     description="Over the last `window_s` seconds, from every gateway replica (each sends "
-    "its requests' figures within a second).",
+    "its requests' figures within a second). A shared model's figures are your tenant's "
+    "calls (admins: everyone's).",
 )
 async def traffic(
     name: str,
@@ -84,7 +85,10 @@ async def traffic(
     d = registry.find(principal, name, version)
     if deps.traffic is None:
         raise RuntimeUnavailable("this gateway does not run on Ray: no traffic figures")
-    return TrafficOut.of(await deps.traffic(d.tenant_id, d.spec.name, d.spec.version, window_s))
+    everyone = d.tenant_id != SHARED_TENANT or principal.is_admin
+    caller = None if everyone else principal.tenant_id
+    figures = await deps.traffic(d.tenant_id, d.spec.name, d.spec.version, window_s, caller)
+    return TrafficOut.of(figures)
 
 
 @router.put(

@@ -23,8 +23,8 @@ from prsm.api.errors import error_responses
 from prsm.api.models import ChatCompletionBody, CompletionBody, ModelCard, ModelList
 from prsm.domain.errors import InjectedFault, ModelUnavailable, NotFound, PrsmError
 from prsm.domain.identity import Principal
-from prsm.domain.model_registry import Deployment
-from prsm.domain.models import SHARED_TENANT, Faults, ModelStatus
+from prsm.domain.model_registry import Deployment, Route
+from prsm.domain.models import SHARED_TENANT, Faults, ModelCall, ModelStatus
 from prsm.observability import metrics
 from prsm.serve.deps import Deps, GatewayDeps, InferenceCaller, ModelsReader
 from prsm.serve.errors import status_of
@@ -83,7 +83,7 @@ async def _infer(
 ) -> Any:
     deployment, backend, route = await _catalog(deps).resolve(principal, body["model"])
     labels = (deployment.spec.name, deployment.spec.version)
-    done = _recorder(deps, route.tenant_id, labels)
+    done = _recorder(deps, route, principal, labels)
     body["model"] = deployment.backend_model
     streaming = bool(body.get("stream"))
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -116,14 +116,20 @@ async def _infer(
 Done = Callable[[float, bool, float | None, int], None]
 
 
-def _recorder(deps: GatewayDeps, tenant: str, labels: tuple[str, str]) -> Done | None:
+def _recorder(
+    deps: GatewayDeps, route: Route, principal: Principal, labels: tuple[str, str]
+) -> Done | None:
     record = deps.record_call
     if record is None:
         return None
 
     def done(seconds: float, ok: bool, first_s: float | None, tokens: int) -> None:
-        first_ms = None if first_s is None else first_s * 1000
-        record(tenant, *labels, seconds * 1000, ok, first_ms, tokens)
+        record(ModelCall(
+            tenant=route.tenant_id, model=labels[0], version=labels[1],
+            caller_tenant=principal.tenant_id, in_rollout=route.rollout_id is not None,
+            latency_ms=seconds * 1000, ok=ok, ttft_ms=None if first_s is None else first_s * 1000,
+            tokens=tokens, at=time.time(),
+        ))  # fmt: skip
 
     return done
 

@@ -13,12 +13,15 @@ import pytest
 
 from prsm.adapters.skill_code import installed
 from prsm.bootstrap import utc_now
+from prsm.domain import events as ev
+from prsm.domain.events import EventMetadata, NewEvent
 from prsm.domain.identity import Principal
 from prsm.domain.policy import Scope
 from prsm.security.tokens import TokenCodec, VerifiedTokens
 from prsm.serve.app import create_app
 from prsm.serve.deps import GatewayDeps
 from prsm.service_layer.messagebus import MessageBus
+from prsm.service_layer.ports import StreamWrite
 from tests.support import DEMO_TASK, register_agent
 
 CODEC = TokenCodec(b"test-secret-test-secret-test-secret", issuer="prsm", audience="prsm")
@@ -105,6 +108,45 @@ async def test_whoami_names_the_principal(api: httpx.AsyncClient) -> None:
 
 
 # -- tasks ---------------------------------------------------------------------------------
+
+
+def meta() -> EventMetadata:
+    return EventMetadata(occurred_at=datetime.now(UTC), source="test", correlation_id="c")
+
+
+async def test_a_tasks_subtasks_are_listed_with_their_last_try_and_paged(
+    api: httpx.AsyncClient, store: Any
+) -> None:
+    task = await submit(api, ALICE)
+    empty = await api.get(f"/v1/tasks/{task['id']}/subtasks", headers=ALICE)
+    assert empty.json() == {"subtasks": [], "total": 0}
+    tries = [
+        ev.SubtaskFailed(task_id=task["id"], key="0", agent_id="a1", attempt=1, error="boom",
+                         final=False, node_id="n1", bundle=0),
+        ev.SubtaskCompleted(task_id=task["id"], key="1", agent_id="a1", output=1, seconds=0.5,
+                            node_id="n1", bundle=0),
+        ev.SubtaskCompleted(task_id=task["id"], key="0", agent_id="a2", output=4, seconds=0.25,
+                            node_id="n2", bundle=1),
+        ev.SubtaskFailed(task_id=task["id"], key="2", agent_id="a2", attempt=3, error="bad item",
+                         final=True, node_id="n2", bundle=1),
+    ]  # fmt: skip
+    await store.append(
+        [StreamWrite(f"run-{task['id']}", None, [NewEvent(e, meta()) for e in tries])]
+    )
+    listed = (await api.get(f"/v1/tasks/{task['id']}/subtasks", headers=ALICE)).json()
+    assert listed["total"] == 3
+    assert [(s["key"], s["status"], s["tries"], s["node_id"], s["seconds"], s["error"])
+            for s in listed["subtasks"]] == [
+        ("0", "succeeded", 2, "n2", 0.25, "boom"),
+        ("1", "succeeded", 1, "n1", 0.5, None),
+        ("2", "failed", 1, "n2", None, "bad item"),
+    ]  # fmt: skip
+    page = await api.get(f"/v1/tasks/{task['id']}/subtasks?limit=1&offset=2", headers=ALICE)
+    assert [s["key"] for s in page.json()["subtasks"]] == ["2"]
+    other = await api.get(f"/v1/tasks/{task['id']}/subtasks", headers=EVE)
+    assert_error(other, 404, "not_found")
+    bad = await api.get(f"/v1/tasks/{task['id']}/subtasks?limit=0", headers=ALICE)
+    assert bad.status_code == 422
 
 
 async def test_submit_get_list_cancel(api: httpx.AsyncClient) -> None:

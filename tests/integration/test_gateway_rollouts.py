@@ -6,7 +6,6 @@ exactly as the old one did."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -68,9 +67,12 @@ def make_deps(store: Any, windows: SampleWindows, settings: Settings) -> Gateway
         tokens=VerifiedTokens(CODEC),
         models=ModelCatalog(store, backend_factory(settings), max_age_s=0.0),
     )
-    deps.record_call = lambda t, m, v, ms, ok, first, n: windows.add(
-        [(t, m, v, time.time(), ms, ok, first, n)]
-    )
+    deps.record_call = lambda call: windows.add([call])
+
+    async def traffic(t: str, m: str, v: str, window_s: float, caller: str | None) -> Any:
+        return windows.traffic(t, m, v, window_s, caller)
+
+    deps.traffic = traffic
     deps.version_stats = stats_source(windows)
     return deps
 
@@ -181,6 +183,22 @@ async def test_the_split_holds_within_5_points_over_2000_requests(gw: Gateway) -
         aborted = await gw.http.post(f"/v1/rollouts/{started['id']}/abort", headers=ALICE)
         assert aborted.status_code == 200, aborted.text
         await controller_pass(gw.store)  # v2 removed: the next rollout deploys it again
+
+
+async def test_a_versions_traffic_counts_its_calls_streamed_or_not(gw: Gateway) -> None:
+    client = llm(gw.http)
+    for _ in range(3):
+        await client.chat.completions.create(**CHAT)
+    stream = await client.chat.completions.create(**CHAT, stream=True)
+    assert [c async for c in stream]
+    answer = await gw.http.get("/v1/deployments/gpt/v1/traffic?window_s=60", headers=ALICE)
+    figures = answer.json()
+    assert (figures["requests"], figures["errors"], figures["window_s"]) == (4, 0, 60), figures
+    assert figures["ttft_p50_ms"] > 0 and figures["tokens_per_s"] > 0, figures
+    assert_error(await gw.http.get("/v1/deployments/gpt/v1/traffic", headers=EVE), 404,
+                 "not_found")  # fmt: skip
+    bad = await gw.http.get("/v1/deployments/gpt/v1/traffic?window_s=0", headers=ALICE)
+    assert bad.status_code == 422
 
 
 async def test_promote_abort_and_a_fresh_gateway_routes_the_same(

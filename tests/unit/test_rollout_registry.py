@@ -17,7 +17,7 @@ from prsm.domain import registry_events as rev
 from prsm.domain.errors import Conflict, NotFound, PermissionDenied
 from prsm.domain.identity import Principal
 from prsm.domain.model_registry import ModelRegistry, deployment_key
-from prsm.domain.models import SHARED_TENANT, ModelSpec, ModelStatus
+from prsm.domain.models import SHARED_TENANT, ModelCall, ModelSpec, ModelStatus
 from prsm.domain.rollout_policy import NoDataAction, RolloutPolicy, RolloutStatus, VersionStats
 from prsm.runtime.rollout_stats import SampleWindows
 from prsm.service_layer.models import load_registry
@@ -195,20 +195,39 @@ def _deploy_events() -> list[ev.Event]:
 def test_sample_windows_give_counts_errors_and_p95_since_a_time() -> None:
     windows = SampleWindows()
     now = time.time()
-    old = [("lab", "tiny", "v1", now - 100, 999.0, False, None, 0)]
-    fresh = [("lab", "tiny", "v1", now, float(ms), ms % 10 != 0, ms / 2, 4)
-             for ms in range(1, 101)]  # fmt: skip
-    windows.add(old + fresh)
+
+    def call(at: float, ms: float, ok: bool, ttft: float | None, tokens: int,
+             caller: str = "lab", in_rollout: bool = True) -> ModelCall:  # fmt: skip
+        return ModelCall(tenant="lab", model="tiny", version="v1", caller_tenant=caller,
+                         in_rollout=in_rollout, latency_ms=ms, ok=ok, ttft_ms=ttft,
+                         tokens=tokens, at=at)  # fmt: skip
+
+    old = [call(now - 100, 999.0, False, None, 0)]
+    fresh = [call(now, float(ms), ms % 10 != 0, ms / 2, 4) for ms in range(1, 101)]
+    # A request that named v1 itself: in its traffic, not in its rollout's figures.
+    pinned = [call(now, 5000.0, True, 1.0, 4, caller="other", in_rollout=False)]
+    windows.add(old + fresh + pinned)
     stats = windows.stats("lab", "tiny", "v1", since=now - 10)
     assert (stats.requests, stats.errors, stats.p95_ms) == (100, 10, 95.0)
     assert windows.stats("lab", "tiny", "v1", since=now - 1000).requests == 101
     assert windows.stats("lab", "tiny", "v9", since=0) == VersionStats(0, 0, None)
     # The same samples as traffic over the last minute: the old one is out of the window.
-    recent = windows.traffic("lab", "tiny", "v1", window_s=60)
+    recent = windows.traffic("lab", "tiny", "v1", window_s=60, caller_tenant="lab")
     assert (recent.requests, recent.errors, recent.tokens_out) == (100, 10, 400)
     assert recent.ttft_p50_ms == 25.0  # the 50th of 0.5 … 50 ms
+    assert windows.traffic("lab", "tiny", "v1", window_s=60).requests == 101  # every caller
     assert windows.traffic("lab", "tiny", "v1", window_s=1000).errors == 11
     assert windows.traffic("lab", "tiny", "v9", window_s=60).ttft_p50_ms is None
+
+
+def test_traffic_over_more_calls_than_kept_says_the_window_it_covers() -> None:
+    windows = SampleWindows(max_per_version=100)
+    now = time.time()
+    windows.add([ModelCall(tenant="lab", model="tiny", version="v1", caller_tenant="lab",
+                           in_rollout=False, latency_ms=1.0, ok=True, ttft_ms=1.0, tokens=1,
+                           at=now - 50 + i * 0.2) for i in range(200)])  # fmt: skip
+    recent = windows.traffic("lab", "tiny", "v1", window_s=60)
+    assert recent.requests == 100 and 29 < recent.window_s < 31  # the last 100: 30 s ago on
 
 
 async def test_the_controller_evaluates_on_schedule_from_the_store() -> None:
