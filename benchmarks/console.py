@@ -4,7 +4,8 @@ Brings PRSM up with its defaults (its own data folder and ports), submits 100 ta
 the API as one user (`map` tasks) and measures each console view in Debian's Chromium (driven
 by Playwright): the baseline (the audit view as the admin, the others as the user). Then it
 submits tasks up to 10,000 (batches of 1,000), waits until they have all finished, and
-measures again. A load is a fresh page at the view's address, signed in,
+measures again. Among the first 100 is one `map` task of 2,000 items, whose page lists its
+subtasks. A load is a fresh page at the view's address, signed in,
 until its figures are on the page (`main[data-state=ready]`). Target: every view under 1 s.
 
     .venv/bin/python -m benchmarks.console [--tasks 10000] [--loads 10]
@@ -32,6 +33,7 @@ from benchmarks.common import free_port, percentiles, write
 TARGET_S = 1.0
 BATCH = 1000
 BASELINE = 100  # tasks stored for the baseline: enough for two pages of the task list
+BIG = 2000  # items of one map task among them: its page lists subtasks from its run's record
 
 
 def up(data: Path) -> tuple[dict[str, str], str, str]:
@@ -53,15 +55,15 @@ def user_token(env: dict[str, str]) -> str:
     return done.stdout.strip()
 
 
-def views(http: httpx.Client) -> dict[str, str]:
+def views(http: httpx.Client, big_task: str) -> dict[str, str]:
     """Each view's address: the task list's first and a later page, a status filter, one
-    task (its subtasks, its result), and the other views."""
+    task of one item and the task of ``BIG`` items (subtasks, where they ran, result), and
+    the other views."""
     first = http.get("/v1/tasks", params={"limit": 50}).json()
-    found = {"tasks": "#/tasks", "tasks (filtered)": "#/tasks?status=SUCCEEDED"}
-    if first["next_cursor"]:
-        found["tasks (page 2)"] = f"#/tasks?cursor={first['next_cursor']}"
-    if first["tasks"]:
-        found["task"] = f"#/tasks/{first['tasks'][0]['id']}"
+    found = {"tasks": "#/tasks", "tasks (filtered)": "#/tasks?status=SUCCEEDED",
+             "tasks (page 2)": f"#/tasks?cursor={first['next_cursor']}",
+             "task": f"#/tasks/{first['tasks'][0]['id']}",
+             f"task ({BIG:,} subtasks)": f"#/tasks/{big_task}"}  # fmt: skip
     for view in ("submit", "models", "rollouts", "cluster"):
         found[view] = f"#/{view}"
     return found
@@ -134,12 +136,14 @@ def main() -> None:
             with httpx.Client(base_url=gateway, headers=headers, timeout=30) as http, \
                     sync_playwright() as p:  # fmt: skip
                 browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-                fill(http, BASELINE)
-                baseline = measure(browser, gateway, token, views(http), args.loads)
+                big = {"type": "map", "params": {"skill": "math.square", "items": list(range(BIG))}}
+                big_task = http.post("/v1/tasks", json=big).raise_for_status().json()["id"]
+                fill(http, BASELINE - 1)
+                baseline = measure(browser, gateway, token, views(http, big_task), args.loads)
                 baseline |= measure(browser, gateway, admin, audit, args.loads)
                 print(f"storing tasks up to {args.tasks:,} …", flush=True)
                 fill_s = fill(http, args.tasks - BASELINE)
-                full = measure(browser, gateway, token, views(http), args.loads)
+                full = measure(browser, gateway, token, views(http, big_task), args.loads)
                 full |= measure(browser, gateway, admin, audit, args.loads)
                 browser.close()
         finally:

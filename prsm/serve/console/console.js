@@ -24,7 +24,7 @@ async function api(path, options = {}) {
     options.body = JSON.stringify(options.json);
   }
   const response = await fetch(path, { ...options, headers });
-  if (response.status === 401) {
+  if (response.status === 401 && !options.signingIn) {
     signOut("Your session ended: sign in again.");
     throw new ApiError(401, "unauthenticated", "not signed in");
   }
@@ -54,6 +54,7 @@ function h(tag, attrs = {}, ...children) {
 }
 
 const may = (scope) => me !== null && me.scopes.includes(scope);
+const isAdmin = () => me !== null && me.roles.includes("admin"); // shared models: admins manage
 const badge = (text) => h("span", { class: `badge ${text}` }, text);
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
 const num = (x, digits = 1) => (x === null || x === undefined ? "—" : Number(x).toFixed(digits));
@@ -72,18 +73,26 @@ function say(message, error = false) {
 }
 
 // Render a view: loading → ready (the tests and the benchmark wait for data-state="ready").
+// With refreshMs, the view is built again after each render ends, unless the tab is hidden,
+// the user is typing in one of its fields, or the view called stop() (it has nothing left
+// to change). The focused button or link keeps the focus across a refresh.
 async function show(view, title, build, refreshMs = 0) {
   const mine = ++generation;
-  clearInterval(timer);
+  clearTimeout(timer);
+  revokeUrls();
   main.dataset.view = view;
   main.dataset.state = "loading";
   document.title = `${title} · PRSM console`;
+  let stopped = false;
+  const ctx = { stop: () => { stopped = true; } };
   const render = async (first) => {
     try {
-      const content = await build();
+      const content = await build(ctx);
       if (mine !== generation) return;
+      const focused = focusedControl();
       main.replaceChildren(h("h1", {}, title), ...[content].flat());
       if (first) say("");
+      else refocus(focused);
     } catch (err) {
       if (mine !== generation || err.status === 401) return;
       const text = err.status === 404 ? "Not found." : `${err.message} (${err.code || "error"})`;
@@ -91,9 +100,39 @@ async function show(view, title, build, refreshMs = 0) {
     }
     main.dataset.state = "ready";
   };
+  const tick = async () => {
+    if (mine !== generation || stopped) return;
+    if (!document.hidden && !editing()) await render(false);
+    if (mine === generation && !stopped) timer = setTimeout(tick, refreshMs);
+  };
   await render(true);
   if (mine === generation) main.focus({ preventScroll: true });
-  if (refreshMs && mine === generation) timer = setInterval(() => render(false), refreshMs);
+  if (refreshMs && mine === generation && !stopped) timer = setTimeout(tick, refreshMs);
+}
+
+const editing = () => main.contains(document.activeElement) && document.activeElement.matches("input, select, textarea");
+
+function focusedControl() {
+  const el = document.activeElement;
+  return main.contains(el) && el.matches("a, button") ? [el.tagName, el.textContent] : null;
+}
+
+function refocus(control) {
+  if (!control) return;
+  const [tag, text] = control;
+  const again = [...main.querySelectorAll(tag)].find((el) => el.textContent === text);
+  again?.focus({ preventScroll: true });
+}
+
+// Object URLs of downloads (a result held in the page), released when the view changes.
+const urls = [];
+function revokeUrls() {
+  while (urls.length) URL.revokeObjectURL(urls.pop());
+}
+
+async function confirmed(question, action) {
+  if (!window.confirm(question)) return;
+  try { await action(); } catch (err) { say(err.message, true); }
 }
 
 // ---- tasks ----
@@ -133,8 +172,10 @@ function tasksView(query) {
 function taskView(id, query) {
   const offset = Math.max(0, Number(query.get("offset")) || 0);
   const at = (n) => `#/tasks/${encodeURIComponent(id)}?offset=${n}`;
-  return show("task", `Task ${shortId(id)}`, async () => {
+  let result = null; // fetched once the task has finished
+  return show("task", `Task ${shortId(id)}`, async (ctx) => {
     const task = await api(`/v1/tasks/${encodeURIComponent(id)}`);
+    if (TERMINAL.has(task.status)) ctx.stop(); // nothing about it changes any more
     const subs = await api(`/v1/tasks/${encodeURIComponent(id)}/subtasks?limit=100&offset=${offset}`);
     const out = [];
     out.push(h("dl", { class: "facts" },
@@ -150,10 +191,10 @@ function taskView(id, query) {
       task.error ? [h("dt", {}, "Error"), h("dd", { class: "error" }, task.error)] : null,
       task.skills?.length ? [h("dt", {}, "Skills"), h("dd", {}, task.skills.map((s) => `${s.name} ${s.version} (${s.origin})`).join(", "))] : null));
     if (!TERMINAL.has(task.status) && may("tasks:write")) {
-      out.push(h("button", { type: "button", class: "danger", onclick: async () => {
-        try { await api(`/v1/tasks/${task.id}`, { method: "DELETE" }); say("Cancelled."); }
-        catch (err) { say(err.message, true); }
-      } }, "Cancel task"));
+      out.push(h("button", { type: "button", class: "danger", onclick: () => confirmed("Cancel this task?", async () => {
+        await api(`/v1/tasks/${task.id}`, { method: "DELETE" });
+        say("Cancelled.");
+      }) }, "Cancel task"));
     }
     out.push(h("h2", {}, "Where it ran"));
     out.push(table(["Node", "Bundle", { label: "Completed", num: true }, { label: "Failed tries", num: true }],
@@ -166,20 +207,29 @@ function taskView(id, query) {
         offset > 0 ? h("a", { href: at(Math.max(0, offset - 100)) }, "Previous subtasks") : null,
         offset + 100 < subs.total ? h("a", { href: at(offset + 100) }, "Next subtasks") : null));
     }
-    if (TERMINAL.has(task.status) && task.status !== "CANCELLED") out.push(...(await resultSection(task)));
+    if (TERMINAL.has(task.status) && task.status !== "CANCELLED") {
+      result ??= await resultSection(task);
+      out.push(...result);
+    }
     return out;
-  }, 1500);
+  }, 2000);
 }
 
 async function resultSection(task) {
-  const response = await api(`/v1/tasks/${task.id}/result`, { raw: true });
-  const blob = await response.blob();
+  let blob;
+  try {
+    blob = await (await api(`/v1/tasks/${task.id}/result`, { raw: true })).blob();
+  } catch (err) {
+    return [h("h2", {}, "Result"), h("p", { class: "error", role: "alert" }, `The result could not be read: ${err.message}`)];
+  }
   const text = await blob.slice(0, 65536).text();
   let shown = text;
   if (blob.size <= 65536) {
     try { shown = JSON.stringify(JSON.parse(text), null, 2); } catch { /* shown as it came */ }
   }
-  const download = h("a", { href: URL.createObjectURL(blob), download: `${task.id}.json`, class: "button" }, `Download result (${blob.size} bytes)`);
+  const url = URL.createObjectURL(blob);
+  urls.push(url);
+  const download = h("a", { href: url, download: `${task.id}.json` }, `Download result (${blob.size} bytes)`);
   return [h("h2", {}, "Result"), download, h("pre", { id: "result", tabindex: "0" }, shown,
     blob.size > 65536 ? "\n… (the first 64 KiB; download for all of it)" : "")];
 }
@@ -233,14 +283,14 @@ function modelsView() {
       api(`/v1/deployments/${d.name}/${d.version}/traffic?window_s=60`).catch(() => null)));
     const rows = live.map((d, i) => {
       const t = traffic[i];
-      const manage = may("models:write") && d.status !== "UNDEPLOYING";
+      const manage = may("models:write") && (!d.shared || isAdmin()) && d.status !== "UNDEPLOYING";
       return [d.id, badge(d.status), d.healthy ? "healthy" : "unhealthy", d.replicas, d.shared ? "shared" : "tenant",
         t ? num(t.requests_per_s, 2) : "—", t ? `${num(100 * t.error_rate, 1)} %` : "—", t ? num(t.ttft_p50_ms, 0) : "—",
         t ? num(t.tokens_per_s, 1) : "—",
-        manage ? h("button", { type: "button", class: "secondary", onclick: async () => {
-          try { await api(`/v1/deployments/${d.name}/${d.version}`, { method: "DELETE" }); say(`Undeploying ${d.id}.`); }
-          catch (err) { say(err.message, true); }
-        } }, `Undeploy ${d.id}`) : ""];
+        manage ? h("button", { type: "button", class: "secondary", onclick: () => confirmed(`Undeploy ${d.id}?`, async () => {
+          await api(`/v1/deployments/${d.name}/${d.version}`, { method: "DELETE" });
+          say(`Undeploying ${d.id}.`);
+        }) }, `Undeploy ${d.id}`) : ""];
     });
     const out = [h("p", { class: "muted" }, "Traffic over the last minute, from every gateway replica."),
       table(["Version", "Status", "Health", { label: "Replicas", num: true }, "Owner", { label: "Requests/s", num: true },
@@ -262,7 +312,7 @@ function modelsView() {
         h("button", { type: "submit" }, "Deploy")), error);
     }
     return out;
-  }, 3000);
+  }, 5000);
 }
 
 // ---- rollouts ----
@@ -302,7 +352,7 @@ const POLICY_FIELDS = [["initial_percent", "First share %"], ["evaluation_interv
 
 // The new version's share of traffic over time: a step line from the start to now.
 function splitChart(r) {
-  const points = [[Date.parse(r.started_at), 0]];
+  const points = [[Date.parse(r.started_at), r.policy.initial_percent]];
   for (const d of r.history) if (d.percent !== null) points.push([Date.parse(d.at), d.percent]);
   const end = r.status === "IN_PROGRESS" ? Date.now() : Date.parse(r.history.at(-1)?.at || r.started_at);
   points.push([Math.max(end, points.at(-1)[0]), points.at(-1)[1]]);
@@ -343,13 +393,15 @@ function rolloutView(id) {
       h("dt", {}, "Traffic"), h("dd", { id: "traffic" }, Object.entries(r.traffic).map(([v, p]) => `${v}: ${p} %`).join(", ")),
       h("dt", {}, "Next evaluation"), h("dd", {}, when(r.next_evaluation_at)),
       h("dt", {}, "Started by"), h("dd", {}, `${r.started_by}, ${when(r.started_at)}`))];
-    if (r.status === "IN_PROGRESS" && may("rollouts:write")) {
-      const act = (verb) => async () => {
-        try { await api(`/v1/rollouts/${r.id}/${verb}`, { method: "POST" }); say(`Rollout ${verb === "promote" ? "promoted" : "aborted"}.`); route(); }
-        catch (err) { say(err.message, true); }
+    if (r.status === "IN_PROGRESS" && may("rollouts:write") && (r.owned_by !== "prsm" || isAdmin())) {
+      const act = async (verb) => {
+        await api(`/v1/rollouts/${r.id}/${verb}`, { method: "POST" });
+        say(`Rollout ${verb === "promote" ? "promoted" : "aborted"}.`);
+        route();
       };
-      out.push(h("div", { class: "pager" }, h("button", { type: "button", onclick: act("promote") }, "Promote"),
-        h("button", { type: "button", class: "danger", onclick: act("abort") }, "Abort")));
+      out.push(h("div", { class: "pager" },
+        h("button", { type: "button", onclick: () => act("promote").catch((err) => say(err.message, true)) }, "Promote"),
+        h("button", { type: "button", class: "danger", onclick: () => confirmed("Abort this rollout? Its traffic goes back.", () => act("abort")) }, "Abort")));
     }
     out.push(h("h2", {}, "Traffic to the new version"), splitChart(r));
     if (Object.keys(r.window).length) {
@@ -419,7 +471,7 @@ function auditView(query) {
 
 // ---- sign in, navigation ----
 function signInView(message = "") {
-  clearInterval(timer);
+  clearTimeout(timer);
   generation++;
   document.getElementById("nav").hidden = true;
   document.getElementById("signout").hidden = true;
@@ -430,7 +482,7 @@ function signInView(message = "") {
     e.preventDefault();
     sessionStorage.setItem(TOKEN, e.target.elements.token.value.trim());
     try {
-      await loadMe();
+      await loadMe(true);
       route();
     } catch (err) {
       sessionStorage.removeItem(TOKEN);
@@ -449,8 +501,8 @@ function signOut(message) {
   signInView(message);
 }
 
-async function loadMe() {
-  me = await api("/v1/whoami");
+async function loadMe(signingIn = false) {
+  me = await api("/v1/whoami", { signingIn });
   document.getElementById("who").textContent = `${me.user_id} · ${me.tenant_id} · ${me.roles.join(", ")}`;
   for (const link of document.querySelectorAll("#nav a[data-scope]")) link.hidden = !may(link.dataset.scope);
   document.getElementById("nav").hidden = false;
@@ -459,18 +511,21 @@ async function loadMe() {
 
 function route() {
   if (!sessionStorage.getItem(TOKEN)) return signInView();
-  if (me === null) return loadMe().then(route, () => {});
+  if (me === null) return loadMe().then(route, (err) => err.status !== 401 && signInView(`Could not sign in: ${err.message}`));
+  if (location.hash && !location.hash.startsWith("#/")) return; // an in-page link (skip link)
   const [path, search] = (location.hash.slice(1) || "/tasks").split("?");
   const query = new URLSearchParams(search || "");
-  const [, section, id] = path.split("/");
+  const [, section, raw] = path.split("/");
+  let id = raw;
+  try { id = raw && decodeURIComponent(raw); } catch { /* shown as typed: the API says not found */ }
   for (const link of document.querySelectorAll("#nav a")) {
     link.toggleAttribute("aria-current", link.getAttribute("href") === `#/${section}`);
     if (link.hasAttribute("aria-current")) link.setAttribute("aria-current", "page");
   }
-  if (section === "tasks") return id ? taskView(decodeURIComponent(id), query) : tasksView(query);
+  if (section === "tasks") return id ? taskView(id, query) : tasksView(query);
   if (section === "submit") return submitView();
   if (section === "models") return modelsView();
-  if (section === "rollouts") return id ? rolloutView(decodeURIComponent(id)) : rolloutsView();
+  if (section === "rollouts") return id ? rolloutView(id) : rolloutsView();
   if (section === "cluster") return clusterView();
   if (section === "audit") return auditView(query);
   return show("missing", "Not found", async () => h("p", {}, "No such page."));

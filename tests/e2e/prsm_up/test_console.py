@@ -48,10 +48,10 @@ def signed_in(browser: Browser, cluster: dict[str, Any], credential: str) -> Pag
     return page
 
 
-def visit(page: Page, hash_path: str) -> None:
+def visit(page: Page, hash_path: str, view: str) -> None:
     """Open a view and wait until its figures are on the page."""
     page.evaluate("path => { location.hash = path }", hash_path)
-    expect(page.locator("main")).to_have_attribute("data-state", "ready")
+    expect(page.locator(f"main[data-view={view}]")).to_have_attribute("data-state", "ready")
 
 
 def shot(page: Page, name: str) -> None:
@@ -71,7 +71,7 @@ def test_a_user_submits_a_task_sees_it_succeed_and_reads_its_result(
     assert credential not in page.url
     assert page.evaluate("sessionStorage.getItem('prsm-token')") == credential
 
-    visit(page, "#/submit")
+    visit(page, "#/submit", "submit")
     page.get_by_label("Type").select_option("map_reduce")
     page.get_by_label("Params (JSON)").fill(
         '{"skill": "math.square", "items": [1, 2, 3, 4, 5], "reduce": "reduce.sum"}'
@@ -86,7 +86,7 @@ def test_a_user_submits_a_task_sees_it_succeed_and_reads_its_result(
     shot(page, "task")
     task_url = page.url
 
-    visit(page, "#/tasks")
+    visit(page, "#/tasks", "tasks")
     expect(page.get_by_role("link", name=task_url.rsplit("/", 1)[-1][:8])).to_be_visible()
     shot(page, "tasks")
 
@@ -102,7 +102,7 @@ def test_a_rollout_started_in_the_console_advances_and_only_who_may_promotes_it(
     cluster: dict[str, Any], browser: Browser
 ) -> None:
     admin = signed_in(browser, cluster, cluster["token"])
-    visit(admin, "#/rollouts")
+    visit(admin, "#/rollouts", "rollouts")
     admin.get_by_label("Model").fill(MODEL)
     admin.get_by_label("New version").fill("v-console")
     for label, value in {"First share %": "25", "Evaluate every (s)": "2", "Min window (s)": "0",
@@ -135,7 +135,7 @@ def test_a_rollout_started_in_the_console_advances_and_only_who_may_promotes_it(
 
     viewer_token = token(cluster, "vera", "default", "viewer")
     viewer = signed_in(browser, cluster, viewer_token)
-    visit(viewer, f"#/rollouts/{rollout_id}")
+    visit(viewer, f"#/rollouts/{rollout_id}", "rollout")
     expect(viewer.locator("#traffic")).to_contain_text("v-console")
     expect(viewer.get_by_role("button", name="Promote")).to_have_count(0)
     viewer_auth = {"Authorization": f"Bearer {viewer_token}"}
@@ -148,7 +148,7 @@ def test_a_rollout_started_in_the_console_advances_and_only_who_may_promotes_it(
     admin.get_by_role("button", name="Promote").click()
     expect(admin.locator(".badge.COMPLETED")).to_be_visible(timeout=30_000)
     for view in ("models", "cluster", "audit"):
-        visit(admin, f"#/{view}")
+        visit(admin, f"#/{view}", view)
         shot(admin, view)
     # The audit view lists the viewer's refused promote.
     denied = admin.get_by_role("row").filter(has_text="vera").filter(has_text="promote")
