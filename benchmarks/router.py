@@ -100,7 +100,7 @@ async def measure(catalog: ModelCatalog, rounds: int, per_round: int) -> dict[st
         started = time.perf_counter()
         await backend.chat({**BODY, "model": model})
         elapsed_ms = (time.perf_counter() - started) * 1000  # the gateway records every call
-        recorder.record(call(route, deployment.spec.version, elapsed_ms))
+        recorder.record(routed_call(route, deployment.spec.version, elapsed_ms))
 
     modes: dict[str, Any] = {
         "direct": lambda: direct.chat({**BODY, "model": "plain"}),
@@ -120,7 +120,7 @@ async def measure(catalog: ModelCatalog, rounds: int, per_round: int) -> dict[st
     return samples
 
 
-def call(route: Route, version: str, elapsed_ms: float) -> ModelCall:
+def routed_call(route: Route, version: str, elapsed_ms: float) -> ModelCall:
     """What the gateway records of each routed call."""
     return ModelCall(tenant=route.tenant_id, model=route.model, version=version,
                      caller_tenant=USER.tenant_id, in_rollout=route.rollout_id is not None,
@@ -137,7 +137,7 @@ async def router_only(catalog: ModelCatalog, n: int) -> dict[str, dict[str, floa
         for _ in range(n):
             started = time.perf_counter()
             deployment, _, route = await catalog.resolve(USER, model)
-            recorder.record(call(route, deployment.spec.version, 1.0))
+            recorder.record(routed_call(route, deployment.spec.version, 1.0))
             times.append(time.perf_counter() - started)
         out["no rollout" if model == "plain" else "rollout 50%"] = percentiles(times)
     await recorder.close()

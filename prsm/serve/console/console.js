@@ -174,9 +174,9 @@ function taskView(id, query) {
   const at = (n) => `#/tasks/${encodeURIComponent(id)}?offset=${n}`;
   let result = null; // fetched once the task has finished
   return show("task", `Task ${shortId(id)}`, async (ctx) => {
-    const task = await api(`/v1/tasks/${encodeURIComponent(id)}`);
+    const [task, subs] = await Promise.all([api(`/v1/tasks/${encodeURIComponent(id)}`),
+      api(`/v1/tasks/${encodeURIComponent(id)}/subtasks?limit=100&offset=${offset}`)]);
     if (TERMINAL.has(task.status)) ctx.stop(); // nothing about it changes any more
-    const subs = await api(`/v1/tasks/${encodeURIComponent(id)}/subtasks?limit=100&offset=${offset}`);
     const out = [];
     out.push(h("dl", { class: "facts" },
       h("dt", {}, "Id"), h("dd", {}, task.id),
