@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
 import re
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -144,17 +146,15 @@ class VllmServeBackend:
             raise ModelUnavailable("the model is not serving right now; retry shortly") from exc
 
     async def chat(self, body: dict[str, Any]) -> Completion:
-        from ray.serve.llm.openai_api_models import ChatCompletionRequest
-
         from prsm.adapters.ray_compat import sanitize_chat_request
 
-        request = sanitize_chat_request(_parse(ChatCompletionRequest, body))
+        models = await request_models()
+        request = sanitize_chat_request(_parse(models.ChatCompletionRequest, body))
         return await self._call("chat", request)
 
     async def completions(self, body: dict[str, Any]) -> Completion:
-        from ray.serve.llm.openai_api_models import CompletionRequest
-
-        return await self._call("completions", _parse(CompletionRequest, body))
+        models = await request_models()
+        return await self._call("completions", _parse(models.CompletionRequest, body))
 
     async def close(self) -> None:
         return None
@@ -185,6 +185,19 @@ class VllmServeBackend:
             result: dict[str, Any] = first.model_dump(mode="json", exclude_none=True)
             return result
         return _sse(first, stream)
+
+
+REQUEST_MODELS = "ray.serve.llm.openai_api_models"
+
+
+async def request_models() -> Any:
+    """Ray Serve LLM's request models. Importing them imports vLLM and torch (seconds): done
+    in a thread, so that a gateway's first model call does not stop its event loop (every
+    request it holds) for that long. Gateways on Ray start the import when they start."""
+    module = sys.modules.get(REQUEST_MODELS)
+    if module is None:
+        module = await asyncio.to_thread(importlib.import_module, REQUEST_MODELS)
+    return module
 
 
 def _parse(model: Any, body: dict[str, Any]) -> Any:
