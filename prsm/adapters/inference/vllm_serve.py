@@ -16,7 +16,6 @@ import asyncio
 import hashlib
 import importlib
 import re
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -188,16 +187,19 @@ class VllmServeBackend:
 
 
 REQUEST_MODELS = "ray.serve.llm.openai_api_models"
+_request_models: Any = None  # the module, once this process has imported it
 
 
 async def request_models() -> Any:
     """Ray Serve LLM's request models. Importing them imports vLLM and torch (seconds): done
     in a thread, so that a gateway's first model call does not stop its event loop (every
-    request it holds) for that long. Gateways on Ray start the import when they start."""
-    module = sys.modules.get(REQUEST_MODELS)
-    if module is None:
-        module = await asyncio.to_thread(importlib.import_module, REQUEST_MODELS)
-    return module
+    request it holds) for that long. Gateways on Ray start the import when they start; a
+    call meanwhile waits in its thread for that import to finish (``sys.modules`` would give
+    the module half-imported)."""
+    global _request_models
+    if _request_models is None:
+        _request_models = await asyncio.to_thread(importlib.import_module, REQUEST_MODELS)
+    return _request_models
 
 
 def _parse(model: Any, body: dict[str, Any]) -> Any:
