@@ -81,10 +81,11 @@ def submitted(task_id: str | None = None, user: str = "u1", tenant: str = "t1") 
 
 
 def free_port() -> int:
-    """A free port below the kernel's ephemeral range and above Ray's worker ports
-    (10002-19999). A port the kernel hands out for ``bind(0)`` comes from the ephemeral range,
-    where a Ray process starting meanwhile (its gRPC servers, outgoing connections) can take
-    it before the test's server binds it."""
+    """A free port above Ray's worker ports (10002-19999), below Serve's replica ports
+    (30000+ with direct ingress) and the kernel's ephemeral range. A port the kernel hands
+    out for ``bind(0)`` comes from the ephemeral range, where a Ray process starting
+    meanwhile (its gRPC servers, outgoing connections) can take it before the test's server
+    binds it."""
     import contextlib
     import random
     import socket
@@ -93,7 +94,7 @@ def free_port() -> int:
     with contextlib.suppress(OSError, ValueError, IndexError):
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     while True:
-        port = random.randrange(20000, max(low, 20001))
+        port = random.randrange(20000, min(max(low, 20001), 30000))
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
