@@ -17,6 +17,8 @@ Each wrapper says which public API is missing and why the private one is used.
 - ``CallbackBase`` — ``ray.llm._internal.common.callbacks.base.CallbackBase``
 - ``batched`` — ``ray.llm._internal.serve.utils.batcher.Batcher``
 - ``StreamBatchingHook`` — ``LLMServer._batch_output_stream`` / ``_get_batch_interval_ms``
+- ``InProcessWorkerHook`` — ``LLMServer._get_default_engine_class`` and
+  ``ray.llm._internal.serve.engines.vllm.vllm_engine.VLLMEngine._prepare_engine_config``
 - ``sanitize_chat_request`` —
   ``ray.llm._internal.serve.core.ingress.utils._sanitize_chat_completion_request``
 
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SUPPORTED_RAY",
     "CallbackBase",
+    "InProcessWorkerHook",
     "StreamBatchingHook",
     "UnsupportedRayVersion",
     "available_resources_per_node",
@@ -197,6 +200,36 @@ class StreamBatchingHook:
         self, generator: AsyncGenerator[T, None]
     ) -> AsyncGenerator[list[T], None]:
         return self.batch_output_stream(generator, self._get_batch_interval_ms())
+
+
+class InProcessWorkerHook:
+    """A mixin for a subclass of ``ray.serve.llm.LLMServer`` (put it first among the bases):
+    a vLLM engine of one worker on CPU runs that worker in the engine's own process (vLLM's
+    ``uni`` executor, what ``vllm serve`` and ``vllm.LLM`` use for one worker). Ray Serve
+    LLM always asks for the ``mp`` executor on CPU, which starts the one worker as a process
+    of its own: one more process to start (it imports torch and vLLM again, seconds) and a
+    hop through shared memory on every engine step. Engines of several workers, and GPU
+    engines, are left as Ray Serve LLM makes them. ``LLMServer`` picks its engine class in
+    the private ``_get_default_engine_class``; the engine's arguments are made in
+    ``VLLMEngine._prepare_engine_config``, also private; neither has a public option."""
+
+    def _get_default_engine_class(self) -> type:
+        return _in_process_worker_engine()
+
+
+def _in_process_worker_engine() -> type:
+    from ray.llm._internal.serve.engines.vllm.vllm_engine import VLLMEngine
+
+    class InProcessWorkerEngine(VLLMEngine):
+        def _prepare_engine_config(self, callback_ctx: Any) -> tuple[Any, Any, Any]:
+            args, frontend, config = super()._prepare_engine_config(callback_ctx)
+            parallel = config.parallel_config
+            if parallel.world_size == 1 and parallel.distributed_executor_backend == "mp":
+                parallel.distributed_executor_backend = "uni"
+                args.distributed_executor_backend = "uni"
+            return args, frontend, config
+
+    return InProcessWorkerEngine
 
 
 def sanitize_chat_request(request: ChatCompletionRequest) -> ChatCompletionRequest:

@@ -1,6 +1,7 @@
 """What PRSM changes in Ray Serve LLM: the first streamed chunk leaves at once, local
-model directories are not "downloaded" before the engine starts, and each request leaves one
-JSON log line (PRSM's format) with its id.
+model directories are not "downloaded" before the engine starts, a CPU engine of one worker
+runs it in its own process (as ``vllm serve`` does; see ``ray_compat.InProcessWorkerHook``),
+and each request leaves one JSON log line (PRSM's format) with its id.
 
 ``LLMServer`` batches a stream's chunks and sends a batch every 50 ms, the first one too, so
 every streamed answer starts up to 50 ms late. ``PrsmLLMServer`` sends the first two chunks
@@ -22,7 +23,12 @@ from typing import Any, TypeVar
 from ray.serve.llm import LLMServer
 
 from prsm.adapters.inference.streaming import first_now_then_batched
-from prsm.adapters.ray_compat import CallbackBase, StreamBatchingHook, serve_request_id
+from prsm.adapters.ray_compat import (
+    CallbackBase,
+    InProcessWorkerHook,
+    StreamBatchingHook,
+    serve_request_id,
+)
 from prsm.observability.logging import configure, correlated
 
 T = TypeVar("T")
@@ -30,7 +36,7 @@ T = TypeVar("T")
 log = logging.getLogger("prsm.model")
 
 
-class PrsmLLMServer(StreamBatchingHook, LLMServer):
+class PrsmLLMServer(InProcessWorkerHook, StreamBatchingHook, LLMServer):
     async def __init__(self, llm_config: Any, *, log_level: str = "INFO",  # type: ignore[misc]
                        **options: Any) -> None:  # fmt: skip
         configure(log_level)
