@@ -37,6 +37,9 @@ NAMESPACE = actors.NAMESPACE
 # going away.
 DRAIN = timedelta(seconds=3)
 INTERVAL_S = 2.0  # between passes (a change of the registry wakes the controller at once)
+# Between passes while a version is on its way up or down: a version whose engine has just
+# started is marked ready (and serves) within this, not within INTERVAL_S.
+CHANGING_INTERVAL_S = 0.5
 
 
 def _now() -> datetime:
@@ -71,6 +74,11 @@ class ModelController(LoopActor):
                     change(r)
 
             registry = await change_registry(controller_writer(self._store, _now), apply)
+        changing = any(
+            d.status in (ModelStatus.DEPLOYING, ModelStatus.UNDEPLOYING)
+            for d in registry.deployments.values()
+        )
+        self._interval_s = CHANGING_INTERVAL_S if changing else INTERVAL_S
         return {key: d.status.value for key, d in registry.deployments.items()}
 
     async def evaluate_rollouts(self) -> None:
