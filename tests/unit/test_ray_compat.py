@@ -3,6 +3,7 @@ nothing else in PRSM touches a private Ray API."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -49,17 +50,33 @@ async def test_the_stream_batcher_gives_everything_at_once_without_an_interval()
     assert [batch async for batch in ray_compat.batched(numbers(), None)] == [[0, 1, 2, 3, 4]]
 
 
-async def test_the_model_replica_sends_a_streams_first_two_chunks_at_once_then_batches() -> None:
-    from prsm.adapters.inference.streaming import first_now_then_batched
+def chunk(**delta: object) -> str:
+    choice = {"index": 0, "delta": delta, "finish_reason": None}
+    return f"data: {json.dumps({'object': 'chat.completion.chunk', 'choices': [choice]})}\n\n"
 
-    async def chunks(n: int) -> AsyncGenerator[int, None]:
-        for i in range(n):
-            yield i
 
-    async def sent(n: int) -> list[list[int]]:
-        return [batch async for batch in first_now_then_batched(chunks(n), None)]
+async def test_the_model_replica_sends_chunks_alone_until_one_shows_text_then_batches() -> None:
+    from prsm.adapters.inference.streaming import MAX_UNBATCHED, first_now_then_batched
 
-    # A chat stream's role chunk and its first token leave alone; the rest in batches.
-    assert await sent(5) == [[0], [1], [2, 3, 4]]
-    assert await sent(1) == [[0]]
-    assert await sent(0) == []
+    role, empty, text = chunk(role="assistant", content=""), chunk(content=""), chunk(content="a")
+
+    async def stream(items: list[str]) -> AsyncGenerator[str, None]:
+        for item in items:
+            yield item
+
+    async def sent(items: list[str]) -> list[list[str]]:
+        return [batch async for batch in first_now_then_batched(stream(items), None)]
+
+    # The role chunk and tokens that decode to no text yet leave alone, and so does the
+    # first chunk with text; the rest go in batches.
+    assert await sent([role, text, text, text]) == [[role], [text], [text, text]]
+    assert await sent([role, empty, empty, text, empty, text]) == [
+        [role], [empty], [empty], [text], [empty, text]
+    ]  # fmt: skip
+    tool = chunk(tool_calls=[{"index": 0, "function": {"name": "f"}}])
+    assert await sent([role, tool, text]) == [[role], [tool], [text]]
+    assert await sent([role]) == [[role]]
+    assert await sent([]) == []
+    # A stream of nothing visible is batched after MAX_UNBATCHED chunks all the same.
+    many = await sent([empty] * (MAX_UNBATCHED + 3))
+    assert len(many) == MAX_UNBATCHED + 1 and many[-1] == [empty] * 3

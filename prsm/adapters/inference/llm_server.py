@@ -1,15 +1,15 @@
-"""What PRSM changes in Ray Serve LLM: the first streamed chunk leaves at once, local
+"""What PRSM changes in Ray Serve LLM: a streamed answer's first words leave at once, local
 model directories are not "downloaded" before the engine starts, a CPU engine of one worker
 runs it in its own process (as ``vllm serve`` does; see ``ray_compat.InProcessWorkerHook``),
 and each request leaves one JSON log line (PRSM's format) with its id.
 
 ``LLMServer`` batches a stream's chunks and sends a batch every 50 ms, the first one too, so
-every streamed answer starts up to 50 ms late. ``PrsmLLMServer`` sends the first two chunks
-as soon as the engine yields them (a chat stream's first chunk carries only the role, its
-second the first token), then batches the rest as Ray does (fewer, larger messages through
-the Serve handle). Each chat or completion request is logged once, under its Serve
-request id: the id of the PRSM request it serves (the gateway's, or the task's whose agent
-calls the model). The Ray Serve LLM internals these rely on go through
+every streamed answer starts up to 50 ms late. ``PrsmLLMServer`` sends each chunk as soon as
+the engine yields it until the first that shows the client something (see
+``prsm.adapters.inference.streaming``), then batches the rest as Ray does (fewer, larger
+messages through the Serve handle). Each chat or completion request is logged once, under
+its Serve request id: the id of the PRSM request it serves (the gateway's, or the task's
+whose agent calls the model). The Ray Serve LLM internals these rely on go through
 ``prsm.adapters.ray_compat``."""
 
 from __future__ import annotations
