@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import gc
-import importlib
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -159,7 +157,7 @@ async def build_gateway(raw_settings: dict[str, Any], in_ray: bool = True) -> Ga
         rate_limit=rate_limiter(settings).check,
     )
     if in_ray:
-        from prsm.adapters.inference.vllm_serve import REQUEST_MODELS
+        from prsm.adapters.inference.vllm_serve import preload_request_models
         from prsm.runtime import cluster_state, model_controller, rollout_stats
 
         deps.on_models_changed = model_controller.wake
@@ -169,9 +167,7 @@ async def build_gateway(raw_settings: dict[str, Any], in_ray: bool = True) -> Ga
         deps.agents = OrchestratorAgents()
         deps.queue = SchedulerQueue()
         deps.origin = cluster_state.here()  # where tasks submitted here come from
-        # The model request types (vLLM, torch: seconds) load beside the replica's start,
-        # not in its first model call.
-        asyncio.get_running_loop().run_in_executor(None, importlib.import_module, REQUEST_MODELS)
+        preload_request_models()
         deps.dashboard_port = settings.dashboard_port
     deps.grafana_url = settings.grafana_url or None
     # What the replica holds now (Ray, FastAPI, imports: hundreds of thousands of objects)

@@ -188,18 +188,26 @@ class VllmServeBackend:
 
 REQUEST_MODELS = "ray.serve.llm.openai_api_models"
 _request_models: Any = None  # the module, once this process has imported it
+_preloading: asyncio.Task[Any] | None = None
 
 
 async def request_models() -> Any:
     """Ray Serve LLM's request models. Importing them imports vLLM and torch (seconds): done
     in a thread, so that a gateway's first model call does not stop its event loop (every
-    request it holds) for that long. Gateways on Ray start the import when they start; a
-    call meanwhile waits in its thread for that import to finish (``sys.modules`` would give
-    the module half-imported)."""
+    request it holds) for that long. A call during ``preload_request_models``'s import waits
+    in its thread for that import to finish (``sys.modules`` would give the module
+    half-imported)."""
     global _request_models
     if _request_models is None:
         _request_models = await asyncio.to_thread(importlib.import_module, REQUEST_MODELS)
     return _request_models
+
+
+def preload_request_models() -> None:
+    """Start importing the request models now, beside a gateway replica's start, rather
+    than in its first model call."""
+    global _preloading
+    _preloading = asyncio.get_running_loop().create_task(request_models())
 
 
 def _parse(model: Any, body: dict[str, Any]) -> Any:
