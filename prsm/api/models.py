@@ -71,6 +71,9 @@ class DeploymentOut(BaseModel):
     pipeline_parallel: int
     placement: str
     accelerator: Accelerator
+    cpus_per_worker: int | None = Field(
+        description="CPUs each engine worker reserves and runs on (vLLM; null for providers)"
+    )
     requested_by: str
     created_at: datetime
     updated_at: datetime
@@ -97,6 +100,7 @@ class DeploymentOut(BaseModel):
             pipeline_parallel=s.pipeline_parallel,
             placement=s.placement,
             accelerator=s.accelerator,
+            cpus_per_worker=None if s.is_provider else s.cpus_per_worker,
             requested_by=d.requested_by,
             created_at=d.created_at,
             updated_at=d.updated_at,

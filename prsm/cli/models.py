@@ -48,6 +48,9 @@ def deploy(
         str | None, typer.Option(help="PACK (default), SPREAD, STRICT_PACK, …")
     ] = None,
     accelerator: Annotated[Accelerator | None, typer.Option(help="cpu (default) or gpu.")] = None,
+    cpus_per_worker: Annotated[
+        int | None, typer.Option(help="CPUs per engine worker (default 1); its CPU threads.")
+    ] = None,
     max_model_len: Annotated[int | None, typer.Option(help="Context length.")] = None,
     api_key_env: Annotated[str | None, typer.Option(help="Providers: key variable.")] = None,
     base_url: Annotated[str | None, typer.Option(help="Providers: API endpoint.")] = None,
@@ -62,8 +65,8 @@ def deploy(
         source=source, framework=framework, strategy=strategy,
         replicas=replicas, min_replicas=min_replicas, max_replicas=max_replicas,
         tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel,
-        placement=placement, accelerator=accelerator, max_model_len=max_model_len,
-        api_key_env=api_key_env, base_url=base_url, shared=shared,
+        placement=placement, accelerator=accelerator, cpus_per_worker=cpus_per_worker,
+        max_model_len=max_model_len, api_key_env=api_key_env, base_url=base_url, shared=shared,
     ))  # fmt: skip
     deadline = time.monotonic() + timeout
     while wait and deployment.status is ModelStatus.DEPLOYING and time.monotonic() < deadline:

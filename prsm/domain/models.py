@@ -60,6 +60,7 @@ class ModelSpec:
     pipeline_parallel: int = 1
     placement: str = "PACK"
     accelerator: Accelerator = Accelerator.CPU
+    cpus_per_worker: int = 1
     max_model_len: int | None = None
     kv_cache_mb: int = 256
     api_key_env: str = ""
@@ -105,6 +106,8 @@ def validated(spec: ModelSpec) -> ModelSpec:
         raise InvalidRequest("version: 1-64 letters, digits, '.', '_' or '-'")
     if spec.max_model_len is not None and not 16 <= spec.max_model_len <= 10_000_000:
         raise InvalidRequest("max_model_len must be between 16 and 10,000,000 tokens")
+    if not 1 <= spec.cpus_per_worker <= 1024:
+        raise InvalidRequest("cpus_per_worker must be between 1 and 1,024")
     if not 16 <= spec.kv_cache_mb <= 4_194_304:
         raise InvalidRequest("kv_cache_mb must be between 16 and 4,194,304")
     if spec.placement not in PLACEMENTS:

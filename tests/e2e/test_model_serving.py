@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import openai
+import psutil
 import pytest
 import ray
 from prometheus_client.parser import text_string_to_metric_families
@@ -158,6 +159,15 @@ def test_a_replicated_deployment_runs_two_replicas_that_serve(platform: Platform
         return [a.usage.completion_tokens for a in answers if a.usage]
 
     assert len(asyncio.run(burst())) == 12
+    # Each replica's engine computes on cores of its own (one each: one CPU per worker).
+    cores = [_engine_cores(pid) for pid in _replica_pids(app_name("lab", "tiny-replicated", "v1"))]
+    assert all(len(c) == 1 for c in cores) and cores[0] != cores[1], cores
+
+
+def _engine_cores(replica_pid: int) -> list[int]:
+    """The cores the engine process of a replica runs on (vLLM's ``VLLM::EngineCore``)."""
+    [engine] = [p for p in psutil.Process(replica_pid).children() if "EngineCore" in p.name()]
+    return sorted(engine.cpu_affinity())
 
 
 def test_a_replica_killed_mid_stream_gives_a_clean_error_and_the_next_request_succeeds(
@@ -193,12 +203,7 @@ def test_a_replica_killed_mid_stream_gives_a_clean_error_and_the_next_request_su
 def _replica_pid(app: str, request_id: str) -> int:
     """The process of the replica that logged the request (PRSM's line for each request, in
     the replica worker's stderr file: ``worker-<id>-<job>-<pid>.err``)."""
-    pids = set()
-    for named in ray.util.list_named_actors(all_namespaces=True):
-        if named["name"].startswith(f"SERVE_REPLICA::{app}#"):
-            replica = ray.get_actor(named["name"], namespace=named["namespace"])
-            pids.add(ray.get(replica.__ray_call__.remote(lambda _: os.getpid())))
-    assert len(pids) == 2, pids
+    pids = _replica_pids(app)
     logs = Path("/tmp/ray/session_latest/logs")  # this driver's session (Ray's default folder)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -210,6 +215,16 @@ def _replica_pid(app: str, request_id: str) -> int:
     raise AssertionError(f"no replica of {app} ({pids}) logged {request_id}")
 
 
+def _replica_pids(app: str, count: int = 2) -> set[int]:
+    pids = set()
+    for named in ray.util.list_named_actors(all_namespaces=True):
+        if named["name"].startswith(f"SERVE_REPLICA::{app}#"):
+            replica = ray.get_actor(named["name"], namespace=named["namespace"])
+            pids.add(ray.get(replica.__ray_call__.remote(lambda _: os.getpid())))
+    assert len(pids) == count, pids
+    return pids
+
+
 def test_a_tensor_parallel_deployment_serves_on_cpu(platform: Platform) -> None:
     d = wait_for(platform.client, "tiny-sharded", "v1", "READY", "FAILED")
     assert d.status.value == "READY", d.detail
@@ -218,6 +233,11 @@ def test_a_tensor_parallel_deployment_serves_on_cpu(platform: Platform) -> None:
         model="tiny-sharded", messages=[{"role": "user", "content": "hi"}], max_tokens=4
     )
     assert chat.usage is not None and chat.usage.completion_tokens >= 1
+    # vLLM starts a process per worker; each computes on a core of its own.
+    [replica] = _replica_pids(app_name("lab", "tiny-sharded", "v1"), count=1)
+    processes = psutil.Process(replica).children(recursive=True)
+    cores = [sorted(p.cpu_affinity()) for p in processes if "Worker_TP" in p.name()]
+    assert len(cores) == 2 and all(len(c) == 1 for c in cores) and cores[0] != cores[1], cores
 
 
 def test_a_deployment_that_cannot_start_fails_with_its_reason(platform: Platform) -> None:

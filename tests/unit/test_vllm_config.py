@@ -22,7 +22,8 @@ def test_single_node_is_one_cpu_replica_with_an_explicit_kv_cache() -> None:
     assert config.engine_kwargs["kv_cache_memory_bytes"] == 64 << 20
     assert config.engine_kwargs["max_model_len"] == 2048
     assert config.engine_kwargs["enforce_eager"] is True
-    assert config.placement_group_config is None
+    assert config.placement_group_config == {"bundle_per_worker": {"CPU": 1.0},
+                                             "strategy": "PACK"}  # fmt: skip
 
 
 def test_replicated_takes_a_count_or_autoscaling_bounds_down_to_zero() -> None:
@@ -37,7 +38,7 @@ def test_replicated_takes_a_count_or_autoscaling_bounds_down_to_zero() -> None:
 
 @pytest.mark.parametrize(
     ("accelerator", "bundle"),
-    [(Accelerator.CPU, {"CPU": 1.0}), (Accelerator.GPU, {"GPU": 1.0, "CPU": 1.0})],
+    [(Accelerator.CPU, {"CPU": 3.0}), (Accelerator.GPU, {"GPU": 1.0, "CPU": 3.0})],
 )
 def test_distributed_has_one_bundle_per_worker_and_the_strategy(
     accelerator: Accelerator, bundle: dict[str, float]
@@ -48,15 +49,15 @@ def test_distributed_has_one_bundle_per_worker_and_the_strategy(
         pipeline_parallel=2,
         placement="STRICT_SPREAD",
         accelerator=accelerator,
+        cpus_per_worker=3,
     )
     config = vllm_serve.llm_config(sharded, "tiny")
-    assert config.placement_group_config == {"bundles": [bundle] * 4, "strategy": "STRICT_SPREAD"}
+    assert config.placement_group_config == {"bundle_per_worker": bundle,
+                                             "strategy": "STRICT_SPREAD"}  # fmt: skip
     assert config.engine_kwargs["tensor_parallel_size"] == 2
     assert config.engine_kwargs["pipeline_parallel_size"] == 2
     assert config.accelerator_config.kind == accelerator.value
-    if accelerator is Accelerator.CPU:
-        assert config.runtime_env["env_vars"]["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"
-    else:
+    if accelerator is Accelerator.GPU:
         assert "kv_cache_memory_bytes" not in config.engine_kwargs
 
 

@@ -76,23 +76,13 @@ def engine_kwargs(spec: ModelSpec) -> dict[str, Any]:
     return kwargs
 
 
-def placement_group_config(spec: ModelSpec) -> dict[str, Any] | None:
-    """One bundle per engine worker; the replica actor shares the first bundle."""
-    if spec.strategy is not Strategy.DISTRIBUTED:
-        return None
-    bundle = {"GPU": 1.0, "CPU": 1.0} if spec.accelerator is Accelerator.GPU else {"CPU": 1.0}
-    return {
-        "bundles": [dict(bundle) for _ in range(spec.workers_per_replica)],
-        "strategy": spec.placement,
-    }
-
-
-def runtime_env(spec: ModelSpec) -> dict[str, Any] | None:
-    if spec.accelerator is Accelerator.CPU and spec.workers_per_replica > 1:
-        # vLLM-CPU binds each worker's OpenMP threads to a NUMA node and refuses to put
-        # several on one; "nobind" leaves placement to the OS (one-NUMA-node machines).
-        return {"env_vars": {"VLLM_CPU_OMP_THREADS_BIND": "nobind"}}
-    return None
+def placement_group_config(spec: ModelSpec) -> dict[str, Any]:
+    """One bundle per engine worker, of ``cpus_per_worker`` CPUs (and a GPU); the replica
+    actor shares the first bundle."""
+    bundle = {"CPU": float(spec.cpus_per_worker)}
+    if spec.accelerator is Accelerator.GPU:
+        bundle["GPU"] = 1.0
+    return {"bundle_per_worker": bundle, "strategy": spec.placement}
 
 
 def llm_config(spec: ModelSpec, model_id: str) -> Any:
@@ -105,13 +95,8 @@ def llm_config(spec: ModelSpec, model_id: str) -> Any:
         "accelerator_config": {"kind": kind},
         "deployment_config": deployment_config(spec),
         "engine_kwargs": engine_kwargs(spec),
+        "placement_group_config": placement_group_config(spec),
     }
-    pg = placement_group_config(spec)
-    if pg is not None:
-        options["placement_group_config"] = pg
-    env = runtime_env(spec)
-    if env is not None:
-        options["runtime_env"] = env
     return LLMConfig(**options)
 
 
@@ -124,7 +109,7 @@ def build_app(spec: ModelSpec, model_id: str, log_level: str = "INFO") -> Any:
     return build_llm_deployment(
         llm_config(spec, model_id),
         name_prefix="prsm:",
-        bind_kwargs={"log_level": log_level},
+        bind_kwargs={"log_level": log_level, "cpus_per_worker": spec.cpus_per_worker},
         deployment_cls=PrsmLLMServer,
         # PRSM's gateway logs and meters each request; a second access log line per request
         # in the model replica costs CPU the engine needs.
