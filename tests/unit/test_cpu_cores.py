@@ -66,3 +66,14 @@ def test_thread_settings_of_a_lease() -> None:
                                "OMP_PROC_BIND": "true"}  # fmt: skip
     assert vllm_bind([0, 1, 2, 3], 2) == "0,1|2,3"
     assert vllm_bind([4], 2) == "4|4"
+
+
+def test_sharing_follows_the_count_of_holders_not_the_order_they_came(tmp_path: Path) -> None:
+    with machine({0, 1}):
+        a, b = lease_cores(1, tmp_path), lease_cores(1, tmp_path)  # 0, 1
+        c = lease_cores(1, tmp_path)  # shares 0
+        a.release()  # core 0: one holder (c), core 1: one (b)
+        d = lease_cores(1, tmp_path)
+        e = lease_cores(1, tmp_path)
+    assert [x.cores for x in (a, b, c, d, e)] == [[0], [1], [0], [0], [1]]
+    assert (d.shared, e.shared) == (True, True)
