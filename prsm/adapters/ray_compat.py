@@ -29,7 +29,7 @@ Ray Serve and Ray Serve LLM are imported by the wrappers that need them.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -205,27 +205,22 @@ class StreamBatchingHook:
 class InProcessWorkerHook:
     """A mixin for a subclass of ``ray.serve.llm.LLMServer`` (put it first among the bases):
     a vLLM engine of one worker on CPU runs that worker in the engine's own process (vLLM's
-    ``uni`` executor). Ray Serve LLM always asks for the ``mp`` executor on CPU, which starts
-    the one worker as a process of its own: one more process to start (it imports torch and
-    vLLM again, seconds) and a hop through shared memory on every engine step. Engines of
-    several workers, and GPU engines, are left as Ray Serve LLM makes them.
-
-    vLLM binds a CPU worker's threads to cores only in the processes its ``mp`` executor
-    starts, so ``before_cpu_engine_start`` (called in the replica, after the engine's
-    configuration is made and before its engine process starts, with the worker count and
-    the executor) is where a subclass sets the engine process's threads. ``LLMServer`` picks
-    its engine class in the private ``_get_default_engine_class``; the engine's arguments
-    are made in ``VLLMEngine._prepare_engine_config``, also private; neither has a public
+    ``uni`` executor). Ray Serve LLM asks for the ``mp`` executor on CPU (and vLLM's CPU
+    platform turns ``uni`` into ``mp`` too, because it binds a worker's threads to cores only
+    in the processes that executor starts), which starts the one worker as a process of its
+    own: one more process to start (it imports torch and vLLM again, seconds) and a hop
+    through shared memory on every engine step. PRSM binds no threads (see
+    ``vllm_serve.runtime_env``), so it does not need that process. Engines of several
+    workers, and GPU engines, are left as Ray Serve LLM makes them. ``LLMServer`` picks its
+    engine class in the private ``_get_default_engine_class``; the engine's arguments are
+    made in ``VLLMEngine._prepare_engine_config``, also private; neither has a public
     option."""
 
     def _get_default_engine_class(self) -> type:
-        return _in_process_worker_engine(self.before_cpu_engine_start)
-
-    def before_cpu_engine_start(self, workers: int, executor: str) -> None:
-        return None
+        return _in_process_worker_engine()
 
 
-def _in_process_worker_engine(before_start: Callable[[int, str], None]) -> type:
+def _in_process_worker_engine() -> type:
     from ray.llm._internal.serve.engines.vllm.vllm_engine import VLLMEngine
 
     class InProcessWorkerEngine(VLLMEngine):
@@ -235,8 +230,6 @@ def _in_process_worker_engine(before_start: Callable[[int, str], None]) -> type:
             if parallel.world_size == 1 and parallel.distributed_executor_backend == "mp":
                 parallel.distributed_executor_backend = "uni"
                 args.distributed_executor_backend = "uni"
-            if config.device_config.device_type == "cpu":
-                before_start(parallel.world_size, str(parallel.distributed_executor_backend))
             return args, frontend, config
 
     return InProcessWorkerEngine

@@ -24,6 +24,9 @@ def test_single_node_is_one_cpu_replica_with_an_explicit_kv_cache() -> None:
     assert config.engine_kwargs["enforce_eager"] is True
     assert config.placement_group_config == {"bundle_per_worker": {"CPU": 1.0},
                                              "strategy": "PACK"}  # fmt: skip
+    # As many compute threads as the worker reserves CPUs; the OS places them.
+    assert config.runtime_env["env_vars"] == {"OMP_NUM_THREADS": "1",
+                                              "VLLM_CPU_OMP_THREADS_BIND": "nobind"}  # fmt: skip
 
 
 def test_replicated_takes_a_count_or_autoscaling_bounds_down_to_zero() -> None:
@@ -57,8 +60,11 @@ def test_distributed_has_one_bundle_per_worker_and_the_strategy(
     assert config.engine_kwargs["tensor_parallel_size"] == 2
     assert config.engine_kwargs["pipeline_parallel_size"] == 2
     assert config.accelerator_config.kind == accelerator.value
-    if accelerator is Accelerator.GPU:
+    if accelerator is Accelerator.CPU:
+        assert config.runtime_env["env_vars"]["OMP_NUM_THREADS"] == "3"
+    else:
         assert "kv_cache_memory_bytes" not in config.engine_kwargs
+        assert not config.runtime_env
 
 
 def test_app_names_are_serve_safe_and_unique_per_tenant() -> None:

@@ -1,7 +1,6 @@
 """What PRSM changes in Ray Serve LLM: a streamed answer's first words leave at once, local
 model directories are not "downloaded" before the engine starts, a CPU engine of one worker
-runs it in its own process (see ``ray_compat.InProcessWorkerHook``), a CPU engine's threads
-run on cores of its own, as many as it reserves (``prsm.adapters.inference.cpu_cores``),
+runs it in its own process (see ``ray_compat.InProcessWorkerHook``),
 and each request leaves one JSON log line (PRSM's format) with its id.
 
 ``LLMServer`` batches a stream's chunks and sends a batch every 50 ms, the first one too, so
@@ -23,7 +22,6 @@ from typing import Any, TypeVar
 
 from ray.serve.llm import LLMServer
 
-from prsm.adapters.inference.cpu_cores import CoreLease, lease_cores, omp_env, vllm_bind
 from prsm.adapters.inference.streaming import first_now_then_batched
 from prsm.adapters.ray_compat import (
     CallbackBase,
@@ -40,25 +38,9 @@ log = logging.getLogger("prsm.model")
 
 class PrsmLLMServer(InProcessWorkerHook, StreamBatchingHook, LLMServer):
     async def __init__(self, llm_config: Any, *, log_level: str = "INFO",  # type: ignore[misc]
-                       cpus_per_worker: int = 1, **options: Any) -> None:  # fmt: skip
+                       **options: Any) -> None:  # fmt: skip
         configure(log_level)
-        self._cpus_per_worker = cpus_per_worker
-        self._cores: CoreLease | None = None
         await super().__init__(llm_config, **options)
-
-    def before_cpu_engine_start(self, workers: int, executor: str) -> None:
-        """The engine's worker threads run on cores leased for them, as many per worker as
-        its bundle reserves: set in this process's environment, which the engine process
-        (started next) inherits. This process's own OpenMP runtime read its settings when
-        torch was imported, before this."""
-        self._cores = lease_cores(workers * self._cpus_per_worker)
-        cores = self._cores.cores
-        if executor == "uni":  # the worker is the engine process itself
-            os.environ.update(omp_env(cores))
-        else:  # vLLM starts and binds each worker process
-            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = vllm_bind(cores, workers)
-        log.info("engine threads on CPU cores %s (%s)", cores,
-                 "shared with another engine" if self._cores.shared else "its own")  # fmt: skip
 
     async def chat(self, request: Any, raw_request_info: Any = None) -> Any:
         log_request("chat", request)

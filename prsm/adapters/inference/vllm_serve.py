@@ -85,6 +85,19 @@ def placement_group_config(spec: ModelSpec) -> dict[str, Any]:
     return {"bundle_per_worker": bundle, "strategy": spec.placement}
 
 
+def runtime_env(spec: ModelSpec) -> dict[str, Any] | None:
+    """A CPU engine's workers compute with as many threads as their bundles reserve CPUs.
+    Ray gives a replica that reserves no CPU of its own one OpenMP thread, which the engine
+    would inherit; vLLM sets a worker's count itself only when it binds the worker to cores,
+    and its automatic binding gives every engine the same cores (the first NUMA node's,
+    minus one), regardless of the others on the node and of what Ray reserved. The
+    operating system places the threads."""
+    if spec.accelerator is not Accelerator.CPU:
+        return None
+    env = {"OMP_NUM_THREADS": str(spec.cpus_per_worker), "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+    return {"env_vars": env}
+
+
 def llm_config(spec: ModelSpec, model_id: str) -> Any:
     from ray.serve.llm import LLMConfig
 
@@ -97,6 +110,9 @@ def llm_config(spec: ModelSpec, model_id: str) -> Any:
         "engine_kwargs": engine_kwargs(spec),
         "placement_group_config": placement_group_config(spec),
     }
+    env = runtime_env(spec)
+    if env is not None:
+        options["runtime_env"] = env
     return LLMConfig(**options)
 
 
@@ -109,7 +125,7 @@ def build_app(spec: ModelSpec, model_id: str, log_level: str = "INFO") -> Any:
     return build_llm_deployment(
         llm_config(spec, model_id),
         name_prefix="prsm:",
-        bind_kwargs={"log_level": log_level, "cpus_per_worker": spec.cpus_per_worker},
+        bind_kwargs={"log_level": log_level},
         deployment_cls=PrsmLLMServer,
         # PRSM's gateway logs and meters each request; a second access log line per request
         # in the model replica costs CPU the engine needs.
