@@ -36,8 +36,8 @@ class _Vllm(_Deployment):
     accelerator: Accelerator = Accelerator.CPU
     cpus_per_worker: int = Field(
         default=1, ge=1, le=1024,
-        description="CPUs each engine worker reserves; on CPU, its threads run on that many "
-        "cores of their own",
+        description="CPUs each engine worker reserves; on CPU, the worker computes with that "
+        "many threads",
     )  # fmt: skip
     max_model_len: int | None = Field(default=None, ge=16, le=10_000_000)
     kv_cache_mb: int = Field(default=256, ge=16, le=4_194_304, description="vLLM-CPU KV cache")

@@ -72,7 +72,7 @@ class DeploymentOut(BaseModel):
     placement: str
     accelerator: Accelerator
     cpus_per_worker: int | None = Field(
-        description="CPUs each engine worker reserves and runs on (vLLM; null for providers)"
+        description="CPUs each engine worker reserves, and its CPU threads (null for providers)"
     )
     requested_by: str
     created_at: datetime
