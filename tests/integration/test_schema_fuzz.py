@@ -31,9 +31,10 @@ BODIES = 150  # per operation whose body schema is checked against what it accep
 
 
 def not_running(response: Any) -> bool:
-    """The one 5xx a valid request may get here: the runtime actors (orchestrator, scheduler)
-    do not run in this process, and their routes say so with a 503 of their own code."""
-    codes = ('"orchestrator_unavailable"', '"scheduler_unavailable"')
+    """The one 5xx a valid request may get here: the runtime actors (orchestrator, scheduler,
+    the traffic figures of a deployment the fuzzing created) do not run in this process, and
+    their routes say so with a 503 of their own code."""
+    codes = ('"orchestrator_unavailable"', '"scheduler_unavailable"', '"runtime_unavailable"')
     return response.status_code == 503 and any(code in response.text for code in codes)
 
 

@@ -50,7 +50,7 @@ def test_the_gpu_config_runs_a_replicated_and_a_sharded_model_on_gpus() -> None:
     assert config.accelerator_config.kind == "gpu"
     assert config.engine_kwargs["tensor_parallel_size"] == 4
     assert config.placement_group_config == {
-        "bundles": [{"GPU": 1.0, "CPU": 1.0}] * 4,
+        "bundle_per_worker": {"GPU": 1.0, "CPU": 1.0},  # one per worker: 4 (Ray Serve LLM)
         "strategy": "STRICT_PACK",
     }
 
