@@ -10,10 +10,8 @@ whether the platform served it (a 4xx is the caller's failure, not the version's
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter
@@ -25,7 +23,8 @@ from prsm.domain.errors import InjectedFault, ModelUnavailable, NotFound, PrsmEr
 from prsm.domain.identity import Principal
 from prsm.domain.model_registry import Deployment, Route
 from prsm.domain.models import SHARED_TENANT, Faults, ModelCall, ModelStatus
-from prsm.observability import metrics
+from prsm.observability import model_calls
+from prsm.observability.model_calls import Done
 from prsm.serve.deps import Deps, GatewayDeps, InferenceCaller, ModelsReader
 from prsm.serve.errors import status_of
 from prsm.serve.model_catalog import ModelCatalog
@@ -95,25 +94,14 @@ async def _infer(
             await _inject(deployment.faults)
         result = await getattr(backend, endpoint)(body)
     except PrsmError as exc:
-        metrics.INFERENCE_REQUESTS.labels(*labels, endpoint, exc.code).inc()
-        if done is not None:
-            done(time.perf_counter() - started, status_of(exc) < 500, None, 0)
+        elapsed = time.perf_counter() - started
+        model_calls.failed(labels, endpoint, elapsed, exc, status_of(exc) < 500, done)
         raise
     if isinstance(result, dict):
-        elapsed = time.perf_counter() - started
-        metrics.TIME_TO_FIRST_TOKEN.labels(*labels).observe(elapsed)
-        metrics.INFERENCE_LATENCY.labels(*labels).observe(elapsed)
-        metrics.INFERENCE_REQUESTS.labels(*labels, endpoint, "ok").inc()
-        tokens = _count_tokens(labels, result.get("usage"))
-        if done is not None:
-            done(elapsed, True, elapsed, tokens)
+        model_calls.answered(labels, endpoint, time.perf_counter() - started, result, done)
         return JSONResponse(result)
-    stream = _metered(result, labels, endpoint, started, wants_usage, done)
+    stream = model_calls.metered(result, labels, endpoint, started, wants_usage, done)
     return StreamingResponse(stream, media_type="text/event-stream")
-
-
-# (seconds, served, seconds to the first token (None: none came), tokens generated)
-Done = Callable[[float, bool, float | None, int], None]
 
 
 def _recorder(
@@ -139,69 +127,3 @@ async def _inject(faults: Faults) -> None:
         await asyncio.sleep(faults.latency_ms / 1000)
     if faults.error_rate and random.random() < faults.error_rate:
         raise InjectedFault("fault injected into this model version (a drill)")
-
-
-async def _metered(
-    items: AsyncIterator[str],
-    labels: tuple[str, str],
-    endpoint: str,
-    started: float,
-    wants_usage: bool,
-    done: Done | None,
-) -> AsyncIterator[str]:
-    first_at = last_at = 0.0  # when the first and the last chunk with tokens came
-    usage: dict[str, Any] | None = None
-    tokens = 0
-    outcome = "stream_error"
-    try:
-        async for text in items:
-            now = time.perf_counter()
-            if not first_at:
-                metrics.TIME_TO_FIRST_TOKEN.labels(*labels).observe(now - started)
-                first_at = now
-            if '"choices":[]' in text and '"usage"' in text:
-                usage = _usage(text)
-                tokens = _count_tokens(labels, usage)
-                if not wants_usage:
-                    continue
-            elif "data: [DONE]" not in text:
-                last_at = now
-            yield text
-        outcome = "ok"
-        _inter_token(labels, last_at - first_at, usage)
-    except PrsmError as exc:  # the stream broke after it began: tell the client in-band
-        outcome = exc.code
-        error = {"error": {"code": exc.code, "message": exc.message, "type": "api_error"}}
-        yield f"data: {json.dumps(error)}\n\n"
-    finally:
-        elapsed = time.perf_counter() - started
-        metrics.INFERENCE_LATENCY.labels(*labels).observe(elapsed)
-        metrics.INFERENCE_REQUESTS.labels(*labels, endpoint, outcome).inc()
-        if done is not None:
-            done(elapsed, outcome == "ok", first_at - started if first_at else None, tokens)
-
-
-def _inter_token(labels: tuple[str, str], span_s: float, usage: dict[str, Any] | None) -> None:
-    """The response's mean inter-token latency: from its first token to its last, over the
-    tokens after the first (responses of fewer than two tokens have none)."""
-    tokens = (usage or {}).get("completion_tokens") or 0
-    if tokens >= 2 and span_s > 0:
-        metrics.INTER_TOKEN_LATENCY.labels(*labels).observe(span_s / (tokens - 1))
-
-
-def _usage(text: str) -> dict[str, Any] | None:
-    for line in text.splitlines():
-        if line.startswith("data: {"):
-            usage = json.loads(line[6:]).get("usage")
-            return usage if isinstance(usage, dict) else None
-    return None
-
-
-def _count_tokens(labels: tuple[str, str], usage: Any) -> int:
-    """Count the response's tokens in the metrics; the tokens it generated."""
-    if not isinstance(usage, dict):
-        return 0
-    generated = usage.get("completion_tokens") or 0
-    metrics.INFERENCE_TOKENS.labels(*labels, "in").inc(usage.get("prompt_tokens") or 0)
-    metrics.INFERENCE_TOKENS.labels(*labels, "out").inc(generated)
-    return int(generated)
