@@ -3,8 +3,10 @@ model, same engine settings, all up at once in one run, rounds alternating:
 
 - ``vllm_serve``: vLLM's own OpenAI server (the API server of `vllm serve`), the floor;
 - ``ray_serve_llm``: Ray Serve LLM's own OpenAI app (``build_openai_app``) on the same Ray
-  cluster and Serve proxy as PRSM (route prefix ``/rayllm``);
-- ``prsm``: the PRSM gateway with its defaults, to the shared ``prsm-tiny``;
+  cluster and Serve proxy as PRSM (route prefix ``/rayllm``, called on the proxy's port);
+- ``prsm``: PRSM with its defaults, as `prsm up` runs it (the edge on the gateway's port:
+  the gateway routes each request, the model replica streams the answer), to the shared
+  ``prsm-tiny``;
 - ``prsm_rollout``: the same gateway to a model with a rollout at 50 % (two versions, two
   engines; the rollout is held, so the split stays 50/50 through the run);
 - ``vllm_serve_pair``: two `vllm serve` servers, requests split 50/50 between them by the
@@ -86,15 +88,16 @@ def wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 600
 
 
 def start_prsm(data_dir: Path) -> tuple[str, str, Settings]:
-    """PRSM as `prsm up` runs it (its default settings, Serve's throughput mode) on a local
-    Ray."""
-    settings = Settings(data_dir=data_dir, http_port=free_port())
+    """PRSM as `prsm up` runs it (its default settings: the edge in front of Serve's proxy,
+    Serve's throughput mode) on a local Ray."""
+    settings = bootstrap.with_edge_ports(Settings(data_dir=data_dir, http_port=free_port()))
     for name, value in local_cluster.SERVE_THROUGHPUT_ENV.items():  # as `prsm up` starts Ray
         os.environ.setdefault(name, value)
     ray.init(address="local", num_cpus=8, include_dashboard=False, logging_level=logging.ERROR)
-    serve.start(http_options={"host": "127.0.0.1", "port": settings.http_port})
+    bootstrap.start_serve(settings)
     replicas = settings.gateway_replicas
     serve.run(gateway_app(bootstrap.build_gateway, settings.for_replicas(), replicas), name="prsm")
+    bootstrap.edge(settings).start()
     bootstrap.start_model_controller(settings)
     asyncio.run(bootstrap.register_default_model(settings))
     return f"http://127.0.0.1:{settings.http_port}", bootstrap.issue_token(settings), settings
@@ -102,7 +105,7 @@ def start_prsm(data_dir: Path) -> tuple[str, str, Settings]:
 
 def start_ray_serve_llm(settings: Settings) -> None:
     """Ray Serve LLM's own OpenAI app for the same model, with the same engine settings, on
-    the same Serve proxy."""
+    the same Serve proxy, called there directly (as a Ray user would run it)."""
     from ray.serve.llm import build_openai_app
 
     config = vllm_serve.llm_config(bootstrap.tiny_model_spec(settings), "prsm-tiny")
@@ -212,11 +215,12 @@ def main() -> None:
         client.close()
         wait_http(f"http://127.0.0.1:{vllm_port}/health", vllm)
         wait_http(f"http://127.0.0.1:{pair_port}/health", pair)
-        wait_http(f"{url}/rayllm/v1/models", vllm)
+        rayllm_url = f"http://127.0.0.1:{settings.serve_port}/rayllm/v1"
+        wait_http(f"{rayllm_url}/models", vllm)
         vllm_url, pair_url = (f"http://127.0.0.1:{p}/v1" for p in (vllm_port, pair_port))
         targets = {
             "vllm_serve": ((vllm_url,), "none", "prsm-tiny"),
-            "ray_serve_llm": ((f"{url}/rayllm/v1",), "none", "prsm-tiny"),
+            "ray_serve_llm": ((rayllm_url,), "none", "prsm-tiny"),
             "prsm": ((f"{url}/v1",), token, "prsm-tiny"),
             "prsm_rollout": ((f"{url}/v1",), token, CANARY),
             "vllm_serve_pair": ((vllm_url, pair_url), "none", "prsm-tiny"),
@@ -235,6 +239,7 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=60)
         model_controller.stop()
+        bootstrap.edge(settings).stop()
         serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
 

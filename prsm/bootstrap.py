@@ -13,18 +13,25 @@ from typing import TYPE_CHECKING, Any
 from prsm.adapters.blobs import BlobStore
 from prsm.adapters.inference import tiny_model
 from prsm.adapters.inference.anthropic_provider import AnthropicBackend
+from prsm.adapters.inference.grants import grant_key
 from prsm.adapters.inference.openai_provider import OpenAIBackend
 from prsm.adapters.skill_code import installed
 from prsm.adapters.store.postgres import PostgresStore
 from prsm.adapters.store.sqlite import SqliteStore
 from prsm.config import Settings
 from prsm.domain.commands import DeployModel
-from prsm.domain.errors import OrchestratorUnavailable, RuntimeUnavailable, SchedulerUnavailable
+from prsm.domain.errors import (
+    AuthenticationError,
+    OrchestratorUnavailable,
+    RuntimeUnavailable,
+    SchedulerUnavailable,
+)
 from prsm.domain.identity import Principal
 from prsm.domain.model_registry import LIVE, Deployment, deployment_key
 from prsm.domain.models import SHARED_TENANT, Framework, ModelSpec
 from prsm.observability.logging import configure as configure_logging
 from prsm.runtime import local_cluster
+from prsm.runtime.edge import Edge
 from prsm.security.rate_limits import (
     LocalBuckets,
     RateLimiter,
@@ -155,6 +162,7 @@ async def build_gateway(raw_settings: dict[str, Any], in_ray: bool = True) -> Ga
         ready_checks=checks,
         models=ModelCatalog(store, backend_factory(settings)),
         rate_limit=rate_limiter(settings).check,
+        grant_key=model_grant_key(settings),
     )
     if in_ray:
         from prsm.adapters.inference.vllm_serve import preload_request_models
@@ -293,7 +301,21 @@ def start_orchestrator(settings: Settings) -> Any:
 def start_model_controller(settings: Settings) -> Any:
     from prsm.runtime import model_controller
 
-    return model_controller.start(open_store_from, settings.for_replicas())
+    key = model_grant_key(settings)
+    return model_controller.start(open_store_from, settings.for_replicas(), key)
+
+
+def model_grant_key(settings: Settings) -> bytes | None:
+    """The key of the gateway's grants to model replicas (``settings.edge``), derived from the
+    token secret in the data dir; None without the edge, or where that secret cannot be read
+    or made (requests then take the gateway's route, and replicas answer only through
+    Serve)."""
+    if not settings.edge:
+        return None
+    try:
+        return grant_key(load_or_create_secret(settings.secret_path))
+    except (OSError, AuthenticationError):
+        return None
 
 
 def tiny_model_spec(settings: Settings) -> ModelSpec:
@@ -367,6 +389,37 @@ def http_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def edge(settings: Settings) -> Edge:
+    """The edge on the gateway's address (TLS there), in front of Serve's proxy."""
+    return Edge(run_dir=settings.data_dir / "run", host=settings.http_host,
+                port=settings.http_port, serve_port=settings.serve_port,
+                route_port=settings.edge_route_port, tls_certfile=settings.tls_certfile,
+                tls_keyfile=settings.tls_keyfile,
+                max_header_bytes=settings.max_header_bytes)  # fmt: skip
+
+
+def with_edge_ports(settings: Settings) -> Settings:
+    """``settings`` with the edge's two inner ports chosen (free ones where they are 0)."""
+    if not settings.edge:
+        return settings
+    return settings.model_copy(update={
+        "serve_port": settings.serve_port or local_cluster.free_port(),
+        "edge_route_port": settings.edge_route_port or local_cluster.free_port(),
+    })  # fmt: skip
+
+
+def start_serve(settings: Settings) -> None:
+    """Serve's proxy, behind the edge when ``settings.edge`` (on 127.0.0.1, ``serve_port``;
+    ``with_edge_ports`` chose it). The edge itself starts with ``edge(settings).start()``,
+    once the gateway's replicas answer its routing port."""
+    from ray import serve
+
+    if settings.edge:
+        serve.start(http_options={"host": "127.0.0.1", "port": settings.serve_port})
+    else:
+        serve.start(http_options=http_options(settings))
+
+
 def deploy_gateway(settings: Settings) -> None:
     """Run the gateway application on the local cluster's Serve (waits until it runs)."""
     from ray import serve
@@ -375,9 +428,12 @@ def deploy_gateway(settings: Settings) -> None:
 
     cluster(settings).connect()
     start_orchestrator(settings)
-    serve.start(http_options=http_options(settings))
+    settings = with_edge_ports(settings)
+    start_serve(settings)
     app = gateway_app(build_gateway, settings.for_replicas(), settings.gateway_replicas)
     serve.run(app, name="prsm", route_prefix="/")
+    if settings.edge:
+        edge(settings).start()
     start_model_controller(settings)
 
 
@@ -390,5 +446,6 @@ def shutdown_serve(settings: Settings) -> None:
     scheduler.stop()
     orchestrator.stop()
     model_controller.stop()
+    edge(settings).stop()
     serve.shutdown()  # type: ignore[no-untyped-call]
     local_cluster.disconnect()

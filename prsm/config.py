@@ -26,6 +26,20 @@ class Settings(BaseSettings):
     postgres_schema: str = Field(default="", description="PostgreSQL schema (default: public).")
     http_host: str = Field(default="127.0.0.1", description="Gateway bind address.")
     http_port: int = Field(default=8000, description="Gateway port.")
+    edge: bool = Field(
+        default=True,
+        description="`prsm up` puts its edge (HAProxy) on the gateway port, in front of Serve's "
+        "proxy: chat and completion answers stream from the model replicas through it alone. "
+        "Off: Serve's proxy listens on the gateway port.",
+    )
+    serve_port: int = Field(
+        default=0, ge=0, description="Serve's proxy port behind the edge, on 127.0.0.1 (0: a "
+        "free port, chosen at each start).",
+    )  # fmt: skip
+    edge_route_port: int = Field(
+        default=0, ge=0, description="Where the gateway replicas answer the edge's routing "
+        "questions, on 127.0.0.1 (0: a free port, chosen at each start).",
+    )  # fmt: skip
     ray_port: int = Field(default=6380, description="Local Ray head port (Redis holds 6379).")
     dashboard_port: int = Field(default=8265, description="Ray dashboard port.")
     grafana_url: str = Field(

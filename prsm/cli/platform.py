@@ -102,6 +102,7 @@ def down() -> None:
         bootstrap.shutdown_serve(settings)
     except (ConnectionError, RuntimeError) as exc:
         err.print(f"Serve did not shut down cleanly ({exc}); stopping Ray anyway.")
+    bootstrap.edge(settings).stop()
     cluster.stop()
     console.print("PRSM is down.")
 
@@ -111,6 +112,9 @@ def status() -> None:
     settings = Settings()
     pid = bootstrap.cluster(settings).pid()
     console.print(f"Ray head   {'running (pid ' + str(pid) + ')' if pid else 'stopped'}")
+    if settings.edge:
+        edge = bootstrap.edge(settings).pid()
+        console.print(f"Edge       {'running (pid ' + str(edge) + ')' if edge else 'stopped'}")
     try:
         ready = httpx.get(f"{settings.gateway_url}/ready", timeout=5)
         console.print(f"Gateway    {settings.gateway_url}: {ready.json()}")

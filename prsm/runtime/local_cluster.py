@@ -69,7 +69,7 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -134,7 +134,7 @@ class LocalCluster:
             "--include-dashboard=true", "--dashboard-host=127.0.0.1",
             f"--dashboard-port={self.dashboard_port}",
             # Not Ray's fixed default (52365): another Ray on the machine may hold it.
-            f"--dashboard-agent-listen-port={_free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
         ]  # fmt: skip
         if self.metrics_port is not None:
             command.append(f"--metrics-export-port={self.metrics_port}")

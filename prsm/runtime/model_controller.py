@@ -53,8 +53,12 @@ def serve_app(d: Deployment) -> str:
 class ModelController(LoopActor):
     name = "model-reconcile"
 
-    def __init__(self, build_store: StoreBuilder, settings: dict[str, Any]) -> None:
+    def __init__(self, build_store: StoreBuilder, settings: dict[str, Any],
+                 grant_key: bytes | None = None) -> None:  # fmt: skip
+        """``grant_key``: of the gateway's grants; the versions deployed answer HTTP
+        themselves for the requests it grants (None: only through Serve handles)."""
         super().__init__(build_store, settings, INTERVAL_S)
+        self._grant_key = grant_key
         self._start()
 
     async def reconcile(self) -> dict[str, str]:
@@ -116,7 +120,8 @@ class ModelController(LoopActor):
         if status == "DELETING":  # an earlier version of it is still going: deploy after
             return []
         if not status:
-            await asyncio.to_thread(_deploy, d, name, str(self._settings.get("log_level", "INFO")))
+            log_level = str(self._settings.get("log_level", "INFO"))
+            await asyncio.to_thread(_deploy, d, name, log_level, self._grant_key)
             if d.status is ModelStatus.READY:  # e.g. the platform restarted
                 return [lambda r: r.health(key, at, False, "redeploying")]
             return []
@@ -177,14 +182,21 @@ async def _warm_up(d: Deployment, name: str) -> None:
         log.warning("warm-up of %s failed; marking it ready anyway", d.model_id, exc_info=True)
 
 
-def _deploy(d: Deployment, name: str, log_level: str) -> None:
+def _deploy(d: Deployment, name: str, log_level: str, grant_key: bytes | None) -> None:
     log.info("deploying %s as Serve application %s", d.model_id, name)
-    deploy_app_nowait(build_app(d.spec, d.spec.name, log_level), name=name, route_prefix=None)
+    direct = None
+    if grant_key is not None:
+        from prsm.adapters.inference.llm_server import DirectOptions
+
+        direct = DirectOptions(name, grant_key, rollout_stats.StatsRecorder().record)
+    deploy_app_nowait(build_app(d.spec, d.spec.name, log_level, direct), name=name,
+                      route_prefix=None)  # fmt: skip
 
 
-def start(build_store: StoreBuilder, settings: dict[str, Any]) -> Any:
+def start(build_store: StoreBuilder, settings: dict[str, Any],
+          grant_key: bytes | None = None) -> Any:  # fmt: skip
     """Get or create the controller actor and start its loop; returns its handle."""
-    handle = actors.singleton(ModelController, NAME, build_store, settings)
+    handle = actors.singleton(ModelController, NAME, build_store, settings, grant_key)
     ray.get(handle.ready.remote())
     return handle
 

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve.deployment import Application
 
+from prsm.serve import routes_edge
 from prsm.serve.app import create_app
 from prsm.serve.deps import GatewayDeps
 
@@ -24,6 +25,8 @@ Builder = Callable[[dict[str, Any]], Awaitable[GatewayDeps]]
 class Gateway:
     async def __init__(self, build: Builder, settings: dict[str, Any]) -> None:  # type: ignore[misc]
         self._deps = await build(settings)
+        if settings.get("edge") and settings.get("edge_route_port"):
+            self._routing = await routes_edge.serve(self._deps, int(settings["edge_route_port"]))
 
     def __serve_build_asgi_app__(self) -> FastAPI:  # late-bound ingress (`serve.ingress` docs)
         return create_app(self._deps)

@@ -81,6 +81,7 @@ class GatewayDeps:
     agents: Agents | None = None  # the orchestrator's agents (None: not on Ray)
     queue: Queue | None = None  # the scheduler's queue and cluster view (None: not on Ray)
     dashboard_port: int | None = None  # the Ray dashboard's, linked from the console
+    grant_key: bytes | None = None  # signs the grants of requests the edge sends to replicas
     grafana_url: str | None = None
     audit: AuditLog = field(init=False)
 
@@ -147,6 +148,33 @@ def allow(scope: Scope) -> Any:
 
     authorized.scope = scope  # type: ignore[attr-defined]  # what create_app checks
     return Depends(authorized)
+
+
+async def authenticate_quietly(deps: GatewayDeps, authorization: str | None,
+                               scope: Scope) -> Principal | None:  # fmt: skip
+    """Who calls, if the ``Authorization`` header holds a valid credential that grants
+    ``scope``; None otherwise. Nothing is recorded for a refusal: the request then goes the
+    way that audits it and answers its error."""
+    kind, _, credential = (authorization or "").partition(" ")
+    if kind.lower() != "bearer" or not credential.strip():
+        return None
+    try:
+        principal = await deps.authenticate(credential.strip())
+    except PrsmError:
+        return None
+    return principal if decide(principal, scope).allowed else None
+
+
+async def within_rate_limit(deps: GatewayDeps, principal: Principal, scope: Scope) -> bool:
+    """Take one of the principal's tokens for ``scope``'s routes; False if none is left (or
+    the limiter does not answer), and nothing taken."""
+    if deps.rate_limit is None:
+        return True
+    try:
+        await deps.rate_limit(principal, route_class(scope))
+    except PrsmError:
+        return False
+    return True
 
 
 def _audit(

@@ -17,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ray.serve.llm import LLMServer
 
+from prsm.adapters.inference.direct_http import DirectApp, serve
 from prsm.adapters.inference.streaming import first_now_then_batched
 from prsm.adapters.ray_compat import (
     CallbackBase,
@@ -29,6 +31,7 @@ from prsm.adapters.ray_compat import (
     StreamBatchingHook,
     serve_request_id,
 )
+from prsm.domain.models import ModelCall
 from prsm.observability.logging import configure, correlated
 
 T = TypeVar("T")
@@ -36,11 +39,32 @@ T = TypeVar("T")
 log = logging.getLogger("prsm.model")
 
 
+@dataclass(frozen=True)
+class DirectOptions:
+    app: str  # the replica's Serve application
+    key: bytes  # of the gateway's grants
+    record: Callable[[ModelCall], None] | None = None  # each call's figures (rollout stats)
+
+
 class PrsmLLMServer(InProcessWorkerHook, StreamBatchingHook, LLMServer):
+    """``direct``: how the replica answers HTTP itself (``direct_http``): its Serve
+    application's name, the key of the gateway's grants and where each call's figures go;
+    None: it answers only through Serve handles."""
+
     async def __init__(self, llm_config: Any, *, log_level: str = "INFO",  # type: ignore[misc]
-                       **options: Any) -> None:  # fmt: skip
+                       direct: DirectOptions | None = None, **options: Any) -> None:  # fmt: skip
         configure(log_level)
         await super().__init__(llm_config, **options)
+        self._direct_address = ""
+        if direct is not None:
+            app = DirectApp(self.engine, llm_config.model_id, direct.app, direct.key,
+                            direct.record)  # fmt: skip
+            self._direct_address, self._direct_server = await serve(app)
+            log.info("answering HTTP at %s", self._direct_address)
+
+    async def direct_address(self) -> str:
+        """``host:port`` of this replica's own HTTP server ("": it has none)."""
+        return self._direct_address
 
     async def chat(self, request: Any, raw_request_info: Any = None) -> Any:
         log_request("chat", request)

@@ -17,7 +17,7 @@ import hashlib
 import importlib
 import re
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prsm.domain.errors import (
     BadModelRequest,
@@ -31,9 +31,13 @@ from prsm.domain.models import Accelerator, ModelSpec, Strategy
 from prsm.observability.logging import current
 from prsm.service_layer.ports import Completion
 
+if TYPE_CHECKING:
+    from prsm.adapters.inference.llm_server import DirectOptions
+
 APP_PREFIX = "prsm-model-"
 _LOCAL_WEIGHTS_CALLBACK = "prsm.adapters.inference.llm_server:SkipDownloadForLocalWeights"
 MIB = 1 << 20
+DIRECT_ADDRESS_TIMEOUT_S = 2.0
 
 
 def app_name(tenant_id: str, name: str, version: str) -> str:
@@ -116,8 +120,10 @@ def llm_config(spec: ModelSpec, model_id: str) -> Any:
     return LLMConfig(**options)
 
 
-def build_app(spec: ModelSpec, model_id: str, log_level: str = "INFO") -> Any:
-    """``log_level``: of PRSM's JSON lines in the replica (one per request, with its id)."""
+def build_app(spec: ModelSpec, model_id: str, log_level: str = "INFO",
+              direct: DirectOptions | None = None) -> Any:  # fmt: skip
+    """``log_level``: of PRSM's JSON lines in the replica (one per request, with its id);
+    ``direct``: the replica also answers HTTP itself (``direct_http``)."""
     from ray.serve.llm import build_llm_deployment
 
     from prsm.adapters.inference.llm_server import PrsmLLMServer
@@ -125,7 +131,7 @@ def build_app(spec: ModelSpec, model_id: str, log_level: str = "INFO") -> Any:
     return build_llm_deployment(
         llm_config(spec, model_id),
         name_prefix="prsm:",
-        bind_kwargs={"log_level": log_level},
+        bind_kwargs={"log_level": log_level, "direct": direct},
         deployment_cls=PrsmLLMServer,
         # PRSM's gateway logs and meters each request; a second access log line per request
         # in the model replica costs CPU the engine needs.
@@ -139,9 +145,11 @@ class VllmServeBackend:
     def __init__(self, app: str, timeout_s: float) -> None:
         from ray import serve
 
+        self.app = app
         self._timeout_s = timeout_s
         try:
-            self._handle = serve.get_app_handle(app).options(stream=True)
+            self._unary = serve.get_app_handle(app)
+            self._handle = self._unary.options(stream=True)
         except Exception as exc:  # Serve does not know the application (yet, or any more)
             raise ModelUnavailable("the model is not serving right now; retry shortly") from exc
 
@@ -149,15 +157,26 @@ class VllmServeBackend:
         from prsm.adapters.ray_compat import sanitize_chat_request
 
         models = await request_models()
-        request = sanitize_chat_request(_parse(models.ChatCompletionRequest, body))
+        request = sanitize_chat_request(parse(models.ChatCompletionRequest, body))
         return await self._call("chat", request)
 
     async def completions(self, body: dict[str, Any]) -> Completion:
         models = await request_models()
-        return await self._call("completions", _parse(models.CompletionRequest, body))
+        return await self._call("completions", parse(models.CompletionRequest, body))
 
     async def close(self) -> None:
         return None
+
+    async def direct_address(self) -> str:
+        """``host:port`` of the HTTP server of the replica Serve picks for a request ("":
+        that replica has none, or none answered within ``DIRECT_ADDRESS_TIMEOUT_S``, e.g.
+        while the version starts)."""
+        try:
+            address: str = await asyncio.wait_for(self._unary.direct_address.remote(),
+                                                  DIRECT_ADDRESS_TIMEOUT_S)  # fmt: skip
+        except Exception:  # no replica, an old one, a dead one: the gateway serves it
+            return ""
+        return address
 
     async def _call(self, method: str, request: Any) -> Completion:
         from prsm.adapters.ray_compat import with_serve_request_id
@@ -180,7 +199,7 @@ class VllmServeBackend:
         except Exception as exc:  # a replica that died or could not be reached
             raise UpstreamError(f"the model deployment failed: {type(exc).__name__}") from exc
         head = first[0] if isinstance(first, list) and first else first
-        _raise_if_error(head)
+        raise_if_error(head)
         if not isinstance(first, list) and hasattr(first, "model_dump"):
             result: dict[str, Any] = first.model_dump(mode="json", exclude_none=True)
             return result
@@ -211,7 +230,7 @@ def preload_request_models() -> None:
     _preloading = asyncio.get_running_loop().create_task(request_models())
 
 
-def _parse(model: Any, body: dict[str, Any]) -> Any:
+def parse(model: Any, body: dict[str, Any]) -> Any:
     from pydantic import ValidationError
 
     try:
@@ -223,7 +242,7 @@ def _parse(model: Any, body: dict[str, Any]) -> Any:
         raise BadModelRequest(problems) from None
 
 
-def _raise_if_error(item: Any) -> None:
+def raise_if_error(item: Any) -> None:
     error = getattr(item, "error", None)
     if error is None or not hasattr(error, "code"):
         return
