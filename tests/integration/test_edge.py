@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -170,3 +171,50 @@ def test_the_edge_ends_tls_with_the_configured_certificate(tmp_path: Path) -> No
         edge.stop()
         serve.shutdown()
         serve.server_close()
+
+
+class Streaming(BaseHTTPRequestHandler):
+    """A replica that streams three events 150 ms apart."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["content-length"]))
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        for i in range(3):
+            event = f"data: {i}\n\n".encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+            self.wfile.flush()
+            time.sleep(0.15)
+        self.wfile.write(b"0\r\n\r\n")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_streamed_answer_reaches_the_client_event_by_event(tmp_path: Path) -> None:
+    replica = ThreadingHTTPServer(("127.0.0.1", free_port()), Streaming)
+    answer = {"dst": f"127.0.0.1:{replica.server_address[1]}", "grant": "g"}
+    route = Recorder(free_port(), lambda seen: (200, {}, json.dumps(answer).encode()))
+    for server in (replica, route):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = free_port()
+    edge = Edge(run_dir=tmp_path, host="127.0.0.1", port=port, serve_port=free_port(),
+                route_port=route.server_address[1])  # fmt: skip
+    edge.start()
+    try:
+        arrivals = []
+        with httpx.stream("POST", f"http://127.0.0.1:{port}{CHAT}", json=BODY,
+                          headers={"Authorization": "Bearer x"}, timeout=10) as stream:  # fmt: skip
+            for _ in stream.iter_raw():
+                arrivals.append(time.monotonic())
+        assert len(arrivals) == 3  # one read per event: none held back to merge with the next
+        assert arrivals[2] - arrivals[0] > 0.25
+    finally:
+        edge.stop()
+        for server in (replica, route):
+            server.shutdown()
+            server.server_close()
