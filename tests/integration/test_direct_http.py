@@ -4,6 +4,7 @@ and recorded as the gateway would."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -131,3 +132,24 @@ async def test_the_engines_refusal_and_a_body_that_is_not_json_are_openai_shaped
     unknown = await client.post("/v1/embeddings", json=body(), headers=headers)
     assert unknown.status_code == 404
     assert json.loads(unknown.text)["error"]["code"] == "not_found"
+
+
+async def test_a_stopping_replica_waits_for_the_answers_it_is_streaming() -> None:
+    started, gate = asyncio.Event(), asyncio.Event()
+
+    class Slow(Engine):
+        async def chat(self, request: Any, raw: Any) -> AsyncIterator[Any]:
+            yield CHUNK
+            started.set()
+            await gate.wait()
+            yield "data: [DONE]\n\n"
+
+    app = DirectApp(Slow(), "tiny", APP, KEY, None)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://r") as c:
+        answer = asyncio.create_task(c.post("/v1/chat/completions", json=body(stream=True),
+                                            headers={grants.HEADER: grant()}))  # fmt: skip
+        await asyncio.wait_for(started.wait(), 5)
+        assert app.active == 1 and not await app.drained(0.2)
+        gate.set()
+        assert await app.drained(5)
+        assert (await answer).text == CHUNK + "data: [DONE]\n\n"

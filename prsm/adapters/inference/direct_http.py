@@ -10,6 +10,7 @@ for the rollout controller and the version's traffic figures.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -52,6 +53,16 @@ class DirectApp:
                  record: Callable[[ModelCall], None] | None) -> None:  # fmt: skip
         self.engine, self.model_id, self.app, self.key = engine, model_id, app, key
         self.record = record
+        self.active = 0  # granted requests being answered
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def drained(self, timeout_s: float) -> bool:
+        """Wait until no granted request is being answered (at most ``timeout_s``); whether
+        none is. A replica that stops waits so: Serve drains only the requests it routed."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        return not self.active
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -66,9 +77,16 @@ class DirectApp:
         except grants.GrantRefused as exc:
             await _send(send, 401, error_json(401, "unauthenticated", str(exc), ""))
             return
-        body = await _body(receive)
-        with correlated(grant.request_id):
-            await self._serve(endpoint, grant, body, send)
+        self.active += 1
+        self._idle.clear()
+        try:
+            body = await _body(receive)
+            with correlated(grant.request_id):
+                await self._serve(endpoint, grant, body, send)
+        finally:
+            self.active -= 1
+            if not self.active:
+                self._idle.set()
 
     async def _serve(self, endpoint: str, grant: grants.Grant, raw: bytes, send: Any) -> None:
         labels = (grant.model, grant.version)

@@ -37,6 +37,8 @@ from prsm.observability.logging import configure, correlated
 T = TypeVar("T")
 
 log = logging.getLogger("prsm.model")
+# Serve stops a replica for good 20 s after asking it to (graceful_shutdown_timeout_s).
+DRAIN_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -55,16 +57,24 @@ class PrsmLLMServer(InProcessWorkerHook, StreamBatchingHook, LLMServer):
                        direct: DirectOptions | None = None, **options: Any) -> None:  # fmt: skip
         configure(log_level)
         await super().__init__(llm_config, **options)
-        self._direct_address = ""
+        self._direct_address, self._direct = "", None
         if direct is not None:
-            app = DirectApp(self.engine, llm_config.model_id, direct.app, direct.key,
-                            direct.record)  # fmt: skip
-            self._direct_address, self._direct_server = await serve(app)
+            self._direct = DirectApp(self.engine, llm_config.model_id, direct.app, direct.key,
+                                     direct.record)  # fmt: skip
+            self._direct_address, self._direct_server = await serve(self._direct)
             log.info("answering HTTP at %s", self._direct_address)
 
     async def direct_address(self) -> str:
         """``host:port`` of this replica's own HTTP server ("": it has none)."""
         return self._direct_address
+
+    async def __del__(self) -> None:
+        """On a graceful stop (Serve no longer routes here), let the answers streaming from
+        this replica's own server finish before the engine stops (within Serve's shutdown
+        timeout)."""
+        if self._direct is not None and not await self._direct.drained(DRAIN_TIMEOUT_S):
+            log.warning("stopping with %d direct answers unfinished", self._direct.active)
+        await super().__del__()
 
     async def chat(self, request: Any, raw_request_info: Any = None) -> Any:
         log_request("chat", request)
