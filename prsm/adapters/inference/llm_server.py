@@ -72,8 +72,9 @@ class PrsmLLMServer(InProcessWorkerHook, StreamBatchingHook, LLMServer):
         """On a graceful stop (Serve no longer routes here), let the answers streaming from
         this replica's own server finish before the engine stops (within Serve's shutdown
         timeout)."""
-        if self._direct is not None and not await self._direct.drained(DRAIN_TIMEOUT_S):
-            log.warning("stopping with %d direct answers unfinished", self._direct.active)
+        direct = getattr(self, "_direct", None)  # None too if the constructor failed early
+        if direct is not None and not await direct.drained(DRAIN_TIMEOUT_S):
+            log.warning("stopping with %d direct answers unfinished", direct.active)
         await super().__del__()
 
     async def chat(self, request: Any, raw_request_info: Any = None) -> Any:

@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib
+import random
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +40,8 @@ APP_PREFIX = "prsm-model-"
 _LOCAL_WEIGHTS_CALLBACK = "prsm.adapters.inference.llm_server:SkipDownloadForLocalWeights"
 MIB = 1 << 20
 DIRECT_ADDRESS_TIMEOUT_S = 2.0
+DIRECT_REFRESH_S = 0.5
+DIRECT_TTL_S = 10.0
 
 
 def app_name(tenant_id: str, name: str, version: str) -> str:
@@ -147,6 +151,9 @@ class VllmServeBackend:
 
         self.app = app
         self._timeout_s = timeout_s
+        self._direct: dict[str, float] = {}  # replica address -> when Serve last named it
+        self._direct_asked = 0.0
+        self._learning: asyncio.Task[None] | None = None
         try:
             self._unary = serve.get_app_handle(app)
             self._handle = self._unary.options(stream=True)
@@ -168,15 +175,35 @@ class VllmServeBackend:
         return None
 
     async def direct_address(self) -> str:
-        """``host:port`` of the HTTP server of the replica Serve picks for a request ("":
-        that replica has none, or none answered within ``DIRECT_ADDRESS_TIMEOUT_S``, e.g.
-        while the version starts)."""
+        """``host:port`` of the HTTP server of one replica of this version, picked at random
+        among those this gateway replica knows ("": none known, e.g. while the version
+        starts).
+
+        Replicas are learnt from Serve, one handle call at a time (Serve picks the replica
+        that answers): in line when none is known, else in the background at most every
+        ``DIRECT_REFRESH_S``; one not seen for ``DIRECT_TTL_S`` is forgotten. A handle
+        call per request would cost each request a round trip through Ray's RPC in both
+        processes. An address whose replica died meanwhile is refused by the edge's own
+        check (it cannot connect: the request takes the gateway's route)."""
+        now = time.monotonic()
+        self._direct = {a: seen for a, seen in self._direct.items() if now - seen < DIRECT_TTL_S}
+        if not self._direct:
+            await self._learn_direct()
+        elif now - self._direct_asked >= DIRECT_REFRESH_S and (
+            self._learning is None or self._learning.done()
+        ):
+            self._learning = asyncio.get_running_loop().create_task(self._learn_direct())
+        return random.choice(list(self._direct)) if self._direct else ""
+
+    async def _learn_direct(self) -> None:
+        self._direct_asked = time.monotonic()
         try:
             address: str = await asyncio.wait_for(self._unary.direct_address.remote(),
                                                   DIRECT_ADDRESS_TIMEOUT_S)  # fmt: skip
         except Exception:  # no replica, an old one, a dead one: the gateway serves it
-            return ""
-        return address
+            return
+        if address:
+            self._direct[address] = time.monotonic()
 
     async def _call(self, method: str, request: Any) -> Completion:
         from prsm.adapters.ray_compat import with_serve_request_id

@@ -58,6 +58,15 @@ core.register_action("prsm_route", { "http-req" }, function(txn)
     if not host or not grant then
         return
     end
+    -- The gateway may name a replica that has just died: if it takes no connection, the
+    -- gateway's own route serves the request.
+    local probe = core.tcp()
+    probe:settimeout(1)
+    local reachable = probe:connect(host, tonumber(port))
+    probe:close()
+    if not reachable then
+        return
+    end
     txn:set_var("txn.prsm_host", host)
     txn:set_var("txn.prsm_port", port)
     txn:set_var("txn.prsm_grant", grant)
