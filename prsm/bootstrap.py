@@ -165,7 +165,7 @@ async def build_gateway(raw_settings: dict[str, Any], in_ray: bool = True) -> Ga
         grant_key=model_grant_key(settings),
     )
     if in_ray:
-        from prsm.adapters.inference.vllm_serve import preload_request_models
+        from prsm.adapters.inference.engine_io import preload_request_models
         from prsm.runtime import cluster_state, model_controller, rollout_stats
 
         deps.on_models_changed = model_controller.wake

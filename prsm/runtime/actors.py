@@ -26,7 +26,9 @@ NAMESPACE = "prsm"
 
 def singleton(cls: type, name: str, *args: Any, **options: Any) -> Any:
     actor_cls: Any = ray.remote(cls)
-    opts: dict[str, Any] = {"num_cpus": 0, **options}
+    # "DEFAULT": never inside the caller's placement group (a model replica's, which Ray
+    # would otherwise capture it into, and remove with it).
+    opts: dict[str, Any] = {"num_cpus": 0, "scheduling_strategy": "DEFAULT", **options}
     return actor_cls.options(
         name=name,
         namespace=NAMESPACE,

@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 FILES = Path(__file__).parent / "edge_files"
 _REASONS = {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
 _MESSAGES = {
@@ -80,12 +82,14 @@ class Edge:
         self.pidfile.unlink(missing_ok=True)
 
     def pid(self) -> int | None:
+        """The edge's HAProxy process, if it runs (not another process given its old pid)."""
         try:
             pid = int(self.pidfile.read_text().split()[0])
-            os.kill(pid, 0)
-        except (OSError, ValueError, IndexError):
+            command = psutil.Process(pid).cmdline()
+        except (OSError, ValueError, IndexError, psutil.Error):
             return None
-        return pid
+        config = str(self.run_dir / "edge" / "haproxy.cfg")
+        return pid if config in command else None
 
     def _write(self) -> Path:
         directory = self.run_dir / "edge"

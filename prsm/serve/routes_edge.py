@@ -19,8 +19,11 @@ any error, audited, exactly as without the edge."""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import socket
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +37,7 @@ from prsm.domain.errors import PrsmError
 from prsm.domain.identity import Principal
 from prsm.domain.policy import Scope
 from prsm.observability import metrics
+from prsm.observability.logging import correlated
 from prsm.serve.deps import GatewayDeps, authenticate_quietly, within_rate_limit
 
 BODIES: dict[str, type[ChatCompletionBody] | type[CompletionBody]] = {
@@ -41,6 +45,7 @@ BODIES: dict[str, type[ChatCompletionBody] | type[CompletionBody]] = {
     "/v1/completions": CompletionBody,
 }
 PREFIX = "/route"
+log = logging.getLogger("prsm.gateway")
 
 
 async def decide(deps: GatewayDeps, path: str, authorization: str | None, raw: bytes,
@@ -69,6 +74,9 @@ async def decide(deps: GatewayDeps, path: str, authorization: str | None, raw: b
     if not address or not await within_rate_limit(deps, principal, Scope.INFERENCE):
         return None
     _audit(deps, principal, path, request_id)
+    with correlated(request_id):
+        log.info("POST %s for %s:%s goes to its replica at %s", path, deployment.spec.name,
+                 deployment.spec.version, address)  # fmt: skip
     grant = grants.Grant(
         app=backend.app, model=deployment.spec.name, version=deployment.spec.version,
         tenant=route.tenant_id, caller_tenant=principal.tenant_id,
@@ -91,7 +99,7 @@ def _audit(deps: GatewayDeps, principal: Principal, path: str, request_id: str) 
 
 
 class Routing:
-    """The routing port's ASGI app."""
+    """The routing port's ASGI app: ``POST /route<path>`` only (404 for anything else)."""
 
     def __init__(self, deps: GatewayDeps) -> None:
         self.deps = deps
@@ -99,29 +107,24 @@ class Routing:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         path = scope["path"]
-        answer = None
-        if scope["method"] == "POST" and path.startswith(PREFIX):
-            request_id = headers.get("x-correlation-id") or headers.get("x-request-id") or ""
-            answer = await decide(self.deps, path[len(PREFIX):], headers.get("authorization"),
-                                  await _body(receive), request_id or _new_id())  # fmt: skip
-        if answer is None:
-            await send({"type": "http.response.start", "status": 204, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
+        if scope["method"] != "POST" or not path.startswith(PREFIX):
+            await _send(send, 404, b"")
             return
-        import json
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        request_id = headers.get("x-correlation-id") or headers.get("x-request-id")
+        answer = await decide(self.deps, path[len(PREFIX):], headers.get("authorization"),
+                              await _body(receive), request_id or uuid.uuid4().hex)  # fmt: skip
+        if answer is None:
+            await _send(send, 204, b"")
+        else:
+            await _send(send, 200, json.dumps(answer).encode())
 
-        body = json.dumps(answer).encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json")]})  # fmt: skip
-        await send({"type": "http.response.body", "body": body})
 
-
-def _new_id() -> str:
-    import uuid
-
-    return uuid.uuid4().hex
+async def _send(send: Any, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json")] if body else []
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _body(receive: Any) -> bytes:

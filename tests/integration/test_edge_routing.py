@@ -116,7 +116,6 @@ async def test_a_caller_gets_the_versions_replica_and_a_grant_of_what_was_decide
         ("alice", b"{not json", "/route/v1/chat/completions"),
         ("alice", {"model": "tiny", "messages": []}, "/route/v1/chat/completions"),
         ("alice", CHAT, "/route/v1/embeddings"),
-        ("alice", CHAT, "/elsewhere"),
     ],
 )
 async def test_everything_else_is_left_to_the_gateway_and_costs_no_rate_limit_token(
@@ -126,6 +125,15 @@ async def test_everything_else_is_left_to_the_gateway_and_costs_no_rate_limit_to
     named = {"alice": ALICE, "eve": EVE}
     answer = await ask(edge, named[headers] if isinstance(headers, str) else headers, body, path)
     assert (answer.status_code, answer.content) == (204, b"")
+    assert edge.limited == []  # type: ignore[attr-defined]
+
+
+async def test_the_routing_port_knows_no_other_route(
+    gateway: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    _, edge = gateway
+    assert (await ask(edge, ALICE, CHAT, "/v1/chat/completions")).status_code == 404
+    assert (await edge.get("/route/v1/chat/completions", headers=ALICE)).status_code == 404
     assert edge.limited == []  # type: ignore[attr-defined]
 
 

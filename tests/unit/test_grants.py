@@ -10,9 +10,10 @@ import pytest
 from prsm.adapters.inference import grants
 
 KEY = grants.grant_key(b"the platform secret")
+# Valid for a month: however late after collection the test runs.
 GRANT = grants.Grant(app="prsm-model-a", model="a", version="v1", tenant="lab",
                      caller_tenant="lab", in_rollout=True, request_id="r-1",
-                     expires=time.time() + 30)  # fmt: skip
+                     expires=time.time() + 30 * 86400)  # fmt: skip
 
 
 def test_a_grant_verifies_for_its_version_and_says_what_the_gateway_decided() -> None:

@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from prsm.adapters.inference import grants, vllm_serve
+from prsm.adapters.inference import engine_io, grants
 from prsm.domain.errors import BadModelRequest, NotFound, PrsmError, RateLimited
 from prsm.domain.models import ModelCall
 from prsm.observability import model_calls
@@ -119,9 +119,9 @@ class DirectApp:
                      request_id: str) -> dict[str, Any] | AsyncIterator[str]:  # fmt: skip
         """Hand the request to the engine; its whole answer, or its stream of SSE strings
         once the first item has come (an error before it raises)."""
-        models = await vllm_serve.request_models()
+        models = await engine_io.request_models()
         kind = models.ChatCompletionRequest if endpoint == "chat" else models.CompletionRequest
-        request = vllm_serve.parse(kind, body)
+        request = engine_io.parse(kind, body)
         request.request_id = request_id
         log.info("%s request for %s (stream: %s, direct)", endpoint, self.model_id,
                  bool(request.stream))  # fmt: skip
@@ -130,7 +130,7 @@ class DirectApp:
             first = await anext(generator)
         except StopAsyncIteration:
             raise BadModelRequest("the model returned nothing") from None
-        vllm_serve.raise_if_error(first)
+        engine_io.raise_if_error(first)
         if hasattr(first, "model_dump"):
             result: dict[str, Any] = first.model_dump(mode="json", exclude_none=True)
             return result
