@@ -22,9 +22,6 @@ from prsm.config import Settings
 from prsm.domain.commands import DeployModel
 from prsm.domain.errors import (
     AuthenticationError,
-    OrchestratorUnavailable,
-    RuntimeUnavailable,
-    SchedulerUnavailable,
 )
 from prsm.domain.identity import Principal
 from prsm.domain.model_registry import LIVE, Deployment, deployment_key
@@ -44,7 +41,6 @@ from prsm.serve.model_catalog import BackendFactory, ModelCatalog
 from prsm.service_layer.messagebus import MessageBus
 from prsm.service_layer.models import load_registry
 from prsm.service_layer.ports import InferenceBackend
-from prsm.service_layer.runtime_views import AgentView, ClusterView, QueuePosition
 
 if TYPE_CHECKING:
     from prsm.runtime.agent import Complete
@@ -167,6 +163,7 @@ async def build_gateway(raw_settings: dict[str, Any], in_ray: bool = True) -> Ga
     if in_ray:
         from prsm.adapters.inference.engine_io import preload_request_models
         from prsm.runtime import cluster_state, model_controller, rollout_stats
+        from prsm.runtime.gateway_ports import OrchestratorAgents, SchedulerQueue
 
         deps.on_models_changed = model_controller.wake
         deps.record_call = rollout_stats.StatsRecorder().record
@@ -182,64 +179,6 @@ async def build_gateway(raw_settings: dict[str, Any], in_ray: bool = True) -> Ga
     # stays: out of the collector's reach, a full collection walks only what came later.
     gc.freeze()
     return deps
-
-
-class _ActorPort:
-    """Calls to a named runtime actor, looked up again after a failure."""
-
-    def __init__(self, name: str, what: str, error: type[RuntimeUnavailable]) -> None:
-        self._name = name
-        self._what = what
-        self._error = error
-        self._handle: Any = None
-
-    async def _call(self, method: str, *args: Any) -> Any:
-        from ray.exceptions import RayActorError
-
-        from prsm.runtime import actors
-
-        if self._handle is None:
-            self._handle = actors.lookup(self._name)
-        if self._handle is None:
-            raise self._error(f"the {self._what} is not running")
-        try:
-            return await getattr(self._handle, method).remote(*args)
-        except RayActorError as exc:
-            self._handle = None
-            raise self._error(f"the {self._what} is restarting; retry") from exc
-
-
-class OrchestratorAgents(_ActorPort):
-    """The orchestrator's agents (``serve.deps.Agents``)."""
-
-    def __init__(self) -> None:
-        from prsm.runtime.orchestrator import NAME
-
-        super().__init__(NAME, "orchestrator", OrchestratorUnavailable)
-
-    async def list(self) -> list[AgentView]:
-        agents: list[AgentView] = await self._call("agents")
-        return agents
-
-    async def drain(self, agent_id: str) -> bool:
-        return bool(await self._call("drain", agent_id))
-
-
-class SchedulerQueue(_ActorPort):
-    """The scheduler's queue and cluster view (``serve.deps.Queue``)."""
-
-    def __init__(self) -> None:
-        from prsm.runtime.scheduler import NAME
-
-        super().__init__(NAME, "scheduler", SchedulerUnavailable)
-
-    async def stand(self, tasks: list[tuple[str, int, str]]) -> list[QueuePosition]:
-        out: list[QueuePosition] = await self._call("stand", tasks)
-        return out
-
-    async def cluster(self) -> ClusterView:
-        view: ClusterView = await self._call("cluster")
-        return view
 
 
 async def open_store_from(raw_settings: dict[str, Any]) -> Store:
@@ -446,6 +385,5 @@ def shutdown_serve(settings: Settings) -> None:
     scheduler.stop()
     orchestrator.stop()
     model_controller.stop()
-    edge(settings).stop()
     serve.shutdown()  # type: ignore[no-untyped-call]
     local_cluster.disconnect()

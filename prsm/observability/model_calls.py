@@ -11,10 +11,28 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from prsm.domain.errors import PrsmError
+from prsm.domain.models import ModelCall
 from prsm.observability import metrics
 
 # (seconds, served, seconds to the first token (None: none came), tokens generated)
 Done = Callable[[float, bool, float | None, int], None]
+
+
+def recorder(record: Callable[[ModelCall], None] | None, tenant: str, model: str,
+             version: str, caller_tenant: str, in_rollout: bool) -> Done | None:  # fmt: skip
+    """The ``Done`` of one call that ``record`` keeps as a ``ModelCall`` (None: not kept)."""
+    if record is None:
+        return None
+    keep = record
+
+    def done(seconds: float, ok: bool, first_s: float | None, tokens: int) -> None:
+        keep(ModelCall(
+            tenant=tenant, model=model, version=version, caller_tenant=caller_tenant,
+            in_rollout=in_rollout, latency_ms=seconds * 1000, ok=ok,
+            ttft_ms=None if first_s is None else first_s * 1000, tokens=tokens, at=time.time(),
+        ))  # fmt: skip
+
+    return done
 
 
 def answered(labels: tuple[str, str], endpoint: str, elapsed: float,

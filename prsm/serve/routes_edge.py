@@ -8,9 +8,9 @@ nothing else, and is not Serve's proxy: the question costs one small request to 
 replica). When the caller is authenticated, may call models, is within its rate limit, and
 the model it names resolves (by its route: during a rollout, a weighted or sticky choice
 between two versions) to a vLLM version of a fixed number of replicas (Serve scales an
-autoscaled one by the requests it routes itself, so those keep the gateway's path), with no
-injected faults, whose replica answers HTTP,
-the answer is that replica's address and a grant for it (``grants``); the edge forwards the
+autoscaled one by the requests it routes itself, so those keep the gateway's path) with no
+injected faults, whose replica answers HTTP, the answer is that replica's address and a
+grant for it (``grants``); the edge forwards the
 request there and the replica streams the answer to the client. In every other case (a
 refusal, an external provider, a fault drill, a body that is not a valid request) the answer
 is 204: the edge forwards the request to the gateway's own route, which serves it and answers
@@ -30,6 +30,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from prsm.adapters.inference import grants
+from prsm.adapters.inference.direct_http import read_body
 from prsm.adapters.inference.vllm_serve import VllmServeBackend
 from prsm.api.models import ChatCompletionBody, CompletionBody
 from prsm.domain import events as ev
@@ -114,7 +115,7 @@ class Routing:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         request_id = headers.get("x-correlation-id") or headers.get("x-request-id")
         answer = await decide(self.deps, path[len(PREFIX):], headers.get("authorization"),
-                              await _body(receive), request_id or uuid.uuid4().hex)  # fmt: skip
+                              await read_body(receive), request_id or uuid.uuid4().hex)  # fmt: skip
         if answer is None:
             await _send(send, 204, b"")
         else:
@@ -125,15 +126,6 @@ async def _send(send: Any, status: int, body: bytes) -> None:
     headers = [(b"content-type", b"application/json")] if body else []
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-async def _body(receive: Any) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
 
 
 async def serve(deps: GatewayDeps, port: int) -> asyncio.Task[None]:

@@ -22,7 +22,7 @@ from prsm.api.models import ChatCompletionBody, CompletionBody, ModelCard, Model
 from prsm.domain.errors import InjectedFault, ModelUnavailable, NotFound, PrsmError
 from prsm.domain.identity import Principal
 from prsm.domain.model_registry import Deployment, Route
-from prsm.domain.models import SHARED_TENANT, Faults, ModelCall, ModelStatus
+from prsm.domain.models import SHARED_TENANT, Faults, ModelStatus
 from prsm.observability import model_calls
 from prsm.observability.model_calls import Done
 from prsm.serve.deps import Deps, GatewayDeps, InferenceCaller, ModelsReader
@@ -107,19 +107,8 @@ async def _infer(
 def _recorder(
     deps: GatewayDeps, route: Route, principal: Principal, labels: tuple[str, str]
 ) -> Done | None:
-    record = deps.record_call
-    if record is None:
-        return None
-
-    def done(seconds: float, ok: bool, first_s: float | None, tokens: int) -> None:
-        record(ModelCall(
-            tenant=route.tenant_id, model=labels[0], version=labels[1],
-            caller_tenant=principal.tenant_id, in_rollout=route.rollout_id is not None,
-            latency_ms=seconds * 1000, ok=ok, ttft_ms=None if first_s is None else first_s * 1000,
-            tokens=tokens, at=time.time(),
-        ))  # fmt: skip
-
-    return done
+    return model_calls.recorder(deps.record_call, route.tenant_id, *labels,
+                                principal.tenant_id, route.rollout_id is not None)  # fmt: skip
 
 
 async def _inject(faults: Faults) -> None:

@@ -80,7 +80,7 @@ class DirectApp:
         self.active += 1
         self._idle.clear()
         try:
-            body = await _body(receive)
+            body = await read_body(receive)
             with correlated(grant.request_id):
                 await self._serve(endpoint, grant, body, send)
         finally:
@@ -137,20 +137,8 @@ class DirectApp:
         return _texts(first, generator)
 
     def _done(self, grant: grants.Grant) -> Done | None:
-        record = self.record
-        if record is None:
-            return None
-
-        def done(seconds: float, ok: bool, first_s: float | None, tokens: int) -> None:
-            record(ModelCall(
-                tenant=grant.tenant, model=grant.model, version=grant.version,
-                caller_tenant=grant.caller_tenant, in_rollout=grant.in_rollout,
-                latency_ms=seconds * 1000, ok=ok,
-                ttft_ms=None if first_s is None else first_s * 1000, tokens=tokens,
-                at=time.time(),
-            ))  # fmt: skip
-
-        return done
+        return model_calls.recorder(self.record, grant.tenant, grant.model, grant.version,
+                                    grant.caller_tenant, grant.in_rollout)  # fmt: skip
 
 
 def _prepared(raw: bytes, model_id: str) -> tuple[dict[str, Any], bool]:
@@ -181,7 +169,8 @@ async def _texts(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[str]:
             return
 
 
-async def _body(receive: Any) -> bytes:
+async def read_body(receive: Any) -> bytes:
+    """An ASGI request's whole body."""
     chunks = []
     while True:
         message = await receive()
