@@ -7,11 +7,9 @@ on 127.0.0.1 that every gateway replica of the node shares, ``SO_REUSEPORT``; it
 nothing else, and is not Serve's proxy: the question costs one small request to a gateway
 replica). When the caller is authenticated, may call models, is within its rate limit, and
 the model it names resolves (by its route: during a rollout, a weighted or sticky choice
-between two versions) to a vLLM version of a fixed number of replicas (Serve scales an
-autoscaled one by the requests it routes itself, so those keep the gateway's path) with no
-injected faults, whose replica answers HTTP, the answer is that replica's address and a
-grant for it (``grants``); the edge forwards the
-request there and the replica streams the answer to the client. In every other case (a
+between two versions) to a vLLM version with no injected faults whose replica answers HTTP
+(an autoscaled version counts these requests too: ``autoscaling``), the answer is that
+replica's address and a grant for it (``grants``); the edge forwards the request there and the replica streams the answer to the client. In every other case (a
 refusal, an external provider, a fault drill, a body that is not a valid request) the answer
 is 204: the edge forwards the request to the gateway's own route, which serves it and answers
 any error, audited, exactly as without the edge."""
@@ -66,8 +64,6 @@ async def decide(deps: GatewayDeps, path: str, authorization: str | None, raw: b
     try:
         deployment, backend, route = await deps.models.resolve(principal, body.model)
         if not isinstance(backend, VllmServeBackend) or deployment.faults.any:
-            return None
-        if deployment.spec.autoscaling:  # Serve scales it by the requests it sees itself
             return None
         address = await backend.direct_address()
     except PrsmError:

@@ -1,7 +1,7 @@
 """The gateway's answer to the edge (``routes_edge``), in-process on a real store: a vLLM
 version the caller may call gets a replica's address and a grant that says what the gateway
 decided; every other request (no or a bad token, another tenant's model, an unknown one, a
-provider model, a fault drill, an autoscaled version, a body that is not a request) is left
+provider model, a fault drill, a body that is not a request) is left
 to the gateway's own route (204), and only a granted request is audited and counted."""
 
 from __future__ import annotations
@@ -102,6 +102,8 @@ async def test_a_caller_gets_the_versions_replica_and_a_grant_of_what_was_decide
     assert edge.limited == ["alice"]  # type: ignore[attr-defined]
     completions = {"model": "tiny", "prompt": "once"}
     assert (await ask(edge, ALICE, completions, "/route/v1/completions")).status_code == 200
+    scaled = await ask(edge, ALICE, {**CHAT, "model": "scaled"})  # Serve counts it too
+    assert grants.verify(KEY, scaled.json()["grant"], "app-of-scaled-v1").model == "scaled"
 
 
 @pytest.mark.parametrize(
@@ -112,7 +114,6 @@ async def test_a_caller_gets_the_versions_replica_and_a_grant_of_what_was_decide
         ("eve", CHAT, "/route/v1/chat/completions"),  # another tenant: not her model
         ("alice", {**CHAT, "model": "unknown"}, "/route/v1/chat/completions"),
         ("alice", {**CHAT, "model": "gpt"}, "/route/v1/chat/completions"),  # a provider
-        ("alice", {**CHAT, "model": "scaled"}, "/route/v1/chat/completions"),  # autoscaled
         ("alice", b"{not json", "/route/v1/chat/completions"),
         ("alice", {"model": "tiny", "messages": []}, "/route/v1/chat/completions"),
         ("alice", CHAT, "/route/v1/embeddings"),

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from ray.serve.llm import LLMServer
 
+from prsm.adapters.inference.autoscaling import DirectLoad
 from prsm.adapters.inference.direct_http import DirectApp, serve
 from prsm.adapters.inference.streaming import first_now_then_batched
 from prsm.adapters.ray_compat import (
@@ -48,10 +49,11 @@ class DirectOptions:
     record: Callable[[ModelCall], None] | None = None  # each call's figures (rollout stats)
 
 
-class PrsmLLMServer(InProcessWorkerHook, StreamBatchingHook, LLMServer):
+class PrsmLLMServer(DirectLoad, InProcessWorkerHook, StreamBatchingHook, LLMServer):
     """``direct``: how the replica answers HTTP itself (``direct_http``): its Serve
     application's name, the key of the gateway's grants and where each call's figures go;
-    None: it answers only through Serve handles."""
+    None: it answers only through Serve handles. Serve scales an autoscaled version by
+    both (``autoscaling``)."""
 
     async def __init__(self, llm_config: Any, *, log_level: str = "INFO",  # type: ignore[misc]
                        direct: DirectOptions | None = None, **options: Any) -> None:  # fmt: skip

@@ -44,6 +44,10 @@ def app_name(tenant_id: str, name: str, version: str) -> str:
     return f"{APP_PREFIX}{slug}-{tenant}"
 
 
+# Serve's default policy, counting the requests the edge sends to the replicas too.
+AUTOSCALING_POLICY = "prsm.adapters.inference.autoscaling:policy"
+
+
 def deployment_config(spec: ModelSpec) -> dict[str, Any]:
     # The engine's worker bundles hold the CPUs (and GPUs); the replica actor that drives
     # the engine only waits on it, so it reserves none (else each replica costs one more).
@@ -55,6 +59,7 @@ def deployment_config(spec: ModelSpec) -> dict[str, Any]:
             "max_replicas": high,
             "initial_replicas": max(low, 1),
             "target_ongoing_requests": 16,
+            "policy": {"policy_function": AUTOSCALING_POLICY},  # the edge's requests too
         }
     else:
         config["num_replicas"] = 1 if spec.strategy is Strategy.SINGLE_NODE else spec.replicas
