@@ -29,7 +29,9 @@ from ray import serve
 
 from benchmarks.common import write
 from benchmarks.inference import KV_CACHE_BYTES, start_prsm
+from prsm import bootstrap
 from prsm.adapters.inference import tiny_model
+from prsm.config import Settings
 from prsm.runtime import model_controller
 
 BARE = f"""
@@ -109,8 +111,9 @@ def main() -> None:
     script.write_text(BARE)
     bare: list[float] = []
     prsm: list[float] = []
+    settings: Settings | None = None
     try:
-        url, token, _ = start_prsm(data_dir)
+        url, token, settings = start_prsm(data_dir)
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
             wait_idle(http)
@@ -120,6 +123,8 @@ def main() -> None:
                 print(f"run {run}: bare {bare[-1]:.1f} s, PRSM {prsm[-1]:.1f} s", flush=True)
     finally:
         model_controller.stop()
+        if settings is not None:
+            bootstrap.edge(settings).stop()
         serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
 

@@ -28,6 +28,7 @@ import asyncio
 import itertools
 import logging
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -69,8 +70,19 @@ def start_vllm(spec: ModelSpec, port: int, log: Path,
         "--max-model-len", str(spec.max_model_len), "--enforce-eager",
         "--kv-cache-memory-bytes", str(spec.kv_cache_mb * vllm_serve.MIB), "--dtype", "auto",
     ]  # fmt: skip
+    # A session of its own: stopping it stops its engine's processes too (see ``stop``).
     return subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                            env={**os.environ, **env})  # fmt: skip
+                            env={**os.environ, **env}, start_new_session=True)  # fmt: skip
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the server stops its engine), then SIGKILL to the whole session."""
+    server.terminate()
+    try:
+        server.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
 
 
 def wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 600) -> None:
@@ -200,14 +212,20 @@ def main() -> None:
     settings = Settings(data_dir=data_dir)
     tiny_model.ensure_tiny_model(settings.tiny_model_path)
     spec = bootstrap.tiny_model_spec(settings)
-    vllm = start_vllm(spec, vllm_port, data_dir / "vllm.log")
     pair_port = free_port()
-    # vLLM's automatic binding puts the first server's threads on the first core; the
-    # second's go on the last, as an operator running two would set them.
-    last = str(max(os.sched_getaffinity(0)))
-    pair = start_vllm(spec, pair_port, data_dir / "vllm-2.log", VLLM_CPU_OMP_THREADS_BIND=last)
+    servers: list[subprocess.Popen[bytes]] = []
     try:
         url, token, settings = start_prsm(data_dir)
+        # Started once Serve's proxy is up (it is stopped if not ready within 15 s, which
+        # two engines starting on two cores can delay): they start while PRSM's engine does.
+        vllm = start_vllm(spec, vllm_port, data_dir / "vllm.log")
+        servers.append(vllm)
+        # vLLM's automatic binding puts the first server's threads on the first core; the
+        # second's go on the last, as an operator running two would set them.
+        last = str(max(os.sched_getaffinity(0)))
+        pair = start_vllm(spec, pair_port, data_dir / "vllm-2.log",
+                          VLLM_CPU_OMP_THREADS_BIND=last)  # fmt: skip
+        servers.append(pair)
         start_ray_serve_llm(settings)
         client = PrsmClient(url, token)
         wait_ready(client, "prsm-tiny", "v1")
@@ -235,9 +253,8 @@ def main() -> None:
                         asyncio.run(measure(base, key, model, concurrency, args.requests))
                     )
     finally:
-        for server in (vllm, pair):
-            server.terminate()
-            server.wait(timeout=60)
+        for server in servers:
+            stop(server)
         model_controller.stop()
         bootstrap.edge(settings).stop()
         serve.shutdown()  # type: ignore[no-untyped-call]
@@ -255,6 +272,9 @@ def main() -> None:
             "ttft_p50_delta_ms": prsm["ttft_p50_ms"] - floor["ttft_p50_ms"],
             "rollout_vs_prsm": row["prsm_rollout"]["tokens_per_s"] / prsm["tokens_per_s"],
             "pair_vs_vllm_serve": row["vllm_serve_pair"]["tokens_per_s"] / floor["tokens_per_s"],
+            # the rollout's two engines against two `vllm serve` engines, on the same cores
+            "rollout_vs_pair": row["prsm_rollout"]["tokens_per_s"]
+            / row["vllm_serve_pair"]["tokens_per_s"],
             "rounds": {name: runs[name][concurrency] for name in TARGETS},
         }
     result["targets_met"] = all(
