@@ -13,7 +13,8 @@ model, same engine settings, all up at once in one run, rounds alternating:
   client: what two engines cost on this machine without PRSM, the rollout row's baseline.
 
 The official ``openai`` client streams chat completions at concurrency 1, 16 and 32, each
-request 64 generated tokens (``ignore_eos``). Per target: output tokens/s, time to the first
+request 64 generated tokens (``ignore_eos``), at least four requests per client in each round
+(``requests``). Per target: output tokens/s, time to the first
 streamed chunk (TTFT) and the gaps between streamed content chunks (inter-token latency, ITL;
 a chunk may carry several tokens), p50/p95. Targets: PRSM tokens/s >= 0.95 x vLLM's and >=
 1.0 x Ray Serve LLM's, TTFT p50 <= vLLM's + 10 ms, the rollout row within 5 % of PRSM's.
@@ -197,6 +198,12 @@ async def measure(base_urls: tuple[str, ...], key: str, model: str, concurrency:
     }
 
 
+def requests(asked: int, concurrency: int) -> int:
+    """At least four waves of requests: with two (64 at 32 clients), the TTFT median falls
+    between the first wave, which starts at once, and the second, which waits for it."""
+    return max(asked, 4 * concurrency)
+
+
 def summarise(runs: list[dict[str, Any]]) -> dict[str, float]:
     return {key: statistics.median(r[key] for r in runs) for key in FIGURES}
 
@@ -204,7 +211,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=64, help="per round and target")
+    parser.add_argument("--requests", type=int, default=64,
+                        help="per round and target, at least 4 per client")  # fmt: skip
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="prsm-bench-inference-"))
@@ -248,9 +256,10 @@ def main() -> None:
         }
         for _ in range(args.rounds):
             for concurrency in CONCURRENCY:
+                n = requests(args.requests, concurrency)
                 for name, (base, key, model) in targets.items():
                     runs[name][concurrency].append(
-                        asyncio.run(measure(base, key, model, concurrency, args.requests))
+                        asyncio.run(measure(base, key, model, concurrency, n))
                     )
     finally:
         for server in servers:
@@ -260,7 +269,9 @@ def main() -> None:
         serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
 
-    result: dict[str, Any] = {"max_tokens": MAX_TOKENS, "requests_per_round": args.requests,
+    result: dict[str, Any] = {"max_tokens": MAX_TOKENS,
+                              "requests_per_round": {c: requests(args.requests, c)
+                                                     for c in CONCURRENCY},
                               "gateway_replicas": settings.gateway_replicas}  # fmt: skip
     for concurrency in CONCURRENCY:
         row = {name: summarise(runs[name][concurrency]) for name in TARGETS}
