@@ -9,10 +9,11 @@ replica). When the caller is authenticated, may call models, is within its rate 
 the model it names resolves (by its route: during a rollout, a weighted or sticky choice
 between two versions) to a vLLM version with no injected faults whose replica answers HTTP
 (an autoscaled version counts these requests too: ``autoscaling``), the answer is that
-replica's address and a grant for it (``grants``); the edge forwards the request there and the replica streams the answer to the client. In every other case (a
-refusal, an external provider, a fault drill, a body that is not a valid request) the answer
-is 204: the edge forwards the request to the gateway's own route, which serves it and answers
-any error, audited, exactly as without the edge."""
+replica's address and a grant for it (``grants``); the edge forwards the request there and
+the replica streams the answer to the client. In every other case (a refusal, an external
+provider, a fault drill, a body that is not a valid request) the answer is 204: the edge
+forwards the request to the gateway's own route, which serves it and answers any error,
+audited, exactly as without the edge."""
 
 from __future__ import annotations
 

@@ -55,7 +55,7 @@ def replicas(app: str) -> int:
     return sum(d.replica_states.get("RUNNING", 0) for d in status.values())
 
 
-def eventually(check: Callable[[], bool], timeout_s: float = 60) -> None:
+def eventually(check: Callable[[], bool], timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
         assert time.monotonic() < deadline, "not within the time"
@@ -77,8 +77,14 @@ def test_a_version_scales_by_the_requests_its_replicas_answer_directly(
                            autoscaling_config=autoscaling_config).bind(str(load))  # fmt: skip
     serve.run(app, name="scaled", route_prefix=None)
     assert replicas("scaled") == 1
-    load.write_text("40")  # 40 ongoing on one replica, 16 a replica wanted: 3 (the most)
+    load.write_text("40")  # 40 ongoing (per replica), 16 a replica wanted: 3 (the most)
     eventually(lambda: replicas("scaled") == 3)
     load.write_text("0")
     eventually(lambda: replicas("scaled") == 1)
     serve.delete("scaled")
+
+
+def test_the_model_replica_reports_its_direct_load() -> None:
+    from prsm.adapters.inference.llm_server import PrsmLLMServer
+
+    assert PrsmLLMServer.record_autoscaling_stats is DirectLoad.record_autoscaling_stats

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from prsm.adapters.inference import grants
-from prsm.adapters.inference.direct_http import DirectApp
+from prsm.adapters.inference.direct_http import DirectApp, serve
 from prsm.domain.models import ModelCall
 
 KEY = grants.grant_key(b"secret")
@@ -153,3 +153,32 @@ async def test_a_stopping_replica_waits_for_the_answers_it_is_streaming() -> Non
         gate.set()
         assert await app.drained(5)
         assert (await answer).text == CHUNK + "data: [DONE]\n\n"
+
+
+async def test_a_stopping_replica_takes_no_new_connection_and_finishes_its_streams() -> None:
+    """On its own port (a real server): once stopping, a new connection is refused (the
+    edge then takes the gateway's route), while the stream under way goes on to its end."""
+    started, gate = asyncio.Event(), asyncio.Event()
+
+    class Slow(Engine):
+        async def chat(self, request: Any, raw: Any) -> AsyncIterator[Any]:
+            yield CHUNK
+            started.set()
+            await gate.wait()
+            yield "data: [DONE]\n\n"
+
+    listening = await serve(DirectApp(Slow(), "tiny", APP, KEY, None))
+    url = f"http://{listening.address}/v1/chat/completions"
+    async with httpx.AsyncClient() as c:
+        answer = asyncio.create_task(c.post(url, json=body(stream=True),
+                                            headers={grants.HEADER: grant()}))  # fmt: skip
+        await asyncio.wait_for(started.wait(), 5)
+        stopping = asyncio.create_task(listening.stop(10))
+        await asyncio.sleep(0.5)  # the server checks for its stop every 0.1 s
+        with pytest.raises(httpx.ConnectError):
+            await httpx.AsyncClient().post(url, json=body(), headers={grants.HEADER: grant()})
+        assert not stopping.done()
+        gate.set()
+        assert await stopping
+        assert (await answer).text == CHUNK + "data: [DONE]\n\n"
+    await asyncio.wait_for(listening.task, 5)

@@ -11,6 +11,7 @@ smoothing)."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from ray.serve.autoscaling_policy import replica_queue_length_autoscaling_policy
@@ -21,21 +22,11 @@ DIRECT_ONGOING = "prsm_direct_ongoing"  # requests a replica's own server is ans
 
 def policy(ctx: AutoscalingContext) -> tuple[int | float, dict[str, Any]]:
     """Serve's default policy, applied to Serve's ongoing requests plus the replicas'
-    direct ones (each replica's averaged over the look-back period, as Serve's own are)."""
+    direct ones (each replica's aggregated over the look-back period as Serve's own are:
+    averaged, by default)."""
     direct = sum(((ctx.aggregated_metrics or {}).get(DIRECT_ONGOING) or {}).values())
-    counted = AutoscalingContext(
-        deployment_id=ctx.deployment_id, deployment_name=ctx.deployment_name,
-        app_name=ctx.app_name, current_num_replicas=ctx.current_num_replicas,
-        target_num_replicas=ctx.target_num_replicas, running_replicas=ctx.running_replicas,
-        total_num_requests=ctx.total_num_requests + direct,
-        total_queued_requests=ctx.total_queued_requests,
-        aggregated_metrics=ctx.aggregated_metrics, raw_metrics=ctx.raw_metrics,
-        capacity_adjusted_min_replicas=ctx.capacity_adjusted_min_replicas,
-        capacity_adjusted_max_replicas=ctx.capacity_adjusted_max_replicas,
-        policy_state=ctx.policy_state, last_scale_up_time=ctx.last_scale_up_time,
-        last_scale_down_time=ctx.last_scale_down_time, current_time=ctx.current_time,
-        config=ctx.config,
-    )  # fmt: skip
+    counted = copy.copy(ctx)  # Serve's context, with the direct requests in its total
+    counted.total_num_requests = ctx.total_num_requests + direct  # type: ignore[misc]
     return replica_queue_length_autoscaling_policy(counted)
 
 

@@ -16,6 +16,7 @@ import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from prsm.adapters.inference import engine_io, grants
@@ -187,8 +188,25 @@ async def _send(send: Any, status: int, body: bytes, request_id: str = "") -> No
     await send({"type": "http.response.body", "body": body})
 
 
-async def serve(app: DirectApp) -> tuple[str, asyncio.Task[None]]:
-    """Serve ``app`` on a free port of this node's address; ``host:port`` and the task."""
+@dataclass
+class Listening:
+    """``app`` served at ``address`` (``host:port``)."""
+
+    app: DirectApp
+    address: str
+    server: Any  # uvicorn.Server
+    task: asyncio.Task[None]
+
+    async def stop(self, timeout_s: float) -> bool:
+        """Take no new connection (the edge then sends a request for this replica the
+        gateway's way), and wait until the answers being streamed are finished (at most
+        ``timeout_s``); whether they are."""
+        self.server.should_exit = True
+        return await self.app.drained(timeout_s)
+
+
+async def serve(app: DirectApp) -> Listening:
+    """Serve ``app`` on a free port of this node's address."""
     import ray
     import uvicorn
 
@@ -199,4 +217,4 @@ async def serve(app: DirectApp) -> tuple[str, asyncio.Task[None]]:
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
-    return f"{host}:{port}", task
+    return Listening(app, f"{host}:{port}", server, task)

@@ -59,24 +59,24 @@ class PrsmLLMServer(DirectLoad, InProcessWorkerHook, StreamBatchingHook, LLMServ
                        direct: DirectOptions | None = None, **options: Any) -> None:  # fmt: skip
         configure(log_level)
         await super().__init__(llm_config, **options)
-        self._direct_address, self._direct = "", None
+        self._direct, self._listening = None, None
         if direct is not None:
             self._direct = DirectApp(self.engine, llm_config.model_id, direct.app, direct.key,
                                      direct.record)  # fmt: skip
-            self._direct_address, self._direct_server = await serve(self._direct)
-            log.info("answering HTTP at %s", self._direct_address)
+            self._listening = await serve(self._direct)
+            log.info("answering HTTP at %s", self._listening.address)
 
     async def direct_address(self) -> str:
         """``host:port`` of this replica's own HTTP server ("": it has none)."""
-        return self._direct_address
+        return self._listening.address if self._listening is not None else ""
 
     async def __del__(self) -> None:
-        """On a graceful stop (Serve no longer routes here), let the answers streaming from
-        this replica's own server finish before the engine stops (within Serve's shutdown
-        timeout)."""
-        direct = getattr(self, "_direct", None)  # None too if the constructor failed early
-        if direct is not None and not await direct.drained(DRAIN_TIMEOUT_S):
-            log.warning("stopping with %d direct answers unfinished", direct.active)
+        """On a graceful stop (Serve no longer routes here: the version is undeployed or
+        scaled down), take no new request on this replica's own server and let the answers
+        it is streaming finish before the engine stops (within Serve's shutdown timeout)."""
+        listening = getattr(self, "_listening", None)  # None too if the constructor failed
+        if listening is not None and not await listening.stop(DRAIN_TIMEOUT_S):
+            log.warning("stopping with %d direct answers unfinished", listening.app.active)
         await super().__del__()
 
     async def chat(self, request: Any, raw_request_info: Any = None) -> Any:
