@@ -26,7 +26,7 @@ def policy(ctx: AutoscalingContext) -> tuple[int | float, dict[str, Any]]:
     averaged, by default)."""
     direct = sum(((ctx.aggregated_metrics or {}).get(DIRECT_ONGOING) or {}).values())
     counted = copy.copy(ctx)  # Serve's context, with the direct requests in its total
-    counted.total_num_requests = ctx.total_num_requests + direct  # type: ignore[misc]
+    counted.total_num_requests = ctx.total_num_requests + direct
     return replica_queue_length_autoscaling_policy(counted)
 
 
