@@ -134,17 +134,24 @@ async def test_the_engines_refusal_and_a_body_that_is_not_json_are_openai_shaped
     assert json.loads(unknown.text)["error"]["code"] == "not_found"
 
 
+class Slow(Engine):
+    """Streams one chunk, then waits for ``gate`` before the end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started, self.gate = asyncio.Event(), asyncio.Event()
+
+    async def chat(self, request: Any, raw: Any) -> AsyncIterator[Any]:
+        yield CHUNK
+        self.started.set()
+        await self.gate.wait()
+        yield "data: [DONE]\n\n"
+
+
 async def test_a_stopping_replica_waits_for_the_answers_it_is_streaming() -> None:
-    started, gate = asyncio.Event(), asyncio.Event()
-
-    class Slow(Engine):
-        async def chat(self, request: Any, raw: Any) -> AsyncIterator[Any]:
-            yield CHUNK
-            started.set()
-            await gate.wait()
-            yield "data: [DONE]\n\n"
-
-    app = DirectApp(Slow(), "tiny", APP, KEY, None)
+    engine = Slow()
+    started, gate = engine.started, engine.gate
+    app = DirectApp(engine, "tiny", APP, KEY, None)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://r") as c:
         answer = asyncio.create_task(c.post("/v1/chat/completions", json=body(stream=True),
                                             headers={grants.HEADER: grant()}))  # fmt: skip
@@ -158,16 +165,9 @@ async def test_a_stopping_replica_waits_for_the_answers_it_is_streaming() -> Non
 async def test_a_stopping_replica_takes_no_new_connection_and_finishes_its_streams() -> None:
     """On its own port (a real server): once stopping, a new connection is refused (the
     edge then takes the gateway's route), while the stream under way goes on to its end."""
-    started, gate = asyncio.Event(), asyncio.Event()
-
-    class Slow(Engine):
-        async def chat(self, request: Any, raw: Any) -> AsyncIterator[Any]:
-            yield CHUNK
-            started.set()
-            await gate.wait()
-            yield "data: [DONE]\n\n"
-
-    listening = await serve(DirectApp(Slow(), "tiny", APP, KEY, None))
+    engine = Slow()
+    started, gate = engine.started, engine.gate
+    listening = await serve(DirectApp(engine, "tiny", APP, KEY, None))
     url = f"http://{listening.address}/v1/chat/completions"
     async with httpx.AsyncClient() as c:
         answer = asyncio.create_task(c.post(url, json=body(stream=True),
