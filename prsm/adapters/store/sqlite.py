@@ -73,11 +73,30 @@ async def _fetch(db: aiosqlite.Connection, sql: str, args: Sequence[Any] = ()) -
     return list(await db.execute_fetchall(sql, args))
 
 
+async def _set_wal(conn: aiosqlite.Connection) -> None:
+    """Put the file in WAL mode, waiting out other processes that open it at the same moment.
+
+    SQLite answers "database is locked" to a journal-mode change at once, without its busy
+    handler, when waiting could deadlock; several processes opening a new file hit that.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            await conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() + delay > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
 async def _connect(path: Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
     conn.row_factory = sqlite3.Row
     await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    await conn.execute("PRAGMA journal_mode = WAL")
+    await _set_wal(conn)
     await conn.execute("PRAGMA synchronous = FULL")
     await conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")  # random-key indexes need pages
     return conn
