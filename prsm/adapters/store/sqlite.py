@@ -1,8 +1,9 @@
 """The embedded event store and read views on one SQLite file.
 
-Several processes may share the file (gateway replicas, actors): WAL journal, a busy timeout,
-and writers that take SQLite's write lock up front (``BEGIN IMMEDIATE``), so positions are
-assigned and committed one writer at a time.
+Several processes may share the file (gateway replicas, actors): WAL journal (each opening
+waits out the others that switch a new file to it), a busy timeout, and writers that take
+SQLite's write lock up front (``BEGIN IMMEDIATE``), so positions are assigned and committed
+one writer at a time.
 """
 
 from __future__ import annotations
