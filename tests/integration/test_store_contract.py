@@ -218,7 +218,7 @@ async def test_migrations_are_applied_once_and_reopening_keeps_data(
         await again.close()
 
 
-async def test_a_sqlite_store_opens_while_another_process_creates_its_file(tmp_path: Path) -> None:
+async def test_a_sqlite_store_opens_while_another_writer_holds_a_new_file(tmp_path: Path) -> None:
     """The actors of ``prsm up`` open the embedded store together, the first time on a new
     file. SQLite refuses a switch to WAL at once, without waiting, while another connection
     holds the write lock of a file not yet in WAL: opening waits until it is free."""
