@@ -52,9 +52,14 @@ class Platform:
     token: str
 
 
+LOAD_PAUSE_S = 0.05
+
+
 @dataclass
 class Load:
-    """Requests to ``MODEL`` from two client threads until stopped; outcomes counted."""
+    """Requests to ``MODEL`` from two client threads until stopped; outcomes counted. Each
+    thread pauses ``LOAD_PAUSE_S`` after a request: the two stay under the default rate limit
+    (100 requests/s per caller), which answers 429 above it, however fast the platform is."""
 
     platform: Platform
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -87,6 +92,7 @@ class Load:
                 self.outcomes[str(exc.status_code)] += 1
             except openai.APIConnectionError:
                 self.outcomes["connection"] += 1
+            self._stop.wait(LOAD_PAUSE_S)
 
 
 @pytest.fixture(scope="module")
