@@ -5,9 +5,7 @@ real database, which say why."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import multiprocessing
-import sqlite3
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -18,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from prsm.adapters.store.sqlite import SqliteStore
 from prsm.domain import events as ev
 from prsm.domain import streams
 from prsm.domain.errors import ConcurrencyError
@@ -216,25 +213,6 @@ async def test_migrations_are_applied_once_and_reopening_keeps_data(
         assert len(await again.read_stream("s1")) == 1
     finally:
         await again.close()
-
-
-async def test_a_sqlite_store_opens_while_another_writer_holds_a_new_file(tmp_path: Path) -> None:
-    """The actors of ``prsm up`` open the embedded store together, the first time on a new
-    file. SQLite refuses a switch to WAL at once, without waiting, while another connection
-    holds the write lock of a file not yet in WAL: opening waits until it is free."""
-    path = tmp_path / "prsm.db"
-    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    other.execute("CREATE TABLE made_by_another_process (a)")
-    other.execute("BEGIN IMMEDIATE")
-    asyncio.get_running_loop().call_later(0.5, other.execute, "COMMIT")
-    store = await SqliteStore.open(path)
-    try:
-        assert await store.applied_migrations() == [1, 2, 3]
-        with contextlib.closing(sqlite3.connect(path)) as fresh:
-            assert fresh.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    finally:
-        await store.close()
-        other.close()
 
 
 @real_stores_only("several OS processes write one store: the fake lives in one process")
