@@ -17,7 +17,7 @@ async def test_a_sqlite_store_opens_while_another_writer_holds_a_new_file(tmp_pa
     holds the write lock of a file not yet in WAL: opening waits until it is free."""
     path = tmp_path / "prsm.db"
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    other.execute("CREATE TABLE made_by_another_process (a)")
+    other.execute("CREATE TABLE made_by_another_writer (a)")
     other.execute("BEGIN IMMEDIATE")
     asyncio.get_running_loop().call_later(0.5, other.execute, "COMMIT")
     store = await SqliteStore.open(path)
